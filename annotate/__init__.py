@@ -1,0 +1,1 @@
+"""annotate package of the ActAvatar toolkit."""

@@ -1,0 +1,1 @@
+"""dataset package: annotation schema, shard and manifest I/O, corpus checks."""

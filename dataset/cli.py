@@ -1,0 +1,84 @@
+"""`actavatar data ...` commands that read corpora: validate and stats.
+
+    actavatar data validate OUT/            # exit 0: valid; 1: one line per problem
+    actavatar data stats OUT/ [--json]
+    python -m dataset.cli validate OUT/     # the same without the console script
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from dataset.command import add_global_flags, run_command
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from dataset.annotation import AnnotationRules
+    from dataset.validate import validate_corpus
+
+    report = validate_corpus(
+        args.path,
+        decode=not args.no_decode,
+        rules=AnnotationRules(min_phase_s=args.min_phase_s),
+        workers=args.workers,
+    )
+    for line in report.problems:
+        print(line)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    status = ", ".join(f"{n} {s}" for s, n in sorted(report.status_counts.items())) or "no rows"
+    verdict = "VALID" if report.ok else f"INVALID: {len(report.problems)} problem(s)"
+    print(
+        f"{verdict} - {report.root}: {report.shards} shard(s), {report.samples} sample(s), "
+        f"{report.hours * 3600:.1f} s of video; manifest {report.manifest_rows} row(s) ({status})"
+    )
+    return 0 if report.ok else 1
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from dataset.stats import corpus_stats, format_stats, stats_json
+
+    stats = corpus_stats(args.path)
+    print(stats_json(stats) if args.json else format_stats(stats))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this package's commands to the `data` group."""
+    p = commands.add_parser(
+        "validate",
+        help="check every shard and the manifest of a corpus",
+        description="Check a corpus folder (shards/ + manifest.parquet): members present, media "
+        "decodable, annotation JSON valid against schema v1 (phase rules included), manifest and "
+        "shards agree. Prints one line per problem (file: key: what) and exits 1 if there is any, "
+        "0 on a valid corpus.",
+    )
+    p.add_argument("path", help="corpus folder (holds shards/ and manifest.parquet)")
+    p.add_argument("--no-decode", action="store_true", help="probe mp4 containers instead of decoding every frame (faster)")
+    p.add_argument("--workers", type=int, default=1, help="shards checked in parallel processes (default 1)")
+    p.add_argument("--min-phase-s", type=float, default=0.5, help="shortest allowed phase in seconds (default 0.5)")
+    p.set_defaults(func=_validate)
+
+    p = commands.add_parser(
+        "stats",
+        help="clips, hours, phases and words per clip, rejection reasons",
+        description="Summarise a corpus from its manifest: clips kept, hours, phases per clip, "
+        "words per clip and why candidates were rejected.",
+    )
+    p.add_argument("path", help="corpus folder (holds manifest.parquet)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_stats)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dataset.cli", description=__doc__.splitlines()[0])
+    add_global_flags(parser)
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    return run_command(args, prog="python -m dataset.cli")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

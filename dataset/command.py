@@ -1,0 +1,40 @@
+"""What every command-line entry point shares: running a parsed command with clean errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+# Errors that mean "the input or the options are wrong": one line, exit code 2, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def add_global_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--traceback", action="store_true", help="show the full Python traceback on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+
+
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Call `args.func(args)`; user errors print `prog: error: ...` and return 2."""
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as err:
+        if args.traceback or os.environ.get("ACTAVATAR_TRACEBACK"):
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,138 @@
+"""Encode and decode the media members of a shard with PyAV (bundled FFmpeg, no ffmpeg CLI).
+
+The contract (DESIGN.md §3): `<key>.mp4` is H.264 yuv420p at 25 fps with AAC 16 kHz mono,
+`<key>.wav` is 16 kHz mono PCM16. Frames are uint8 (T, H, W, 3) RGB; audio is float32 in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from dataset.schema import AUDIO_SAMPLE_RATE, VIDEO_FPS
+
+
+class MediaError(ValueError):
+    """Media bytes that cannot be decoded (or encoded); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    num_frames: int
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+
+
+def encode_wav(samples: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> bytes:
+    """Mono float32 in [-1, 1] (or int16) -> PCM16 WAV bytes."""
+    samples = np.asarray(samples)
+    if samples.ndim != 1:
+        raise MediaError(f"audio must be mono (1-D), got shape {samples.shape}")
+    if samples.dtype != np.int16:
+        samples = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(samples.astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """PCM16 mono WAV bytes -> (float32 samples in [-1, 1], sample rate)."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as wav:
+            if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
+                raise MediaError(
+                    f"WAV must be mono PCM16, got {wav.getnchannels()} channel(s), {8 * wav.getsampwidth()}-bit"
+                )
+            rate = wav.getframerate()
+            raw = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError) as err:
+        raise MediaError(f"not a readable WAV file: {err}") from None
+    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0, rate
+
+
+def encode_mp4(
+    frames: np.ndarray,
+    audio: np.ndarray | None = None,
+    *,
+    fps: float = VIDEO_FPS,
+    sample_rate: int = AUDIO_SAMPLE_RATE,
+    crf: int = 20,
+) -> bytes:
+    """uint8 (T, H, W, 3) RGB frames (+ mono float32 audio) -> H.264 yuv420p / AAC mp4 bytes."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise MediaError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise MediaError(f"H.264 yuv420p needs even width and height, got {frames.shape[2]}x{frames.shape[1]}")
+    buf = io.BytesIO()
+    rate = Fraction(fps).limit_denominator(1001)
+    # bitexact: no encoder version or creation time in the file, so equal input gives equal bytes.
+    with av.open(buf, mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        vstream = container.add_stream("libx264", rate=rate)
+        vstream.width, vstream.height = frames.shape[2], frames.shape[1]
+        vstream.pix_fmt = "yuv420p"
+        # Deterministic output: one thread, no scene-cut dependent GOP decisions.
+        vstream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "flags": "+bitexact"}
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("aac", rate=sample_rate, layout="mono")
+            astream.options = {"flags": "+bitexact"}
+        for frame in frames:
+            for packet in vstream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in vstream.encode():
+            container.mux(packet)
+        if astream is not None:
+            pcm = np.asarray(audio, dtype=np.float32).reshape(1, -1)
+            aframe = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
+            aframe.sample_rate = sample_rate
+            for packet in astream.encode(aframe):
+                container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    return buf.getvalue()
+
+
+def probe_mp4(data: bytes) -> VideoInfo:
+    """Stream facts without decoding every frame (frame count from the container)."""
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise MediaError("no video stream")
+            stream = container.streams.video[0]
+            return VideoInfo(
+                num_frames=stream.frames,
+                width=stream.codec_context.width,
+                height=stream.codec_context.height,
+                fps=float(stream.average_rate or 0.0),
+                has_audio=bool(container.streams.audio),
+            )
+    except av.error.FFmpegError as err:
+        raise MediaError(f"not a readable mp4: {err}") from None
+
+
+def decode_mp4(data: bytes) -> np.ndarray:
+    """mp4 bytes -> uint8 (T, H, W, 3) RGB frames, every frame decoded."""
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise MediaError("no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    except av.error.FFmpegError as err:
+        raise MediaError(f"not a decodable mp4: {err}") from None
+    if not frames:
+        raise MediaError("mp4 has a video stream but no decodable frames")
+    return np.stack(frames)

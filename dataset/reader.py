@@ -1,0 +1,144 @@
+"""Read shards as decoded samples, built from `webdataset` pipeline stages.
+
+    pipe = shard_pipeline(list_shards("OUT"), decode="full")
+    loader = torch.utils.data.DataLoader(pipe, batch_size=None, num_workers=4)
+    for sample in loader:
+        sample["frames"]      # uint8 (T, H, W, 3)
+        sample["audio"]       # float32 (N,), 16 kHz
+        sample["annotation"]  # dict (schema v1)
+
+`shard_pipeline` returns a `wds.DataPipeline`, so further webdataset stages (`wds.shuffle`,
+`wds.batched`, `wds.map`, ...) append with `pipe.append(stage)` or via `stages=`.
+Shards are split across nodes (torch.distributed ranks) and DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import webdataset as wds
+
+from dataset.annotation import parse_annotation
+from dataset.media import MediaError, decode_mp4, decode_wav
+from dataset.schema import AUDIO_SAMPLE_RATE, SHARD_RE, SHARDS_DIRNAME
+
+log = logging.getLogger(__name__)
+
+DecodeMode = Literal["full", "annotation", "none"]
+
+
+def list_shards(path: str | Path | Sequence[str]) -> list[str]:
+    """Resolve a corpus folder, a shards folder, a tar, a glob, a text file of paths or a URL
+    pattern (`s3://b/shard-{000000..000009}.tar`) into an ordered list of shard URLs."""
+    if not isinstance(path, (str, Path)):
+        return [str(p) for p in path]
+    text = str(path)
+    if "://" in text or "{" in text:
+        return list(wds.shardlists.expand_urls(text))
+    p = Path(text)
+    if p.is_dir():
+        folder = p / SHARDS_DIRNAME if (p / SHARDS_DIRNAME).is_dir() else p
+        shards = sorted(str(s) for s in folder.iterdir() if SHARD_RE.match(s.name))
+        if not shards:
+            raise FileNotFoundError(f"{folder}: no shard-NNNNNN.tar files here")
+        return shards
+    if p.is_file() and p.suffix == ".txt":
+        return [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    if p.is_file():
+        return [str(p)]
+    matches = sorted(glob.glob(text))
+    if not matches:
+        raise FileNotFoundError(f"no shards found at {text}")
+    return matches
+
+
+def _json_only(name: str) -> bool:
+    # Module-level (not a lambda) so the pipeline pickles into DataLoader workers.
+    return name.endswith(".json")
+
+
+class LogAndContinue:
+    """webdataset error handler: log the first few errors in full, then one in `every`."""
+
+    def __init__(self, first: int = 10, every: int = 100) -> None:
+        self.first, self.every, self.count = first, every, 0
+
+    def __call__(self, exn: BaseException) -> bool:
+        self.count += 1
+        if self.count <= self.first or self.count % self.every == 0:
+            log.warning("skipping a sample (error %d): %s", self.count, exn)
+        return True
+
+
+class SampleDecoder:
+    """Turn a raw webdataset sample (bytes per member) into tensors and the annotation dict.
+
+    Args:
+        video: decode `<key>.mp4` into `frames`.
+        audio: decode `<key>.wav` into `audio`.
+    """
+
+    def __init__(self, *, video: bool = True, audio: bool = True) -> None:
+        self.video, self.audio = video, audio
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        key, url = sample.get("__key__"), sample.get("__url__")
+        try:
+            out: dict[str, Any] = {"__key__": key, "__url__": url, "annotation": parse_annotation(sample["json"])}
+            if self.video:
+                out["frames"] = torch.from_numpy(decode_mp4(sample["mp4"]))
+            if self.audio:
+                samples, rate = decode_wav(sample["wav"])
+                if rate != AUDIO_SAMPLE_RATE:
+                    raise MediaError(f"audio is {rate} Hz, expected {AUDIO_SAMPLE_RATE}")
+                out["audio"] = torch.from_numpy(samples)
+        except KeyError as err:
+            raise ValueError(f"{url}: sample {key}: missing member .{err.args[0]}") from None
+        except (ValueError, MediaError) as err:
+            raise ValueError(f"{url}: sample {key}: {err}") from None
+        return out
+
+
+def shard_pipeline(
+    urls: str | Path | Sequence[str],
+    *,
+    decode: DecodeMode = "full",
+    shuffle_shards: bool = False,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+    handler: Callable[[BaseException], bool] | None = None,
+    stages: Iterable[Any] = (),
+) -> wds.DataPipeline:
+    """A webdataset pipeline over shards that yields decoded samples.
+
+    Args:
+        urls: anything `list_shards` accepts.
+        decode: "full" (frames + audio + annotation), "annotation" (reads only the JSON
+            members), or "none" (raw bytes per member, as plain webdataset gives them).
+        shuffle_shards / shuffle_buffer / seed: deterministic shard order shuffle and a sample
+            shuffle buffer (0 = keep shard order).
+        handler: what to do with a broken sample; default logs (rate-limited) and skips it.
+        stages: extra webdataset stages appended at the end.
+    """
+    if decode not in ("full", "annotation", "none"):
+        raise ValueError(f"decode must be 'full', 'annotation' or 'none', got {decode!r}")
+    handler = handler or LogAndContinue()
+    shards = list_shards(urls)
+    pipeline: list[Any] = [wds.SimpleShardList(shards)]
+    if shuffle_shards:
+        pipeline.append(wds.detshuffle(bufsize=len(shards), seed=seed))
+    pipeline += [wds.split_by_node, wds.split_by_worker]
+    select = _json_only if decode == "annotation" else None
+    pipeline.append(wds.tarfile_to_samples(handler=handler, select_files=select))
+    if shuffle_buffer:
+        pipeline.append(wds.shuffle(shuffle_buffer, rng=None, seed=seed))
+    if decode != "none":
+        full = decode == "full"
+        pipeline.append(wds.map(SampleDecoder(video=full, audio=full), handler=handler))
+    pipeline += list(stages)
+    return wds.DataPipeline(*pipeline)

@@ -1,0 +1,74 @@
+"""Data contracts shared by every stage: sample keys, shard members, the manifest schema.
+
+See DESIGN.md §3. The annotation JSON schema and its validator live in `dataset.annotation`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+# `<source_id>_<clip:04d>`, source_id = first 16 hex chars of the source file's SHA-256.
+SAMPLE_KEY_RE = re.compile(r"^[0-9a-f]{16}_[0-9]{4,}$")
+# What may appear as a key inside a tar at all: webdataset splits member names at the first
+# dot and treats "/" as a directory, so neither may occur; nor may anything outside ASCII.
+# At most 90 characters so "<key>.<ext>" fits a plain USTAR name field (100 bytes).
+SAFE_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,89}$")
+
+# Members every sample of a media shard carries (extension -> what it is).
+REQUIRED_MEMBERS: dict[str, str] = {
+    "json": "annotation (schema v1)",
+    "mp4": "H.264 yuv420p video, 25 fps, AAC 16 kHz mono",
+    "wav": "16 kHz mono PCM16 audio",
+}
+SHARD_PATTERN = "shard-%06d.tar"
+SHARD_RE = re.compile(r"^shard-(\d{6,})\.tar$")
+SHARDS_DIRNAME = "shards"
+MANIFEST_FILENAME = "manifest.parquet"
+PARTIAL_SUFFIX = ".partial"
+
+VIDEO_FPS = 25.0
+AUDIO_SAMPLE_RATE = 16_000
+
+STATUSES = ("ok", "rejected", "failed")
+
+# One row per clip candidate (or per source that failed before it had clips).
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string()),
+        pa.field("source_sha256", pa.string()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("detail", pa.string()),
+        pa.field("shard", pa.string()),
+        # quality figures (null where the stage producing them did not run)
+        pa.field("duration_s", pa.float64()),
+        pa.field("num_frames", pa.int32()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("fps", pa.float64()),
+        pa.field("speech_ratio", pa.float64()),
+        pa.field("face_detected_ratio", pa.float64()),
+        pa.field("face_max_faces", pa.int32()),
+        pa.field("face_area", pa.float64()),
+        pa.field("language", pa.string()),
+        pa.field("num_words", pa.int32()),
+        pa.field("num_phases", pa.int32()),
+    ]
+)
+MANIFEST_COLUMNS = tuple(MANIFEST_SCHEMA.names)
+
+
+def shard_name(index: int) -> str:
+    return SHARD_PATTERN % index
+
+
+def is_safe_key(key: str) -> bool:
+    return bool(SAFE_KEY_RE.match(key))

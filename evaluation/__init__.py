@@ -1,0 +1,1 @@
+"""evaluation package of the ActAvatar toolkit."""
