@@ -24,6 +24,9 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "data": ("build, check and inspect corpora (shards + manifest)", ("dataset.cli",)),
 }
 
+# Single commands (no subcommands): name -> (one-line help, module with `configure(parser)`).
+COMMANDS: dict[str, tuple[str, str]] = {}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -39,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
         for module in modules:
             importlib.import_module(module).register(commands)
+    for name, (help_text, module) in COMMANDS.items():
+        importlib.import_module(module).configure(groups.add_parser(name, help=help_text, description=help_text))
     return parser
 
 
