@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import glob
 import logging
+import re
+import tarfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import webdataset as wds
+from webdataset.filters import pipelinefilter
+from webdataset.tariterators import group_by_keys
 
 from dataset.annotation import parse_annotation
 from dataset.media import MediaError, decode_mp4, decode_wav
@@ -29,6 +33,7 @@ from dataset.schema import AUDIO_SAMPLE_RATE, SHARD_RE, SHARDS_DIRNAME
 
 log = logging.getLogger(__name__)
 
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 DecodeMode = Literal["full", "annotation", "none"]
 
 
@@ -57,9 +62,40 @@ def list_shards(path: str | Path | Sequence[str]) -> list[str]:
     return matches
 
 
+def _is_local(url: str) -> bool:
+    """A plain path or file:// URL (not s3://, gs://, pipe:..., http://...)."""
+    return url.startswith("file://") or not _SCHEME_RE.match(url)
+
+
 def _json_only(name: str) -> bool:
     # Module-level (not a lambda) so the pipeline pickles into DataLoader workers.
     return name.endswith(".json")
+
+
+def _local_tar_files(sources: Iterable[dict[str, Any]], handler: Callable[[BaseException], bool], select_files: Callable[[str], bool] | None = None) -> Iterable[dict[str, Any]]:
+    """Like webdataset's tar expansion, but for local shards opened seekable: members that
+    `select_files` rejects are skipped with a seek instead of being read (why: an
+    annotation-only pass then touches a few KB per sample instead of the whole video)."""
+    for source in sources:
+        url = source["url"]
+        try:
+            with tarfile.open(url.removeprefix("file://"), mode="r:") as tar:
+                for info in tar:
+                    if not info.isreg() or (select_files is not None and not select_files(info.name)):
+                        continue
+                    yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": url}  # type: ignore[union-attr]
+                    tar.members = []  # don't keep every header of a large shard in memory
+            yield {}  # end-of-shard marker: group_by_keys never merges samples across shards
+        except (tarfile.TarError, OSError) as exn:
+            if not handler(ValueError(f"{url}: {exn}")):
+                break
+
+
+def _local_tar_samples(src, handler, select_files=None):
+    return group_by_keys(_local_tar_files(src, handler, select_files), handler=handler)
+
+
+local_tarfile_to_samples = pipelinefilter(_local_tar_samples)
 
 
 class LogAndContinue:
@@ -134,7 +170,8 @@ def shard_pipeline(
         pipeline.append(wds.detshuffle(bufsize=len(shards), seed=seed))
     pipeline += [wds.split_by_node, wds.split_by_worker]
     select = _json_only if decode == "annotation" else None
-    pipeline.append(wds.tarfile_to_samples(handler=handler, select_files=select))
+    expand = local_tarfile_to_samples if all(map(_is_local, shards)) else wds.tarfile_to_samples
+    pipeline.append(expand(handler=handler, select_files=select))
     if shuffle_buffer:
         pipeline.append(wds.shuffle(shuffle_buffer, rng=None, seed=seed))
     if decode != "none":

@@ -32,7 +32,8 @@ def toy_clip(index: int, *, seconds: float = 2.0, width: int = 64, height: int =
     base = rng.integers(0, 255, size=3)
     t = np.arange(num_frames)[:, None, None, None]
     frames = ((base + 3 * (xx + yy)[None, ..., None] + 4 * t) % 256).astype(np.uint8)
-    n_phases = int(rng.integers(1, 4))
+    # Phases of at least 0.5 s (the default minimum), between 1 and 3 of them.
+    n_phases = max(1, min(int(rng.integers(1, 4)), int(duration // 0.5)))
     bounds = np.linspace(0.0, duration, n_phases + 1)
     phases = [
         {"start_s": round(float(a), 3), "end_s": round(float(b), 3), "text": str(rng.choice(_ACTIONS))}

@@ -106,8 +106,9 @@ def _check_sample(shard: str, key: str, members: dict[str, bytes], decode: bool,
                 num_frames, height, width = info.num_frames, info.height, info.width
             if video.get("num_frames") not in (None, num_frames):
                 problems.append(f"{where}.mp4: has {num_frames} frames, annotation says {video['num_frames']}")
-            if (video.get("width"), video.get("height")) not in ((None, None), (width, height)):
-                problems.append(f"{where}.mp4: is {width}x{height}, annotation says {video.get('width')}x{video.get('height')}")
+            for name, actual in (("width", width), ("height", height)):
+                if video.get(name) not in (None, actual):
+                    problems.append(f"{where}.mp4: {name} is {actual}, annotation says {video[name]}")
         except MediaError as err:
             problems.append(f"{where}.mp4: {err}")
     if "wav" in members:
