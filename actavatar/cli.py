@@ -21,7 +21,7 @@ from dataset.command import add_global_flags, run_command
 # group name -> (one-line help, modules that register commands in that group).
 # Only groups whose work exists are listed: a missing group is absent, not a placeholder.
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "data": ("build, check and inspect corpora (shards + manifest)", ("dataset.cli",)),
+    "data": ("build, check and inspect corpora (shards + manifest)", ("dataset.cli", "annotate.cli")),
 }
 
 # Single commands (no subcommands): name -> (one-line help, module with `configure(parser)`).

@@ -1,0 +1,45 @@
+"""Assemble a kept clip's annotation (schema v1) from what the part-1 stages measured.
+
+The transcript and caption stages have not run in part 1, so both are `null`: explicitly
+absent, never placeholder text. `speech_ratio` is null until the ASR stage measures it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from annotate.config import AnnotateConfig
+from annotate.cut import SAMPLES_PER_FRAME
+from annotate.timeline import OUTPUT_FPS
+from dataset.schema import AUDIO_SAMPLE_RATE, SCHEMA_VERSION
+
+FACE_MODEL = "mediapipe/blazeface-short-range"
+
+
+def clip_annotation(
+    key: str,
+    uri: str,
+    sha256: str,
+    clip: dict[str, Any],
+    face_box: list[float] | None,
+    cfg: AnnotateConfig,
+    config_hash: str,
+) -> dict[str, Any]:
+    num_frames = clip["stop"] - clip["start"]
+    face = clip["face"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "key": key,
+        "source": {"uri": uri, "sha256": sha256, "start_s": round(clip["start"] / OUTPUT_FPS, 4),
+                   "end_s": round(clip["stop"] / OUTPUT_FPS, 4)},
+        "video": {"fps": OUTPUT_FPS, "num_frames": num_frames, "width": cfg.clip.width, "height": cfg.clip.height,
+                  "duration_s": round(num_frames / OUTPUT_FPS, 4)},
+        "audio": {"sample_rate": AUDIO_SAMPLE_RATE, "num_samples": int(round(num_frames * SAMPLES_PER_FRAME)),
+                  "speech_ratio": None},
+        "face": {"detected_ratio": face["detected_ratio"], "max_faces": face["max_faces"],
+                 "bbox": [round(v, 4) for v in face_box] if face_box else None} if face else None,
+        "transcript": None,
+        "caption": None,
+        "provenance": {"pipeline_version": cfg.pipeline_version, "config_hash": config_hash,
+                       "models": {"face": FACE_MODEL}},
+    }

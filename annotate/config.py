@@ -1,0 +1,167 @@
+"""Configuration of the annotation pipeline: one frozen dataclass per stage, nested in the root.
+
+Values live in `configs/annotate/*.yaml`; `key=value` overrides on the command line
+(e.g. `clip.width=384 shots.max_clip_s=8`). Each class validates itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from dataset.writer import ShardWriterConfig
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProbeConfig:
+    """Args:
+    min_duration_s: sources shorter than this are rejected (`too_short`).
+    require_audio: reject sources without an audio stream (`no_audio`).
+    """
+
+    min_duration_s: float = 1.0
+    require_audio: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_duration_s < 0:
+            raise ValueError(f"probe.min_duration_s must be >= 0, got {self.min_duration_s}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShotConfig:
+    """Shot detection (PySceneDetect detectors fed downscaled frames) and clip planning.
+
+    Args:
+        detector: "adaptive" (AdaptiveDetector) or "content" (ContentDetector).
+        adaptive_threshold / adaptive_window / min_content_val: AdaptiveDetector settings.
+        content_threshold: ContentDetector threshold.
+        fade_threshold: ThresholdDetector luma level for fades to/from black (0 disables).
+        analysis_width: frames are scaled to this width for detection (height keeps aspect).
+        min_clip_s / max_clip_s: clip length bounds; longer shots are split evenly.
+        trim_s: seconds dropped at both edges of every shot (transitions, cut jitter).
+    """
+
+    detector: str = "adaptive"
+    adaptive_threshold: float = 3.0
+    adaptive_window: int = 2
+    min_content_val: float = 15.0
+    content_threshold: float = 27.0
+    fade_threshold: float = 12.0
+    analysis_width: int = 256
+    min_clip_s: float = 2.0
+    max_clip_s: float = 10.0
+    trim_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.detector not in ("adaptive", "content"):
+            raise ValueError(f"shots.detector must be 'adaptive' or 'content', got {self.detector!r}")
+        if not 0 < self.min_clip_s <= self.max_clip_s:
+            raise ValueError(
+                f"need 0 < shots.min_clip_s <= shots.max_clip_s, got {self.min_clip_s} and {self.max_clip_s}"
+            )
+        if self.max_clip_s < 2 * self.min_clip_s:
+            raise ValueError(
+                f"shots.max_clip_s ({self.max_clip_s}) must be >= 2 * shots.min_clip_s ({self.min_clip_s}) "
+                "so that long shots split into clips that are all long enough"
+            )
+        if self.trim_s < 0:
+            raise ValueError(f"shots.trim_s must be >= 0, got {self.trim_s}")
+        if self.analysis_width < 32:
+            raise ValueError(f"shots.analysis_width must be >= 32, got {self.analysis_width}")
+        if self.adaptive_window < 1:
+            raise ValueError(f"shots.adaptive_window must be >= 1, got {self.adaptive_window}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FaceConfig:
+    """Face filter (mediapipe BlazeFace on frames sampled during the analysis pass).
+
+    Args:
+        model_path: the .tflite model; "" uses the cache (`annotate.face_detector.ensure_face_model`).
+        sample_fps: detection rate, frames per second of video.
+        analysis_width: frames are scaled to this width for detection.
+        min_score: detector confidence threshold.
+        min_face_height: smallest face accepted, as a fraction of the frame height.
+        min_dominant_ratio: share of sampled frames that must show exactly one dominant face.
+        dominance: a face dominates when its area is at least this times any other face's.
+    """
+
+    model_path: str = ""
+    sample_fps: float = 2.0
+    analysis_width: int = 384
+    min_score: float = 0.5
+    min_face_height: float = 0.08
+    min_dominant_ratio: float = 0.8
+    dominance: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.sample_fps <= 25:
+            raise ValueError(f"face.sample_fps must be in (0, 25], got {self.sample_fps}")
+        if not 0 < self.min_score < 1:
+            raise ValueError(f"face.min_score must be in (0, 1), got {self.min_score}")
+        if not 0 <= self.min_face_height < 1:
+            raise ValueError(f"face.min_face_height must be in [0, 1), got {self.min_face_height}")
+        if not 0 < self.min_dominant_ratio <= 1:
+            raise ValueError(f"face.min_dominant_ratio must be in (0, 1], got {self.min_dominant_ratio}")
+        if self.dominance < 1:
+            raise ValueError(f"face.dominance must be >= 1, got {self.dominance}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClipConfig:
+    """Cut and normalise: 25 fps, `width` x `height`, AAC/PCM 16 kHz mono.
+
+    Args:
+        width / height: output frame size (even numbers, H.264 yuv420p).
+        mode: "crop" (a window around the face track, scaled to the size) or "pad" (the whole
+            frame scaled to fit, black bars).
+        crop_scale: in crop mode, the window height is the face height times this.
+        crf: x264 quality (lower is better, larger files).
+    """
+
+    width: int = 512
+    height: int = 512
+    mode: str = "crop"
+    crop_scale: float = 3.0
+    crf: int = 20
+
+    def __post_init__(self) -> None:
+        for name, value in (("width", self.width), ("height", self.height)):
+            if value < 16 or value % 2:
+                raise ValueError(f"clip.{name} must be an even number >= 16, got {value}")
+        if self.mode not in ("crop", "pad"):
+            raise ValueError(f"clip.mode must be 'crop' or 'pad', got {self.mode!r}")
+        if self.crop_scale < 1:
+            raise ValueError(f"clip.crop_scale must be >= 1, got {self.crop_scale}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"clip.crf must be in [0, 51], got {self.crf}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AnnotateConfig:
+    """Root config of `actavatar data run`.
+
+    Args:
+        workers: sources processed in parallel (Ray actors per stage).
+        pipeline_version: written into every annotation's provenance.
+    """
+
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    shots: ShotConfig = field(default_factory=ShotConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    pack: ShardWriterConfig = field(default_factory=ShardWriterConfig)
+    workers: int = 2
+    pipeline_version: str = "actavatar-annotate-1"
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
+def config_hash(cfg: AnnotateConfig) -> str:
+    """Short hash of everything that shapes the output (provenance; resume safety)."""
+    data = json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(data).hexdigest()[:16]

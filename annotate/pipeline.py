@@ -1,0 +1,182 @@
+"""The Ray Data graph of `actavatar data run`: hash → probe → analyse → plan → cut → pack.
+
+Local in-process Ray by default, an existing cluster with `ray_address` (the toolkit must be
+installed on the cluster's nodes). Per-source stages run as Ray Data actor pools with durable
+ledger records (`annotate.ledger`); packing runs on the driver at the end, from the ledger, in
+key order, so a resumed run writes the same shards as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from annotate.config import AnnotateConfig, config_hash
+from annotate.ledger import Ledger
+from annotate.sources import clip_key, resolve_inputs, source_sha256
+from annotate.stages import ROW_STAGES, clip_files, initial_row
+from annotate.timeline import OUTPUT_FPS
+from dataset.annotation import parse_annotation
+from dataset.atomic import atomic_write_bytes
+from dataset.writer import ShardWriter
+
+log = logging.getLogger(__name__)
+
+
+def _init_ray(address: str | None, workers: int) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=workers, **kwargs)
+
+
+def _source_rows(uris: list[str], workers: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Hash every source (threads: hashing is I/O and hashlib releases the GIL); the second
+    list holds manifest rows for byte-identical duplicates of earlier sources."""
+    with ThreadPoolExecutor(max(2, 2 * workers)) as pool:
+        hashes = list(pool.map(source_sha256, uris))
+    unique, duplicates, seen = [], [], {}
+    for uri, sha in zip(uris, hashes):
+        source_id = sha[:16]
+        if source_id in seen:
+            duplicates.append({"key": f"{source_id}_dup{len(duplicates):04d}", "source_uri": uri,
+                               "source_sha256": sha, "status": "rejected", "stage": "hash",
+                               "reason": "duplicate_source", "detail": f"same bytes as {seen[source_id]}"})
+        else:
+            seen[source_id] = uri
+            unique.append({"uri": uri, "sha256": sha, "source_id": source_id})
+    return unique, duplicates
+
+
+def run_pipeline(cfg: AnnotateConfig, input_spec: str, out_dir: str | Path, *, ray_address: str | None = None) -> dict[str, Any]:
+    """Run (or resume) the pipeline; returns the summary dict that the CLI prints."""
+    import ray.data
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    uris = resolve_inputs(input_spec)
+    ledger = Ledger(out)
+    ledger.check_config(config_hash(cfg))
+    atomic_write_bytes(ledger.root / "inputs.json", json.dumps(uris).encode())
+    _init_ray(ray_address, cfg.workers)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = False
+    sources, duplicates = _source_rows(uris, cfg.workers)
+    log.info("%d sources (%d duplicates)", len(sources), len(duplicates))
+
+    ds = ray.data.from_items([initial_row(r["uri"], r["source_id"], r["sha256"]) for r in sources],
+                             override_num_blocks=max(1, len(sources)))
+    # Every actor stage gets `workers` actors; each reserves a CPU share so that all pools fit in
+    # `workers` CPUs together (with 1 CPU each, downstream pools starve upstream ones and the
+    # streaming executor waits forever). A stage's actors are busy only while data reaches them.
+    share = 1.0 / sum(stage.uses_actor for stage in ROW_STAGES)
+    for stage in ROW_STAGES:
+        if stage.uses_actor:
+            ds = ds.map(stage, fn_constructor_kwargs={"cfg": cfg, "out_dir": str(out)}, concurrency=cfg.workers, num_cpus=share)
+        else:  # cheap stage: Ray Data fuses these tasks with their neighbours
+            ds = ds.map(stage(cfg, str(out)), num_cpus=share)
+    finished = {row["source_id"]: (row["uri"], json.loads(row["state"])) for row in ds.iter_rows()}
+    summary = pack(cfg, out, finished, duplicates)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    return summary
+
+
+def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], int]:
+    """Rejected/failed rows of one source, the keys of its kept clips, its clip candidates."""
+    base = {"source_uri": uri, "source_sha256": state["sha256"]}
+    error = state.get("error")
+    if error and error["stage"] in ("probe", "analyse", "plan"):
+        return [{**base, "key": source_id, "status": error["status"], "stage": error["stage"],
+                 "reason": error["reason"], "detail": error["detail"],
+                 "duration_s": (state.get("probe") or {}).get("duration_s")}], [], 0
+    rows = []
+    for clip in state["plan"]:
+        key = clip_key(source_id, clip["index"])
+        figures = clip["face"] or {}
+        row = {**base, "key": key, "start_s": clip["start"] / OUTPUT_FPS, "end_s": clip["stop"] / OUTPUT_FPS,
+               "duration_s": (clip["stop"] - clip["start"]) / OUTPUT_FPS, "fps": OUTPUT_FPS,
+               "face_detected_ratio": figures.get("detected_ratio"), "face_max_faces": figures.get("max_faces")}
+        if clip["status"] != "ok":
+            rows.append({**row, "status": clip["status"], "stage": "shots" if clip["reason"] == "shot_too_short" else "face",
+                         "reason": clip["reason"], "detail": clip["detail"]})
+        elif error:  # the cut stage failed for this source: its kept clips become failed rows
+            rows.append({**row, "status": "failed", "stage": "cut", "reason": error["reason"], "detail": error["detail"]})
+    return rows, [] if error else state["cut"], len(state["plan"])
+
+
+def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str, Any]]], duplicates: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write shards + manifest from the ledger, in key order (deterministic)."""
+    rows: list[dict[str, Any]] = list(duplicates)
+    kept: list[tuple[str, str]] = []
+    candidates = 0
+    hours_in = 0.0
+    for source_id, (uri, state) in finished.items():
+        hours_in += ((state.get("probe") or {}).get("duration_s") or 0.0) / 3600
+        source_rows, keys, count = _manifest_rows(source_id, uri, state)
+        rows += source_rows
+        candidates += count
+        kept += [(key, source_id) for key in keys]
+    seconds_out = 0.0
+    with ShardWriter(out, cfg.pack, overwrite=True) as writer:
+        for key, source_id in sorted(kept):
+            files = clip_files(out, source_id, key)
+            doc = parse_annotation(files["json"].read_bytes())
+            writer.write({"__key__": key, "json": doc, "mp4": files["mp4"].read_bytes(), "wav": files["wav"].read_bytes()},
+                         row={"stage": "cut"})
+            seconds_out += doc["video"]["duration_s"]
+        for row in rows:
+            writer.add_row(row)
+    reasons = Counter(f"{r['status']}: {r['reason']}" for r in rows)
+    return {
+        "output": str(out),
+        "sources": len(finished) + len(duplicates),
+        "sources_failed": sum(1 for _, s in finished.values() if (s.get("error") or {}).get("status") == "failed"),
+        "clips_kept": len(kept),
+        "clip_candidates": candidates,
+        "not_kept": dict(reasons.most_common()),
+        "hours_in": round(hours_in, 4),
+        "hours_out": round(seconds_out / 3600, 4),
+        "shards": writer.shards_written,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"run finished in {summary.get('seconds', 0):.1f} s -> {summary['output']}",
+        f"  sources        {summary['sources']} ({summary['sources_failed']} failed)",
+        f"  clips kept     {summary['clips_kept']} of {summary['clip_candidates']} candidates, in {len(summary['shards'])} shard(s)",
+        f"  hours in/out   {summary['hours_in']:.4f} / {summary['hours_out']:.4f}",
+        "  not kept" + ("       none" if not summary["not_kept"] else ""),
+    ]
+    lines += [f"    {count:>6}  {reason}" for reason, count in summary["not_kept"].items()]
+    return "\n".join(lines)
+
+
+def run_status(out_dir: str | Path) -> dict[str, Any]:
+    """Per-stage progress of a run (finished or not)."""
+    ledger = Ledger(out_dir)
+    if not ledger.root.is_dir():
+        raise FileNotFoundError(f"{out_dir}: no run here (no {ledger.root.name}/ folder)")
+    inputs_file = ledger.root / "inputs.json"
+    inputs = len(json.loads(inputs_file.read_text())) if inputs_file.is_file() else None
+    clips = 0
+    for source in ledger.root.iterdir():
+        record = ledger.get(source.name, "cut") if source.is_dir() else None
+        clips += len(record.get("ok") or []) if record else 0
+    manifest = Path(out_dir) / "manifest.parquet"
+    packed = None
+    if manifest.is_file():
+        from dataset.manifest import read_manifest
+
+        packed = dict(Counter(read_manifest(manifest).column("status").to_pylist()))
+    return {"output": str(out_dir), "inputs": inputs, "stages": ledger.counts(), "clips_cut": clips, "packed": packed}

@@ -1,0 +1,131 @@
+"""Ray Data row stages: each wraps one pipeline stage with the durable ledger.
+
+A row is `{"uri", "source_id", "state"}` where `state` is a JSON string (kept as a string so
+Ray's Arrow blocks never have to infer types for nested, ragged data). A stage whose ledger
+record exists returns it instead of recomputing; a stage that fails for a source records the
+failure, so the failure is not retried on resume either (the input is what it is).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from annotate.config import AnnotateConfig, config_hash
+from annotate.ledger import Ledger
+from annotate.probe import SourceError
+
+log = logging.getLogger(__name__)
+
+
+class _RowStage:
+    """Shared mechanics: ledger lookup, error capture, state (de)serialisation."""
+
+    name = ""
+    # Stages that load something heavy once (a model) run as actor pools; the others as tasks.
+    uses_actor = False
+
+    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
+        self.cfg, self.ledger = cfg, Ledger(out_dir)
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        state = json.loads(row["state"])
+        if state.get("error") is None:
+            record = self.ledger.get(row["source_id"], self.name)
+            if record is None:
+                try:
+                    record = {"ok": self.run(row["uri"], row["source_id"], state)}
+                except SourceError as err:
+                    record = {"error": {"stage": self.name, "status": err.status, "reason": err.reason, "detail": err.detail}}
+                except Exception as err:  # noqa: BLE001 - one bad source must never stop the run
+                    log.warning("%s: %s failed: %r", row["uri"], self.name, err)
+                    record = {"error": {"stage": self.name, "status": "failed", "reason": f"{self.name}_error",
+                                        "detail": f"{type(err).__name__}: {err}"}}
+                self.ledger.put(row["source_id"], self.name, record)
+            if "error" in record:
+                state["error"] = record["error"]
+            else:
+                state[self.name] = record["ok"]
+        return {**row, "state": json.dumps(state)}
+
+    def run(self, uri: str, source_id: str, state: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class ProbeRowStage(_RowStage):
+    name = "probe"
+
+    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
+        super().__init__(cfg, out_dir)
+        from annotate.probe import ProbeStage
+
+        self.stage = ProbeStage(cfg.probe)
+
+    def run(self, uri, source_id, state):
+        return self.stage(uri)
+
+
+class AnalyseRowStage(_RowStage):
+    name = "analyse"
+    uses_actor = True
+
+    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
+        super().__init__(cfg, out_dir)
+        from annotate.analyse import AnalyseStage
+
+        self.stage = AnalyseStage(cfg.shots, cfg.face)
+
+    def run(self, uri, source_id, state):
+        return self.stage(uri, state["probe"])
+
+
+class PlanRowStage(_RowStage):
+    name = "plan"
+
+    def run(self, uri, source_id, state):
+        from annotate.plan import plan_source
+
+        return plan_source(state["analyse"], self.cfg.shots, self.cfg.face)
+
+
+class CutRowStage(_RowStage):
+    name = "cut"
+    uses_actor = True
+
+    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
+        super().__init__(cfg, out_dir)
+        from annotate.cut import CutStage
+
+        self.stage = CutStage(cfg.clip)
+        self.hash = config_hash(cfg)
+
+    def run(self, uri, source_id, state):
+        from annotate.annotation import clip_annotation
+        from annotate.sources import clip_key
+        from dataset.annotation import dump_annotation
+        from dataset.atomic import atomic_write_bytes
+
+        folder = self.ledger.clip_dir(source_id)
+        keys = []
+        for clip, mp4, wav, face_box in self.stage(uri, state["probe"], state["plan"]):
+            key = clip_key(source_id, clip["index"])
+            doc = clip_annotation(key, uri, state["sha256"], clip, face_box, self.cfg, self.hash)
+            atomic_write_bytes(folder / f"{key}.mp4", mp4)
+            atomic_write_bytes(folder / f"{key}.wav", wav)
+            atomic_write_bytes(folder / f"{key}.json", dump_annotation(doc))
+            keys.append(key)
+        return keys
+
+
+ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage)
+
+
+def initial_row(uri: str, source_id: str, sha256: str) -> dict[str, Any]:
+    return {"uri": uri, "source_id": source_id, "state": json.dumps({"sha256": sha256, "error": None})}
+
+
+def clip_files(out_dir: str | Path, source_id: str, key: str) -> dict[str, Path]:
+    folder = Ledger(out_dir).clip_dir(source_id)
+    return {ext: folder / f"{key}.{ext}" for ext in ("json", "mp4", "wav")}
