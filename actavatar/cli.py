@@ -22,10 +22,14 @@ from dataset.command import add_global_flags, run_command
 # Only groups whose work exists are listed: a missing group is absent, not a placeholder.
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "data": ("build, check and inspect corpora (shards + manifest)", ("dataset.cli", "annotate.cli")),
+    "models": ("build tiny random-weight models with the real architectures", ("actavatar.models_cli",)),
 }
 
 # Single commands (no subcommands): name -> (one-line help, module with `configure(parser)`).
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("generate a synthetic talking-video corpus with exact ground truth", "dataset.synth.cli"),
+    "eval": ("score generated videos against references (FID, FVD, Sync-C/D, identity, actions)", "evaluation.cli"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

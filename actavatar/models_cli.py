@@ -1,0 +1,85 @@
+"""`actavatar models ...` commands: build tiny random-weight models for tests and smoke runs.
+
+    actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2] [--seed N]
+    python -m actavatar.models_cli tiny --out DIR      # the same without the console script
+
+Writes DIR/dit (ours: config.json + model.safetensors), DIR/wan_dit (diffusers
+WanTransformer3DModel), DIR/vae (AutoencoderKLWan), DIR/umt5 (UMT5EncoderModel + tokenizer) and
+DIR/wav2vec2 (Wav2Vec2Model + feature extractor); each loads with `train.pretrained`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from dataset.command import add_global_flags, run_command
+
+TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2")
+
+
+def _parse_only(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in TINY_MODELS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"--only takes a comma list of {', '.join(TINY_MODELS)}; got {text!r}")
+    return names
+
+
+def _tiny(args: argparse.Namespace) -> int:
+    from model import tiny
+    from train.pretrained import save_dit
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.only:
+        target = out / name
+        if name == "dit":
+            save_dit(tiny.tiny_dit(args.seed), target)
+        elif name == "wan_dit":
+            tiny.tiny_diffusers_wan(args.seed).save_pretrained(target)
+        elif name == "vae":
+            tiny.tiny_vae(args.seed).save_pretrained(target)
+        elif name == "umt5":
+            tokenizer, encoder = tiny.tiny_umt5(args.seed)
+            encoder.save_pretrained(target)
+            tokenizer.save_pretrained(target)
+        elif name == "wav2vec2":
+            extractor, model = tiny.tiny_wav2vec2(args.seed)
+            model.save_pretrained(target)
+            extractor.save_pretrained(target)
+        print(f"{name}: {target}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this module's commands to the `models` group."""
+    p = commands.add_parser(
+        "tiny",
+        help="build tiny random-weight DiT, VAE, UMT5 and wav2vec2 models",
+        description="Build tiny random-weight models with the real architectures (the debug DiT "
+        "flavour, a diffusers Wan transformer, AutoencoderKLWan, UMT5 + tokenizer, wav2vec2) and save "
+        "each into OUT/<name>/, loadable with train.pretrained. For tests and CPU smoke runs.",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--only",
+        type=_parse_only,
+        default=TINY_MODELS,
+        help=f"comma list of models to build (default: all of {','.join(TINY_MODELS)})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_tiny)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m actavatar.models_cli", description=__doc__.splitlines()[0])
+    add_global_flags(parser)
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    return run_command(args, prog="python -m actavatar.models_cli")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

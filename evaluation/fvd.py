@@ -1,0 +1,150 @@
+"""FVD with StyleGAN-V's protocol: I3D (Kinetics-400, TF-Hub TorchScript port) logits as features.
+
+Each video gives `clips_per_video` consecutive, non-overlapping clips of `num_frames` frames taken
+every `frame_stride`-th frame from the start (StyleGAN-V `fvd2048_16f`: 16 frames, stride 1;
+`..._subsample8f`: stride 8); videos that are too short are skipped and counted. Clips go to the
+detector as uint8 (B, 3, T, H, W) with `rescale=True, resize=True, return_features=True`, so the
+detector maps [0, 255] to [-1, 1] and resizes to 224×224 itself. Statistics are StyleGAN-V's
+(`FeatureStats.get_mean_cov`: covariance divided by N, not N-1); the distance is `frechet.py`.
+FVD moves with clip count, frame count and fps, so the result records all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation.frechet import frechet_distance, gaussian_stats
+from evaluation.weights import load_torchscript
+
+I3D_HOW = (
+    "Get i3d_torchscript.pt (StyleGAN-V's FVD detector, linked from universome/stylegan-v "
+    "src/metrics/frechet_video_distance.py) on a machine with network access, copy it here and pass its path (--i3d)."
+)
+DETECTOR_KWARGS = {"rescale": True, "resize": True, "return_features": True}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FVDConfig:
+    """Args:
+        num_frames: frames per clip (16 = StyleGAN-V fvd2048_16f).
+        frame_stride: take every n-th frame inside a clip (1; 8 for the `subsample8f` variant).
+        clips_per_video: consecutive clips taken from the start of each video.
+        fps: frame rate of the videos, recorded in the result (DESIGN: 25).
+        batch_size: clips per detector call.
+    """
+
+    num_frames: int = 16
+    frame_stride: int = 1
+    clips_per_video: int = 1
+    fps: float = 25.0
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 10:
+            # I3D's temporal receptive field: fewer frames collapse the time axis (common_metrics needs >= 10).
+            raise ValueError(f"fvd.num_frames must be >= 10, got {self.num_frames}")
+        for key, value in (("frame_stride", self.frame_stride), ("clips_per_video", self.clips_per_video),
+                           ("batch_size", self.batch_size)):
+            if value < 1:
+                raise ValueError(f"fvd.{key} must be >= 1, got {value}")
+        if self.fps <= 0:
+            raise ValueError(f"fvd.fps must be > 0, got {self.fps}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FVDResult:
+    fvd: float
+    num_real_clips: int
+    num_fake_clips: int
+    num_frames: int
+    frame_stride: int
+    fps: float
+    skipped_short_videos: int
+    features: str = "I3D Kinetics-400 logits (400-d), detector(rescale=True, resize=True, return_features=True)"
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def load_i3d(path: str | Path, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
+    """StyleGAN-V's `i3d_torchscript.pt` (or a test export of `evaluation.i3d.InceptionI3d`)."""
+    return load_torchscript(path, what="I3D (FVD)", how=I3D_HOW, device=device)
+
+
+def video_clips(video: np.ndarray, cfg: FVDConfig) -> list[np.ndarray]:
+    """uint8 (T, H, W, 3) -> up to `clips_per_video` clips of (num_frames, H, W, 3); [] if too short."""
+    span = cfg.num_frames * cfg.frame_stride
+    return [video[i * span : (i + 1) * span : cfg.frame_stride] for i in range(cfg.clips_per_video) if (i + 1) * span <= len(video)]
+
+
+class I3DFeatures:
+    """Collects detector logits for clips, batched. `skipped` counts videos shorter than one clip."""
+
+    def __init__(self, detector: torch.nn.Module, cfg: FVDConfig) -> None:
+        self.detector = detector
+        self.cfg = cfg
+        first = next(iter(detector.parameters()), None)
+        self.device = first.device if first is not None else torch.device("cpu")
+        self.features: list[np.ndarray] = []
+        self.pending: list[np.ndarray] = []
+        self.skipped = 0
+
+    def add_video(self, video: np.ndarray) -> None:
+        video = np.asarray(video)
+        if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+            raise ValueError(f"video must be uint8 (T, H, W, 3), got {video.dtype} {video.shape}")
+        clips = video_clips(video, self.cfg)
+        if not clips:
+            self.skipped += 1
+        for clip in clips:
+            self.pending.append(clip)
+            if len(self.pending) == self.cfg.batch_size:
+                self._flush()
+
+    @torch.no_grad()
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        batch = torch.from_numpy(np.stack(self.pending)).permute(0, 4, 1, 2, 3).contiguous()  # (B, 3, T, H, W) uint8
+        self.pending = []
+        feats = self.detector(batch.to(self.device), **DETECTOR_KWARGS)
+        self.features.append(feats.float().cpu().numpy())
+
+    def result(self) -> np.ndarray:
+        self._flush()
+        return np.concatenate(self.features) if self.features else np.zeros((0, 0), np.float32)
+
+
+def fvd_from_features(real: np.ndarray, fake: np.ndarray) -> float:
+    """Fréchet distance with StyleGAN-V's biased covariance (divided by N)."""
+    return frechet_distance(*gaussian_stats(real, ddof=0), *gaussian_stats(fake, ddof=0))
+
+
+def compute_fvd(
+    real_videos: Iterable[np.ndarray], fake_videos: Iterable[np.ndarray], detector: torch.nn.Module,
+    cfg: FVDConfig = FVDConfig(),
+) -> FVDResult:
+    """FVD between two sets of uint8 (T, H, W, 3) videos."""
+    real, fake = I3DFeatures(detector, cfg), I3DFeatures(detector, cfg)
+    for video in real_videos:
+        real.add_video(video)
+    for video in fake_videos:
+        fake.add_video(video)
+    return fvd_result(real, fake, cfg)
+
+
+def fvd_result(real: I3DFeatures, fake: I3DFeatures, cfg: FVDConfig) -> FVDResult:
+    real_f, fake_f = real.result(), fake.result()
+    if len(real_f) < 2 or len(fake_f) < 2:
+        raise ValueError(
+            f"FVD needs at least 2 real and 2 generated clips of {cfg.num_frames} frames (stride {cfg.frame_stride}), "
+            f"got {len(real_f)} and {len(fake_f)} ({real.skipped + fake.skipped} video(s) too short)"
+        )
+    return FVDResult(fvd=fvd_from_features(real_f, fake_f), num_real_clips=len(real_f), num_fake_clips=len(fake_f),
+                     num_frames=cfg.num_frames, frame_stride=cfg.frame_stride, fps=cfg.fps,
+                     skipped_short_videos=real.skipped + fake.skipped)

@@ -1,0 +1,203 @@
+"""Evaluate folders of generated videos against a reference folder and assemble the report dict.
+
+Each metric runs only when what it needs is there: FID the Inception weights, FVD the I3D file,
+Sync the SyncNet weights (and audio), identity the face embedder, actions an action detector.
+Anything missing becomes `skipped[run][metric] = reason`; a weights path that is given but wrong
+is an error (WeightsError), never a silent skip. Reference statistics are computed once and reused
+for every run, so several checkpoints land side by side in one report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evaluation.action_accuracy import DetectActions, aggregate_actions, score_clip
+from evaluation.config import EvalConfig
+from evaluation.fid import FIDAccumulator
+from evaluation.fvd import DETECTOR_KWARGS, I3DFeatures, fvd_result, load_i3d
+from evaluation.identity import identity_similarity, load_face_embedder
+from evaluation.inception import load_fid_inception
+from evaluation.sync import CropFaces, SyncResult, aggregate_sync, sync_scores
+from evaluation.syncnet import load_syncnet
+from evaluation.video_folder import list_videos, read_audio, read_frames, read_phases, read_reference_image
+
+log = logging.getLogger(__name__)
+
+ACTIONS_MISSING = ("no action detector: needs the VLM judge (caption stage backends) or, on synthetic data, "
+                   "the exact detect_actions reader; pass detect_actions= to evaluate_folders")
+
+
+def _load_models(cfg: EvalConfig, detect_actions: DetectActions | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Networks for the requested metrics whose weights were given; reasons for the others."""
+    wanted = set(cfg.metrics)
+    models: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    sources = {"fid": (cfg.fid_weights, "--fid-weights / fid_weights"), "fvd": (cfg.i3d, "--i3d / i3d"),
+               "sync": (cfg.syncnet, "--syncnet / syncnet"), "identity": (cfg.face_embedder, "--face-embedder / face_embedder")}
+    for metric, (path, flag) in sources.items():
+        if metric in wanted and not path:
+            skipped[metric] = f"no weights given ({flag})"
+    if "fid" in wanted and cfg.fid_weights:
+        models["fid"] = load_fid_inception(cfg.fid_weights, resize=cfg.fid.resize, dims=cfg.fid.dims, device=cfg.device)
+    if "fvd" in wanted and cfg.i3d:
+        models["fvd"] = load_i3d(cfg.i3d, device=cfg.device)
+    if "sync" in wanted and cfg.syncnet:
+        models["sync"] = load_syncnet(cfg.syncnet, device=cfg.device)
+    if "identity" in wanted and cfg.face_embedder:
+        models["identity"] = load_face_embedder(cfg.face_embedder, device=cfg.device)
+    if "actions" in wanted:
+        if detect_actions is None:
+            skipped["actions"] = ACTIONS_MISSING
+        else:
+            models["actions"] = detect_actions
+    return models, skipped
+
+
+def protocol(cfg: EvalConfig, models: Mapping[str, Any]) -> dict[str, Any]:
+    """How each computed metric was measured (goes into the report verbatim)."""
+    out: dict[str, Any] = {"device": cfg.device, "torch": torch.__version__}
+    if "fid" in models:
+        out["fid"] = {"features": f"Inception-v3 FID (pytorch-fid port), {cfg.fid.dims}-d" + (" pool3" if cfg.fid.dims == 2048 else " (NOT standard FID)"),
+                      "resize": cfg.fid.resize.describe(),
+                      "frame_stride": cfg.fid.frame_stride, "max_frames_per_video": cfg.fid.max_frames_per_video,
+                      "statistic": "torchmetrics FrechetInceptionDistance (unbiased covariance)", "weights": cfg.fid_weights}
+    if "fvd" in models:
+        out["fvd"] = {"features": "I3D Kinetics-400 logits (400-d)", "detector_kwargs": DETECTOR_KWARGS,
+                      "num_frames": cfg.fvd.num_frames, "frame_stride": cfg.fvd.frame_stride, "clips_per_video": cfg.fvd.clips_per_video,
+                      "fps": cfg.fvd.fps, "statistic": "StyleGAN-V (covariance / N), scipy sqrtm", "weights": cfg.i3d}
+    if "sync" in models:
+        out["sync"] = {"algorithm": "syncnet_python SyncNetInstance.evaluate", "vshift": cfg.sync.vshift,
+                       "offsets": 2 * cfg.sync.vshift + 1, "window_frames": 5, "mfcc": "13 x 100 Hz (python_speech_features)",
+                       "aggregate": "mean over clips", "weights": cfg.syncnet}
+    if "identity" in models:
+        out["identity"] = {"input_size": cfg.identity.input_size, "frame_stride": cfg.identity.frame_stride,
+                           "aggregate": "mean cosine over frames, then over clips", "weights": cfg.face_embedder}
+    if "actions" in models:
+        out["actions"] = {"min_fraction": cfg.actions.min_fraction, "aggregate": "pooled over phases / frames"}
+    return out
+
+
+def _run_metric(name: str, skipped: dict[str, str], fn: Any) -> Any:
+    """Call fn(); a data problem (too few clips, no audio) becomes a skip reason, not a crash."""
+    try:
+        return fn()
+    except ValueError as err:
+        skipped[name] = str(err)
+        return None
+
+
+def evaluate_folders(
+    cfg: EvalConfig, runs: Mapping[str, str | Path], reference: str | Path, *,
+    detect_actions: DetectActions | None = None, crop_faces: CropFaces | None = None,
+) -> dict[str, Any]:
+    """Report dict ({metrics, skipped, details, per_clip, protocol, timelines}) for every run."""
+    reference = Path(reference)
+    ref_videos = list_videos(reference)
+    if not ref_videos:
+        raise FileNotFoundError(f"no reference videos (*.mp4) in {reference}")
+    models, base_skipped = _load_models(cfg, detect_actions)
+
+    # 1. Reference statistics, once for all runs.
+    fid_acc = FIDAccumulator(models["fid"], cfg.fid) if "fid" in models else None
+    fvd_real = I3DFeatures(models["fvd"], cfg.fvd) if "fvd" in models else None
+    if fid_acc or fvd_real:
+        for path in ref_videos.values():
+            frames = read_frames(path)
+            if fid_acc:
+                fid_acc.add_video(frames, real=True)
+            if fvd_real:
+                fvd_real.add_video(frames)
+
+    report: dict[str, Any] = {"metrics": {}, "skipped": {}, "details": {}, "per_clip": {}, "timelines": [],
+                              "protocol": protocol(cfg, models)}
+    fps = cfg.fvd.fps
+    for run, folder in runs.items():
+        gen_videos = list_videos(folder)
+        keys = [k for k in gen_videos if k in ref_videos]
+        skipped = dict(base_skipped)
+        metrics: dict[str, Any] = {"num_videos": len(keys)}
+        details: dict[str, Any] = {"folder": str(folder), "unmatched_generated": sorted(set(gen_videos) - set(ref_videos)),
+                                   "missing_generated": sorted(set(ref_videos) - set(gen_videos))}
+        per_clip: dict[str, dict[str, Any]] = {k: {} for k in keys}
+        if not keys:
+            raise FileNotFoundError(f"run {run!r}: no video in {folder} has a reference of the same name in {reference}")
+        if fid_acc:
+            fid_acc.reset_fake()
+        fvd_fake = I3DFeatures(models["fvd"], cfg.fvd) if fvd_real else None
+        syncs: list[SyncResult] = []
+        identities: list[float] = []
+        action_clips = []
+
+        # 2. One pass over the generated videos; every metric takes what it needs.
+        for key in keys:
+            frames = read_frames(gen_videos[key])
+            if fid_acc:
+                fid_acc.add_video(frames, real=False)
+            if fvd_fake:
+                fvd_fake.add_video(frames)
+            if "sync" in models:
+                audio = read_audio(gen_videos[key])
+                if audio is None:
+                    per_clip[key]["sync"] = "no audio"
+                else:
+                    res = _run_metric("sync", per_clip[key], lambda: sync_scores(models["sync"], frames, *audio, crop_faces=crop_faces, cfg=cfg.sync))
+                    if res is not None:
+                        syncs.append(res)
+                        per_clip[key].update(av_offset=res.offset, sync_c=res.confidence, sync_d=res.min_dist)
+            if "identity" in models:
+                ref_frames = read_frames(ref_videos[key]) if not any((reference / f"{key}{s}").is_file() for s in (".png", ".jpg", ".jpeg")) else None
+                image, source = read_reference_image(reference, key, ref_frames)
+                sim = identity_similarity(models["identity"], image, frames, crop_faces=crop_faces, cfg=cfg.identity)
+                identities.append(sim)
+                per_clip[key].update(identity=sim, identity_reference=source)
+            if "actions" in models:
+                phases = read_phases(reference, key)
+                if phases is None:
+                    per_clip[key]["actions"] = "no annotation JSON"
+                else:
+                    predicted = [str(x) for x in models["actions"](frames, fps)]
+                    clip = score_clip(predicted, phases, fps, cfg.actions)
+                    action_clips.append(clip)
+                    per_clip[key].update(phase_accuracy=clip.phase_accuracy, temporal_precision=clip.temporal_precision)
+                    if len(action_clips) <= cfg.timelines:
+                        report["timelines"].append({"run": run, "key": key, "phases": phases, "predicted": predicted, "fps": fps})
+
+        # 3. Dataset figures.
+        if fid_acc:
+            res = _run_metric("fid", skipped, fid_acc.compute)
+            if res is not None:
+                metrics["fid"] = res.fid
+                details["fid"] = res.as_dict()
+        if fvd_fake:
+            res = _run_metric("fvd", skipped, lambda: fvd_result(fvd_real, fvd_fake, cfg.fvd))
+            if res is not None:
+                metrics["fvd"] = res.fvd
+                details["fvd"] = res.as_dict()
+        if "sync" in models:
+            if syncs:
+                metrics.update({k: v for k, v in aggregate_sync(syncs).items() if k != "num_clips"})
+                details["sync"] = {"num_clips": len(syncs), "offsets": [r.offset for r in syncs]}
+            else:
+                skipped["sync"] = "no clip could be scored (no audio, or fewer than 6 frames)"
+        if "identity" in models:
+            metrics["identity"] = float(np.mean(identities))
+        if "actions" in models:
+            if action_clips:
+                agg = aggregate_actions(action_clips)
+                metrics.update({k: agg[k] for k in ("phase_accuracy", "exclusive_accuracy", "temporal_precision")})
+                details["actions"] = {"num_phases": agg["num_phases"], "num_clips": agg["num_clips"]}
+            else:
+                skipped["actions"] = f"no reference annotation JSON (<key>.json with caption.phases) in {reference}"
+        report["metrics"][run] = metrics
+        report["skipped"][run] = skipped
+        report["details"][run] = details
+        report["per_clip"][run] = per_clip
+        for metric, reason in skipped.items():
+            log.info("%s: %s skipped: %s", run, metric, reason)
+    return report

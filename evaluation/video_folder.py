@@ -1,0 +1,96 @@
+"""Read a folder of evaluation videos: `<key>.mp4` (+ `<key>.wav`, `<key>.png|jpg`, `<key>.json`).
+
+Generated and reference folders are matched by key (file stem). Audio comes from `<key>.wav` when
+present, else from the mp4's audio stream (resampled to 16 kHz mono with PyAV). The identity
+reference is `<key>.png`/`.jpg` in the reference folder, else the reference video's first frame.
+Phases come from the annotation JSON (`caption.phases`, DESIGN §3), the phase text being the label.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from dataset.media import MediaError, decode_mp4, decode_wav
+
+AUDIO_RATE = 16000
+
+
+def list_videos(folder: str | Path) -> dict[str, Path]:
+    """{key: path} of the `*.mp4` files directly in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"video folder not found: {folder}")
+    return {p.stem: p for p in sorted(folder.glob("*.mp4"))}
+
+
+def read_frames(path: Path) -> np.ndarray:
+    """uint8 (T, H, W, 3) RGB; errors name the file."""
+    try:
+        return decode_mp4(path.read_bytes())
+    except MediaError as err:
+        raise MediaError(f"{path}: {err}") from None
+
+
+def decode_mp4_audio(data: bytes, sample_rate: int = AUDIO_RATE) -> np.ndarray | None:
+    """The first audio stream of mp4 bytes as float32 mono at `sample_rate`, or None without audio."""
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.audio:
+                return None
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            chunks = []
+            for frame in container.decode(container.streams.audio[0]):
+                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]  # flush
+    except av.error.FFmpegError as err:
+        raise MediaError(f"audio not decodable: {err}") from None
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def read_audio(video: Path) -> tuple[np.ndarray, int] | None:
+    """(mono float32, rate) from `<key>.wav` beside the video, else from the mp4; None if neither has audio."""
+    wav = video.with_suffix(".wav")
+    if wav.is_file():
+        try:
+            return decode_wav(wav.read_bytes())
+        except MediaError as err:
+            raise MediaError(f"{wav}: {err}") from None
+    try:
+        audio = decode_mp4_audio(video.read_bytes())
+    except MediaError as err:
+        raise MediaError(f"{video}: {err}") from None
+    return None if audio is None else (audio, AUDIO_RATE)
+
+
+def read_reference_image(reference_dir: Path, key: str, reference_frames: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """(uint8 (H, W, 3) image, where it came from)."""
+    for suffix in (".png", ".jpg", ".jpeg"):
+        path = reference_dir / f"{key}{suffix}"
+        if path.is_file():
+            from PIL import Image
+
+            with Image.open(path) as img:
+                return np.asarray(img.convert("RGB")), path.name
+    if reference_frames is None:
+        raise FileNotFoundError(f"no reference image {key}.png/.jpg and no reference video for {key} in {reference_dir}")
+    return reference_frames[0], f"{key}.mp4 frame 0"
+
+
+def read_phases(reference_dir: Path, key: str) -> list[dict[str, Any]] | None:
+    """[{start_s, end_s, label}] from `<key>.json` (annotation schema v1), or None without one."""
+    path = reference_dir / f"{key}.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        phases = doc["caption"]["phases"] if "caption" in doc else doc["phases"]
+        return [{"start_s": float(p["start_s"]), "end_s": float(p["end_s"]), "label": str(p.get("label", p.get("text")))}
+                for p in phases]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read phases ({type(err).__name__}: {err})") from None

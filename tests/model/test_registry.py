@@ -1,0 +1,44 @@
+"""Flavours: real Wan numbers, and the same parameter count as diffusers' model for each backbone."""
+
+import pytest
+import torch
+
+from model.registry import FLAVORS, build_model, get_config, plain_wan_config
+
+EXPECTED = {
+    # dim, layers, heads, ffn, in, out, image_dim, vae_stride
+    "wan2.1-t2v-1.3b": (1536, 30, 12, 8960, 16, 16, None, (4, 8, 8)),
+    "wan2.1-i2v-14b": (5120, 40, 40, 13824, 36, 16, 1280, (4, 8, 8)),
+    "wan2.2-ti2v-5b": (3072, 30, 24, 14336, 48, 48, None, (4, 16, 16)),
+}
+
+
+@pytest.mark.parametrize("flavor", sorted(EXPECTED))
+def test_wan_flavours(flavor):
+    cfg = FLAVORS[flavor]()
+    got = (cfg.dim, cfg.num_layers, cfg.num_heads, cfg.ffn_dim, cfg.in_channels, cfg.out_channels, cfg.image_dim, cfg.vae_stride)
+    assert got == EXPECTED[flavor]
+    assert (cfg.head_dim, cfg.text_dim, cfg.freq_dim, cfg.patch_size, cfg.eps) == (128, 4096, 256, (1, 2, 2), 1e-6)
+
+
+@pytest.mark.parametrize("flavor", sorted(EXPECTED))
+def test_parameter_count_equals_diffusers(flavor):
+    diffusers = pytest.importorskip("diffusers")
+    from model.wan_import import diffusers_config
+
+    cfg = plain_wan_config(FLAVORS[flavor]())
+    with torch.device("meta"):
+        ref = diffusers.WanTransformer3DModel(**diffusers_config(cfg))
+    ours = build_model(cfg, device="meta")
+    n_ref = sum(p.numel() for p in ref.parameters())
+    assert sum(p.numel() for p in ours.parameters()) == n_ref
+    if flavor == "wan2.1-t2v-1.3b":
+        assert 1.2e9 < n_ref < 1.5e9
+
+
+def test_debug_flavour_runs_and_overrides():
+    model = build_model(FLAVORS["debug"]())
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+    assert get_config("debug", num_layers=3).num_layers == 3
+    with pytest.raises(ValueError, match="model.flavor.*'huge'"):
+        get_config("huge")
