@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dataset.command import add_global_flags, run_command
 
-TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2")
+TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "eval")
 
 
 def _parse_only(text: str) -> tuple[str, ...]:
@@ -49,6 +49,10 @@ def _tiny(args: argparse.Namespace) -> int:
             extractor, model = tiny.tiny_wav2vec2(args.seed)
             model.save_pretrained(target)
             extractor.save_pretrained(target)
+        elif name == "eval":  # Inception (FID), I3D (FVD), SyncNet, face embedder in their real file formats
+            from evaluation.tiny_weights import write_tiny_eval_weights
+
+            write_tiny_eval_weights(target, seed=args.seed)
         print(f"{name}: {target}")
     return 0
 

@@ -19,7 +19,7 @@ from annotate.config import FaceConfig, ShotConfig
 from annotate.face_detector import FaceDetector, ensure_face_model
 from annotate.probe import SourceError
 from annotate.sources import open_source
-from annotate.timeline import OUTPUT_FPS, scaled_size, timeline_frames, to_array
+from annotate.timeline import OUTPUT_FPS, Scaler, scaled_size, timeline_frames
 
 
 def make_detectors(cfg: ShotConfig) -> list[Any]:
@@ -51,6 +51,41 @@ def merge_cuts(cuts: list[int], tolerance: int = 3) -> list[int]:
     return merged
 
 
+def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: FaceConfig | None, detector: FaceDetector | None) -> dict[str, Any]:
+    """Cut frames (and, with a detector, faces on sampled frames) of one source, one decode."""
+    rotation = probe["rotation"]
+    shot_size = scaled_size(probe["width"], probe["height"], shots.analysis_width, rotation)
+    if face is not None:
+        face_size = scaled_size(probe["width"], probe["height"], min(face.analysis_width, probe["width"]), rotation)
+        every = max(1, round(OUTPUT_FPS / face.sample_fps))
+    detectors = make_detectors(shots)
+    shot_scaler, face_scaler = Scaler("AREA"), Scaler("AREA")
+    cuts: list[int] = []
+    faces: list[list[Any]] = []
+    n = -1
+    try:
+        with open_source(uri) as handle, av.open(handle) as container:
+            for n, frame in timeline_frames(container):
+                small = shot_scaler(frame, width=shot_size[0], height=shot_size[1], fmt="bgr24", rotation=rotation)
+                timecode = FrameTimecode(n, fps=OUTPUT_FPS)
+                for det in detectors:
+                    cuts += [c.frame_num for c in det.process_frame(timecode, small)]
+                if detector is not None and n % every == 0:
+                    image = face_scaler(frame, width=face_size[0], height=face_size[1], rotation=rotation)
+                    faces.append([n, [[*f.box, f.score] for f in detector.detect(image)]])
+    except av.error.FFmpegError as err:
+        raise SourceError("decode_error", f"decoding stopped at output frame {n + 1}: {err}") from None
+    num_frames = n + 1
+    expected = math.floor(probe["duration_s"] * OUTPUT_FPS)
+    if num_frames < 0.9 * expected - 1:
+        raise SourceError("truncated", f"decoded {num_frames} of {expected} frames the container announces")
+    if num_frames > 0:
+        end = FrameTimecode(num_frames - 1, fps=OUTPUT_FPS)
+        for det in detectors:
+            cuts += [c.frame_num for c in det.post_process(end)]
+    return {"num_frames": num_frames, "cuts": merge_cuts([c for c in cuts if 0 < c < num_frames]), "faces": faces}
+
+
 class AnalyseStage:
     """`__call__(uri, probe) -> {"num_frames", "cuts", "faces"}`.
 
@@ -67,34 +102,5 @@ class AnalyseStage:
         self.model_path = ensure_face_model(face.model_path or None)
 
     def __call__(self, uri: str, probe: dict[str, Any]) -> dict[str, Any]:
-        rotation = probe["rotation"]
-        shot_size = scaled_size(probe["width"], probe["height"], self.shots.analysis_width, rotation)
-        face_size = scaled_size(probe["width"], probe["height"], min(self.face.analysis_width, probe["width"]), rotation)
-        every = max(1, round(OUTPUT_FPS / self.face.sample_fps))
-        detectors = make_detectors(self.shots)
-        cuts: list[int] = []
-        faces: list[list[Any]] = []
-        n = -1
-        try:
-            with FaceDetector(self.model_path, min_score=self.face.min_score) as detector, \
-                    open_source(uri) as handle, av.open(handle) as container:
-                for n, frame in timeline_frames(container):
-                    small = to_array(frame, width=shot_size[0], height=shot_size[1], fmt="bgr24", rotation=rotation)
-                    timecode = FrameTimecode(n, fps=OUTPUT_FPS)
-                    for det in detectors:
-                        cuts += [c.frame_num for c in det.process_frame(timecode, small)]
-                    if n % every == 0:
-                        image = to_array(frame, width=face_size[0], height=face_size[1], rotation=rotation)
-                        found = detector.detect(image)
-                        faces.append([n, [[*f.box, f.score] for f in found]])
-        except av.error.FFmpegError as err:
-            raise SourceError("decode_error", f"decoding stopped at output frame {n + 1}: {err}") from None
-        num_frames = n + 1
-        expected = math.floor(probe["duration_s"] * OUTPUT_FPS)
-        if num_frames < 0.9 * expected - 1:
-            raise SourceError("truncated", f"decoded {num_frames} of {expected} frames the container announces")
-        if num_frames > 0:
-            end = FrameTimecode(num_frames - 1, fps=OUTPUT_FPS)
-            for det in detectors:
-                cuts += [c.frame_num for c in det.post_process(end)]
-        return {"num_frames": num_frames, "cuts": merge_cuts([c for c in cuts if 0 < c < num_frames]), "faces": faces}
+        with FaceDetector(self.model_path, min_score=self.face.min_score) as detector:
+            return analyse_source(uri, probe, self.shots, self.face, detector)

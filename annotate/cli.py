@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     from dataset.config_loader import load_config
 
     cfg = load_config(AnnotateConfig, args.config, args.overrides)
-    summary = run_pipeline(cfg, args.input, args.output, ray_address=args.ray_address)
+    summary = run_pipeline(cfg, args.input, args.output, ray_address=args.ray_address, worker_logs=args.verbose)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 

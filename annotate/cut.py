@@ -17,7 +17,7 @@ import numpy as np
 from annotate.config import ClipConfig
 from annotate.probe import SourceError
 from annotate.sources import open_source
-from annotate.timeline import OUTPUT_FPS, timeline_frames, to_array
+from annotate.timeline import OUTPUT_FPS, Scaler, timeline_frames
 from dataset.media import encode_mp4, encode_wav
 from dataset.schema import AUDIO_SAMPLE_RATE
 
@@ -62,6 +62,7 @@ class FrameShaper:
 
     def __init__(self, cfg: ClipConfig, display: tuple[int, int], rotation: int, face_box: list[float] | None) -> None:
         self.cfg, self.rotation = cfg, rotation
+        self.scaler = Scaler()
         width, height = display
         tw, th = cfg.width, cfg.height
         if cfg.mode == "crop" and face_box is not None:
@@ -94,7 +95,7 @@ class FrameShaper:
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         tw, th = self.cfg.width, self.cfg.height
-        array = to_array(frame, width=self.scaled[0], height=self.scaled[1], rotation=self.rotation)
+        array = self.scaler(frame, width=self.scaled[0], height=self.scaled[1], rotation=self.rotation)
         if self.pad is None:
             x, y = self.offset
             return np.ascontiguousarray(array[y : y + th, x : x + tw])

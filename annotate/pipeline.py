@@ -28,12 +28,14 @@ from dataset.writer import ShardWriter
 log = logging.getLogger(__name__)
 
 
-def _init_ray(address: str | None, workers: int) -> None:
+def _init_ray(address: str | None, workers: int, worker_logs: bool) -> None:
     import ray
 
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    # Workers' output is off by default: mediapipe/LiteRT print every model load from C++, and
+    # per-source failures reach the manifest anyway. `-v` shows it.
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": worker_logs}
     if address:
         ray.init(address=address, **kwargs)
     else:
@@ -58,7 +60,9 @@ def _source_rows(uris: list[str], workers: int) -> tuple[list[dict[str, Any]], l
     return unique, duplicates
 
 
-def run_pipeline(cfg: AnnotateConfig, input_spec: str, out_dir: str | Path, *, ray_address: str | None = None) -> dict[str, Any]:
+def run_pipeline(
+    cfg: AnnotateConfig, input_spec: str, out_dir: str | Path, *, ray_address: str | None = None, worker_logs: bool = False
+) -> dict[str, Any]:
     """Run (or resume) the pipeline; returns the summary dict that the CLI prints."""
     import ray.data
 
@@ -68,7 +72,7 @@ def run_pipeline(cfg: AnnotateConfig, input_spec: str, out_dir: str | Path, *, r
     ledger = Ledger(out)
     ledger.check_config(config_hash(cfg))
     atomic_write_bytes(ledger.root / "inputs.json", json.dumps(uris).encode())
-    _init_ray(ray_address, cfg.workers)
+    _init_ray(ray_address, cfg.workers, worker_logs)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = False
     sources, duplicates = _source_rows(uris, cfg.workers)

@@ -8,12 +8,49 @@ right output frames. Only two decoded frames are held at a time.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
 
 OUTPUT_FPS = 25.0
+
+
+def decode_ahead(container: av.container.InputContainer, stream: av.video.stream.VideoStream, depth: int = 8) -> Iterator[av.VideoFrame]:
+    """Decode in a background thread, `depth` frames ahead (bounded memory), so that FFmpeg's
+    decoding (which releases the GIL) overlaps the caller's per-frame Python work."""
+    frames: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for frame in container.decode(stream):
+                while not stop.is_set():
+                    try:
+                        frames.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            frames.put(done)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, re-raised there
+            frames.put(err)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while (item := frames.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def timeline_frames(
@@ -31,7 +68,7 @@ def timeline_frames(
     prev: av.VideoFrame | None = None
     prev_t = 0.0
     step = 1.0 / float(stream.average_rate or fps)
-    for frame in container.decode(stream):
+    for frame in decode_ahead(container, stream):
         if frame.time is None:
             continue
         t = float(frame.time)
@@ -50,15 +87,36 @@ def timeline_frames(
         n += 1
 
 
+class Scaler:
+    """Frame -> uint8 (H, W, 3) array: libswscale scaling, then display rotation.
+
+    One instance keeps one swscale context alive across frames (`frame.reformat` builds a new
+    one per call, which costs 3-6x more per frame at HD sizes).
+
+    Args:
+        interpolation: swscale filter name ("AREA" suits downscaling for analysis; None keeps
+            FFmpeg's default bicubic, used for output clips).
+    """
+
+    def __init__(self, interpolation: str | None = None) -> None:
+        self._reformatter = VideoReformatter()
+        self._interpolation = Interpolation[interpolation] if interpolation else None
+
+    def __call__(self, frame: av.VideoFrame, *, width: int | None = None, height: int | None = None,
+                 fmt: str = "rgb24", rotation: int = 0) -> np.ndarray:
+        if rotation in (90, 270) and width and height:
+            width, height = height, width  # scale before rotating: swap the target sides
+        scaled = self._reformatter.reformat(frame, width=width, height=height, format=fmt, interpolation=self._interpolation)
+        array = scaled.to_ndarray()
+        if rotation:
+            # the display matrix rotates counter-clockwise by `rotation` degrees
+            array = np.ascontiguousarray(np.rot90(array, k=rotation // 90))
+        return array
+
+
 def to_array(frame: av.VideoFrame, *, width: int | None = None, height: int | None = None, fmt: str = "rgb24", rotation: int = 0) -> np.ndarray:
-    """Frame -> uint8 (H, W, 3) array, scaled by libswscale, then rotated for display."""
-    if rotation in (90, 270) and width and height:
-        width, height = height, width  # scale before rotating: swap the target sides
-    array = frame.reformat(width=width, height=height, format=fmt).to_ndarray()
-    if rotation:
-        # the display matrix rotates counter-clockwise by `rotation` degrees
-        array = np.ascontiguousarray(np.rot90(array, k=rotation // 90))
-    return array
+    """One-off conversion (tests, tools); loops should hold a `Scaler`."""
+    return Scaler()(frame, width=width, height=height, fmt=fmt, rotation=rotation)
 
 
 def scaled_size(width: int, height: int, target_width: int, rotation: int = 0) -> tuple[int, int]:

@@ -1,86 +1,115 @@
-"""End-to-end demo on the embedded default: local files, no downloads, 2 CPU cores.
+"""End-to-end demo on the embedded default: local Ray, local files, tiny local models, 2 CPU cores.
 
     make demo                       # sets up the machine, then runs this
     .venv/bin/python scripts/demo.py --out demo-out
 
-Stages (each prints what it produced; a summary closes the run):
-  1. corpus   write a small corpus of rendered clips into WebDataset shards + Parquet manifest
-  2. validate `actavatar data validate` on it (must pass)
-  3. stats    `actavatar data stats` on it
-  4. load     read it back through a torch DataLoader with 2 workers (decoded tensors)
+Each stage is the command a user would type (printed before it runs); a summary closes the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from actavatar.cli import main as actavatar
-from dataset.reader import shard_pipeline
-from dataset.stats import corpus_stats
-from dataset.toy_corpus import write_toy_corpus
 
 
-def stage(title: str) -> None:
-    print(f"\n=== {title} ===", flush=True)
+class Demo:
+    """Runs stages in order, stops at the first failure, remembers one summary line per stage."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.summary: list[tuple[str, str, float]] = []
+        self.count = 0
+
+    def cli(self, title: str, argv: list[str], describe: Callable[[], str]) -> None:
+        self.count += 1
+        print(f"\n=== {self.count}. {title} ===\n$ actavatar {shlex.join(argv)}", flush=True)
+        started = time.perf_counter()
+        code = actavatar(argv)
+        if code != 0:
+            print(f"demo: stage '{title}' failed with exit code {code}", file=sys.stderr)
+            raise SystemExit(code)
+        self.summary.append((title, describe(), time.perf_counter() - started))
+
+    def step(self, title: str, action: Callable[[], str]) -> None:
+        self.count += 1
+        print(f"\n=== {self.count}. {title} ===", flush=True)
+        started = time.perf_counter()
+        self.summary.append((title, action(), time.perf_counter() - started))
 
 
-def run(out: Path, clips: int) -> int:
-    summary: list[tuple[str, str]] = []
+def load_back(corpus: Path) -> str:
+    import torch
+
+    from dataset.reader import shard_pipeline
+
+    loader = torch.utils.data.DataLoader(shard_pipeline(corpus), batch_size=None, num_workers=2)
+    n = frames = samples = 0
+    shape: tuple[int, ...] = ()
+    for sample in loader:
+        n, frames, samples = n + 1, frames + sample["frames"].shape[0], samples + sample["audio"].shape[0]
+        shape = tuple(sample["frames"].shape)
+    text = f"{n} samples decoded by a 2-worker DataLoader: {frames} frames (last {shape} uint8), {samples / 16000:.1f} s audio"
+    print(text)
+    return text
+
+
+def run(out: Path, videos: int) -> int:
     started = time.perf_counter()
     if out.exists():
         shutil.rmtree(out)
-    corpus = out / "corpus"
+    synth, corpus, models = out / "synth", out / "corpus", out / "models"
+    demo = Demo(out)
 
-    stage("1/4 corpus: rendered clips -> WebDataset shards + manifest")
-    shards = write_toy_corpus(corpus, clips, num_rejected=2, seconds=2.0, size=96, max_samples=4)
-    summary.append(("corpus", f"{clips} clips in {len(shards)} shards + 2 rejected rows -> {corpus}"))
-    print(summary[-1][1])
+    demo.cli("synth: raw talking videos with exact ground truth",
+             ["synth", "--out", str(synth), "--videos", str(videos), "--seed", "0", "--min-duration", "10",
+              "--max-duration", "14", "--no-progress"],
+             lambda: f"{len(list((synth / 'raw').glob('*.mp4')))} raw videos + truth.jsonl in {synth}")
 
-    stage("2/4 validate: actavatar data validate")
-    code = actavatar(["data", "validate", str(corpus)])
-    if code != 0:
-        print("demo: validation failed", file=sys.stderr)
-        return code
-    summary.append(("validate", "corpus is valid (members, media, schema v1, manifest agree)"))
+    def corpus_line() -> str:
+        from dataset.stats import corpus_stats
 
-    stage("3/4 stats: actavatar data stats")
-    actavatar(["data", "stats", str(corpus)])
-    stats = corpus_stats(corpus)
-    summary.append(("stats", f"{stats['clips']} clips, {stats['hours'] * 3600:.0f} s, "
-                    f"{stats['phases_per_clip']['mean']:.1f} phases/clip, {stats['words_per_clip']['mean']:.1f} words/clip"))
+        s = corpus_stats(corpus)
+        return (f"{s['clips']} clips kept of {s['candidates']} candidates in {s['shards']} shard(s), "
+                f"{s['hours'] * 3600:.0f} s; not kept: {', '.join(f'{n} {r}' for r, n in s['rejection_reasons'].items()) or 'none'}")
 
-    stage("4/4 load: torch DataLoader, 2 workers, full decode")
-    loader = torch.utils.data.DataLoader(shard_pipeline(corpus), batch_size=None, num_workers=2)
-    frames = audio = n = 0
-    for sample in loader:
-        n += 1
-        frames += sample["frames"].shape[0]
-        audio += sample["audio"].shape[0]
-        shape = tuple(sample["frames"].shape)
-    print(f"read {n} samples: {frames} frames (last clip {shape} uint8), {audio / 16000:.1f} s of 16 kHz audio")
-    summary.append(("load", f"{n} samples decoded: {frames} frames, {audio / 16000:.1f} s audio"))
+    demo.cli("data run: probe, shots, cut/normalise, face filter, pack (Ray Data)",
+             ["data", "run", "--input", str(synth / "raw"), "--output", str(corpus), "--config", "configs/annotate/demo.yaml"],
+             corpus_line)
+    demo.cli("data validate", ["data", "validate", str(corpus)], lambda: "corpus valid: members, media, schema v1, manifest agree")
+    demo.cli("data stats", ["data", "stats", str(corpus)], lambda: "table of clips, hours, phases/words per clip, rejections")
+    demo.step("load: torch DataLoader over the shards", lambda: load_back(corpus))
+    demo.cli("models tiny: random-weight models with the real architectures",
+             ["models", "tiny", "--out", str(models)],
+             lambda: f"{', '.join(sorted(p.name for p in models.iterdir() if p.is_dir()))} in {models}")
 
+    try:
+        import ray
+
+        ray.shutdown()
+    except ImportError:
+        pass
     elapsed = time.perf_counter() - started
-    print(f"\n=== demo finished in {elapsed:.1f} s; outputs under {out.resolve()} ===")
-    for name, text in summary:
-        print(f"  {name:<9} {text}")
-    print(f"  shards    {corpus.resolve() / 'shards'}")
-    print(f"  manifest  {corpus.resolve() / 'manifest.parquet'}")
+    print(f"\n=== demo finished in {elapsed:.0f} s; outputs under {out.resolve()} ===")
+    for title, text, seconds in demo.summary:
+        print(f"  {title.split(':')[0]:<14} {seconds:>5.0f} s  {text}")
+    print(f"  shards         {corpus.resolve() / 'shards'}")
+    print(f"  manifest       {corpus.resolve() / 'manifest.parquet'}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (replaced)")
-    parser.add_argument("--clips", type=int, default=12, help="clips in the corpus")
+    parser.add_argument("--videos", type=int, default=3, help="synthetic raw videos")
     args = parser.parse_args(argv)
-    return run(args.out, args.clips)
+    return run(args.out, args.videos)
 
 
 if __name__ == "__main__":
