@@ -1,11 +1,14 @@
 """`actavatar models ...` commands: build tiny random-weight models for tests and smoke runs.
 
-    actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2] [--seed N]
+    actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2,whisper,aligner] [--seed N]
     python -m actavatar.models_cli tiny --out DIR      # the same without the console script
 
 Writes DIR/dit (ours: config.json + model.safetensors), DIR/wan_dit (diffusers
 WanTransformer3DModel), DIR/vae (AutoencoderKLWan), DIR/umt5 (UMT5EncoderModel + tokenizer) and
-DIR/wav2vec2 (Wav2Vec2Model + feature extractor); each loads with `train.pretrained`.
+DIR/wav2vec2 (Wav2Vec2Model + feature extractor); each loads with `train.pretrained`. For the ASR
+stage: DIR/whisper (Whisper converted to CTranslate2 + tokenizer.json + preprocessor config, for
+faster-whisper) and DIR/aligner (Wav2Vec2ForCTC + processor, character vocabulary) with
+DIR/nltk_data (NLTK punkt_tab/english trained locally); see `annotate.tiny_asr`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 
 from dataset.command import add_global_flags, run_command
 
-TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "eval")
+TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "eval", "whisper", "aligner")
+ASR_MODELS = ("whisper", "aligner")  # annotate.tiny_asr; need the ASR extra (whisperx stack)
 
 
 def _parse_only(text: str) -> tuple[str, ...]:
@@ -28,12 +32,18 @@ def _parse_only(text: str) -> tuple[str, ...]:
 
 
 def _tiny(args: argparse.Namespace) -> int:
+    from annotate import tiny_asr
     from model import tiny
     from train.pretrained import save_dit
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in args.only:
+    names = args.only
+    if args.only is TINY_MODELS and not tiny_asr.asr_extra_installed():
+        # The default set skips the ASR models where their extra is absent; asking for them fails.
+        names = tuple(n for n in TINY_MODELS if n not in ASR_MODELS)
+        print(f"skipping {', '.join(ASR_MODELS)}: the ASR extra (whisperx, ctranslate2) is not installed")
+    for name in names:
         target = out / name
         if name == "dit":
             save_dit(tiny.tiny_dit(args.seed), target)
@@ -53,6 +63,11 @@ def _tiny(args: argparse.Namespace) -> int:
             from evaluation.tiny_weights import write_tiny_eval_weights
 
             write_tiny_eval_weights(target, seed=args.seed)
+        elif name == "whisper":
+            tiny_asr.build_tiny_whisper(target, args.seed)
+        elif name == "aligner":
+            tiny_asr.build_tiny_aligner(target, args.seed)
+            print(f"nltk punkt_tab: {tiny_asr.build_punkt(out / 'nltk_data')}")
         print(f"{name}: {target}")
     return 0
 
@@ -61,10 +76,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `models` group."""
     p = commands.add_parser(
         "tiny",
-        help="build tiny random-weight DiT, VAE, UMT5 and wav2vec2 models",
+        help="build tiny random-weight DiT, VAE, UMT5, wav2vec2, Whisper (CTranslate2) and aligner models",
         description="Build tiny random-weight models with the real architectures (the debug DiT "
-        "flavour, a diffusers Wan transformer, AutoencoderKLWan, UMT5 + tokenizer, wav2vec2) and save "
-        "each into OUT/<name>/, loadable with train.pretrained. For tests and CPU smoke runs.",
+        "flavour, a diffusers Wan transformer, AutoencoderKLWan, UMT5 + tokenizer, wav2vec2, a Whisper "
+        "converted to CTranslate2, a wav2vec2 CTC aligner + NLTK punkt_tab) and save each into OUT/<name>/. "
+        "Offline; for tests and CPU smoke runs (e.g. `asr.model=OUT/whisper` in configs/annotate/demo.yaml).",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(

@@ -1,7 +1,8 @@
-"""Assemble a kept clip's annotation (schema v1) from what the part-1 stages measured.
+"""Assemble a kept clip's annotation (schema v1) from what the stages measured.
 
-The transcript and caption stages have not run in part 1, so both are `null`: explicitly
-absent, never placeholder text. `speech_ratio` is null until the ASR stage measures it.
+The cut stage writes it with `transcript` and `speech_ratio` null; `with_asr` fills both from
+the ASR stage's ledger record when the clip is packed. The caption stays `null` (explicitly
+absent, never placeholder text) until the caption stage exists.
 """
 
 from __future__ import annotations
@@ -42,4 +43,14 @@ def clip_annotation(
         "caption": None,
         "provenance": {"pipeline_version": cfg.pipeline_version, "config_hash": config_hash,
                        "models": {"face": FACE_MODEL}},
+    }
+
+
+def with_asr(doc: dict[str, Any], result: dict[str, Any], models: dict[str, str]) -> dict[str, Any]:
+    """A copy of the cut stage's annotation with the ASR stage's speech ratio, transcript and models."""
+    return {
+        **doc,
+        "audio": {**doc["audio"], "speech_ratio": result["speech_ratio"]},
+        "transcript": result["transcript"],
+        "provenance": {**doc["provenance"], "models": {**doc["provenance"]["models"], **models}},
     }

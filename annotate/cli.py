@@ -45,11 +45,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add `run` and `status` to the `data` group."""
     p = commands.add_parser(
         "run",
-        help="build a corpus: probe, shots, cut/normalise, face filter, pack (Ray Data)",
+        help="build a corpus: probe, shots, cut/normalise, face filter, ASR + alignment, pack (Ray Data)",
         description="Cut raw talking videos into normalised clips (25 fps, 16 kHz mono, configured size), "
-        "keep the clips with one dominant face, and write WebDataset shards + manifest.parquet to OUTPUT. "
-        "Resumable: rerun the same command after an interruption. Transcript and caption stay null "
-        "(explicitly absent) until the ASR and caption stages exist.",
+        "keep the clips with one dominant face and enough speech, transcribe them with word timings "
+        "(whisperx; models from local folders or caches, never downloaded: see asr.* keys), and write "
+        "WebDataset shards + manifest.parquet to OUTPUT. Resumable: rerun the same command after an "
+        "interruption. The caption stays null (explicitly absent) until the caption stage exists.",
     )
     p.add_argument("--input", required=True, help="folder of videos, glob, text file listing paths/URLs, or an fsspec URL")
     p.add_argument("--output", required=True, help="output folder (shards/, manifest.parquet, _work/ progress)")

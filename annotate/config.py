@@ -139,6 +139,81 @@ class ClipConfig:
             raise ValueError(f"clip.crf must be in [0, 51], got {self.crf}")
 
 
+COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "int16", "float16", "bfloat16", "float32")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AsrConfig:
+    """ASR + word alignment (whisperx: faster-whisper/CTranslate2, pyannote VAD, wav2vec2 CTC).
+
+    Models load only from local directories or the Hugging Face cache; the stage never downloads.
+
+    Args:
+        model: CTranslate2 Whisper: a local directory, a faster-whisper size ("large-v3") or a hub
+            id ("Systran/faster-whisper-large-v3") already in the Hugging Face cache.
+        align_models: language code -> wav2vec2 CTC aligner (local directory, hub id in the cache,
+            or a torchaudio bundle such as WAV2VEC2_ASR_BASE_960H); languages not listed use
+            whisperx's default aligner for that language.
+        nltk_data: folder holding `tokenizers/punkt_tab/<language>/` (whisperx splits sentences
+            with it); "" searches NLTK's usual data folders.
+        language: transcribe every clip in this language ("en"); "" detects it per clip.
+        languages: allow-list of languages kept; empty keeps every language.
+        device: "auto" (CUDA when the worker has a GPU), "cuda" or "cpu".
+        compute_type: CTranslate2 compute type ("default": float16 on GPU, float32 on CPU; "int8" ...).
+        batch_size: VAD chunks transcribed per batch.
+        beam_size: beam search width.
+        max_new_tokens: cap on generated tokens per chunk (0: Whisper's own limit, 224).
+        cpu_threads: CTranslate2 / torch threads per worker on CPU.
+        num_gpus: GPUs each ASR worker asks Ray for; -1 asks for one when the cluster has GPUs.
+        vad_onset / vad_offset: pyannote VAD hysteresis thresholds (whisperx defaults).
+        min_speech_ratio: clips whose share of voiced time is lower are rejected (`low_speech_ratio`).
+        min_words: clips with fewer transcribed words are rejected (`too_few_words`).
+    """
+
+    model: str = "large-v3"
+    align_models: dict[str, str] = field(default_factory=dict)
+    nltk_data: str = ""
+    language: str = ""
+    languages: list[str] = field(default_factory=list)
+    device: str = "auto"
+    compute_type: str = "default"
+    batch_size: int = 8
+    beam_size: int = 5
+    max_new_tokens: int = 0
+    cpu_threads: int = 1
+    num_gpus: float = -1.0
+    vad_onset: float = 0.5
+    vad_offset: float = 0.363
+    min_speech_ratio: float = 0.3
+    min_words: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("asr.model must name a model directory or id, got ''")
+        for code in (self.language, *self.languages, *self.align_models):
+            if code and not (2 <= len(code) <= 3 and code.isalpha() and code.islower()):
+                raise ValueError(f"asr language codes are 2-3 lowercase letters (ISO 639-1), got {code!r}")
+        if self.language and self.languages and self.language not in self.languages:
+            raise ValueError(f"asr.language {self.language!r} is not in asr.languages {list(self.languages)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"asr.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.compute_type not in COMPUTE_TYPES:
+            raise ValueError(f"asr.compute_type must be one of {', '.join(COMPUTE_TYPES)}, got {self.compute_type!r}")
+        for name in ("batch_size", "beam_size", "cpu_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"asr.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.max_new_tokens <= 224:
+            raise ValueError(f"asr.max_new_tokens must be in [0, 224], got {self.max_new_tokens}")
+        if self.num_gpus < 0 and self.num_gpus != -1:
+            raise ValueError(f"asr.num_gpus must be -1 (auto) or >= 0, got {self.num_gpus}")
+        if not 0 < self.vad_offset <= self.vad_onset < 1:
+            raise ValueError(f"need 0 < asr.vad_offset <= asr.vad_onset < 1, got {self.vad_offset} and {self.vad_onset}")
+        if not 0 <= self.min_speech_ratio <= 1:
+            raise ValueError(f"asr.min_speech_ratio must be in [0, 1], got {self.min_speech_ratio}")
+        if self.min_words < 0:
+            raise ValueError(f"asr.min_words must be >= 0, got {self.min_words}")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AnnotateConfig:
     """Root config of `actavatar data run`.
@@ -152,6 +227,7 @@ class AnnotateConfig:
     shots: ShotConfig = field(default_factory=ShotConfig)
     face: FaceConfig = field(default_factory=FaceConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
     pack: ShardWriterConfig = field(default_factory=ShardWriterConfig)
     workers: int = 2
     pipeline_version: str = "actavatar-annotate-1"

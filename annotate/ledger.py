@@ -2,6 +2,7 @@
 
     OUT/_work/<source_id>/<stage>.json     the stage's result for that source
     OUT/_work/<source_id>/clips/<key>.*    clip media and annotations (cut stage)
+    OUT/_work/<source_id>/asr.json         per-clip speech ratio, verdict and transcript
 
 A stage whose record exists is not run again, so after `kill -9` the same command resumes
 where it stopped. Records are plain data: a stage's output depends only on the source bytes
@@ -17,7 +18,7 @@ from typing import Any
 from dataset.atomic import atomic_write_bytes
 
 WORK_DIRNAME = "_work"
-STAGES = ("probe", "analyse", "plan", "cut")
+STAGES = ("probe", "analyse", "plan", "cut", "asr")
 
 
 class Ledger:

@@ -1,4 +1,4 @@
-"""The Ray Data graph of `actavatar data run`: hash → probe → analyse → plan → cut → pack.
+"""The Ray Data graph of `actavatar data run`: hash → probe → analyse → plan → cut → asr → pack.
 
 Local in-process Ray by default, an existing cluster with `ray_address` (the toolkit must be
 installed on the cluster's nodes). Per-source stages run as Ray Data actor pools with durable
@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from annotate.annotation import with_asr
+from annotate.asr_models import check_asr_models
 from annotate.config import AnnotateConfig, config_hash
 from annotate.ledger import Ledger
 from annotate.sources import clip_key, resolve_inputs, source_sha256
@@ -64,11 +66,13 @@ def run_pipeline(
     cfg: AnnotateConfig, input_spec: str, out_dir: str | Path, *, ray_address: str | None = None, worker_logs: bool = False
 ) -> dict[str, Any]:
     """Run (or resume) the pipeline; returns the summary dict that the CLI prints."""
+    import ray
     import ray.data
 
     started = time.perf_counter()
     out = Path(out_dir)
     uris = resolve_inputs(input_spec)
+    check_asr_models(cfg.asr)  # missing models stop the run here, with one clear message
     ledger = Ledger(out)
     ledger.check_config(config_hash(cfg))
     atomic_write_bytes(ledger.root / "inputs.json", json.dumps(uris).encode())
@@ -84,9 +88,11 @@ def run_pipeline(
     # `workers` CPUs together (with 1 CPU each, downstream pools starve upstream ones and the
     # streaming executor waits forever). A stage's actors are busy only while data reaches them.
     share = 1.0 / sum(stage.uses_actor for stage in ROW_STAGES)
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
     for stage in ROW_STAGES:
         if stage.uses_actor:
-            ds = ds.map(stage, fn_constructor_kwargs={"cfg": cfg, "out_dir": str(out)}, concurrency=cfg.workers, num_cpus=share)
+            ds = ds.map(stage, fn_constructor_kwargs={"cfg": cfg, "out_dir": str(out)}, concurrency=cfg.workers,
+                        num_cpus=share, **stage.ray_options(cfg, cluster_gpus))
         else:  # cheap stage: Ray Data fuses these tasks with their neighbours
             ds = ds.map(stage(cfg, str(out)), num_cpus=share)
     finished = {row["source_id"]: (row["uri"], json.loads(row["state"])) for row in ds.iter_rows()}
@@ -96,14 +102,18 @@ def run_pipeline(
 
 
 def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], int]:
-    """Rejected/failed rows of one source, the keys of its kept clips, its clip candidates."""
+    """Rejected/failed rows of one source, the keys of its kept clips, its clip candidates.
+
+    A clip is kept when it passed the face filter, was cut, and the ASR stage kept it.
+    """
     base = {"source_uri": uri, "source_sha256": state["sha256"]}
     error = state.get("error")
     if error and error["stage"] in ("probe", "analyse", "plan"):
         return [{**base, "key": source_id, "status": error["status"], "stage": error["stage"],
                  "reason": error["reason"], "detail": error["detail"],
                  "duration_s": (state.get("probe") or {}).get("duration_s")}], [], 0
-    rows = []
+    rows, kept = [], []
+    asr = (state.get("asr") or {}).get("clips", {})
     for clip in state["plan"]:
         key = clip_key(source_id, clip["index"])
         figures = clip["face"] or {}
@@ -113,15 +123,22 @@ def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[lis
         if clip["status"] != "ok":
             rows.append({**row, "status": clip["status"], "stage": "shots" if clip["reason"] == "shot_too_short" else "face",
                          "reason": clip["reason"], "detail": clip["detail"]})
-        elif error:  # the cut stage failed for this source: its kept clips become failed rows
-            rows.append({**row, "status": "failed", "stage": "cut", "reason": error["reason"], "detail": error["detail"]})
-    return rows, [] if error else state["cut"], len(state["plan"])
+        elif error:  # the cut or ASR stage failed for this source: its kept clips become failed rows
+            rows.append({**row, "status": "failed", "stage": error["stage"], "reason": error["reason"], "detail": error["detail"]})
+        elif asr[key]["status"] != "ok":
+            result = asr[key]
+            rows.append({**row, "status": result["status"], "stage": "asr", "reason": result["reason"],
+                         "detail": result["detail"], "speech_ratio": result["speech_ratio"],
+                         "language": result["language"], "num_words": result["num_words"]})
+        else:
+            kept.append(key)
+    return rows, kept, len(state["plan"])
 
 
 def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str, Any]]], duplicates: list[dict[str, Any]]) -> dict[str, Any]:
     """Write shards + manifest from the ledger, in key order (deterministic)."""
     rows: list[dict[str, Any]] = list(duplicates)
-    kept: list[tuple[str, str]] = []
+    kept: list[tuple[str, str, dict[str, Any]]] = []
     candidates = 0
     hours_in = 0.0
     for source_id, (uri, state) in finished.items():
@@ -129,14 +146,14 @@ def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str
         source_rows, keys, count = _manifest_rows(source_id, uri, state)
         rows += source_rows
         candidates += count
-        kept += [(key, source_id) for key in keys]
+        kept += [(key, source_id, state["asr"]) for key in keys]
     seconds_out = 0.0
     with ShardWriter(out, cfg.pack, overwrite=True) as writer:
-        for key, source_id in sorted(kept):
+        for key, source_id, asr in sorted(kept, key=lambda item: item[0]):
             files = clip_files(out, source_id, key)
-            doc = parse_annotation(files["json"].read_bytes())
+            doc = with_asr(parse_annotation(files["json"].read_bytes()), asr["clips"][key], asr["models"])
             writer.write({"__key__": key, "json": doc, "mp4": files["mp4"].read_bytes(), "wav": files["wav"].read_bytes()},
-                         row={"stage": "cut"})
+                         row={"stage": "asr"})
             seconds_out += doc["video"]["duration_s"]
         for row in rows:
             writer.add_row(row)

@@ -53,6 +53,11 @@ class _RowStage:
     def run(self, uri: str, source_id: str, state: dict[str, Any]) -> Any:
         raise NotImplementedError
 
+    @classmethod
+    def ray_options(cls, cfg: AnnotateConfig, cluster_gpus: float) -> dict[str, Any]:
+        """Extra Ray resources for this stage's actors (e.g. `num_gpus`)."""
+        return {}
+
 
 class ProbeRowStage(_RowStage):
     name = "probe"
@@ -119,7 +124,45 @@ class CutRowStage(_RowStage):
         return keys
 
 
-ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage)
+class AsrRowStage(_RowStage):
+    """Transcribes every cut clip of a source; the ledger record holds each clip's verdict and
+    transcript (the cut stage's files stay as they are; `pack` merges the two)."""
+
+    name = "asr"
+    uses_actor = True
+
+    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
+        super().__init__(cfg, out_dir)
+        self._stage = None  # loaded on first use: a resumed run whose sources all passed ASR loads nothing
+
+    @classmethod
+    def ray_options(cls, cfg: AnnotateConfig, cluster_gpus: float) -> dict[str, Any]:
+        gpus = cfg.asr.num_gpus if cfg.asr.num_gpus >= 0 else (1.0 if cluster_gpus > 0 and cfg.asr.device != "cpu" else 0.0)
+        return {"num_gpus": gpus} if gpus > 0 else {}
+
+    def run(self, uri, source_id, state):
+        if self._stage is None:
+            from annotate.asr import AsrStage
+
+            self._stage = AsrStage(self.cfg.asr)
+        keys = state["cut"]
+        folder = self.ledger.clip_dir(source_id)
+        out = self._stage({"key": keys, "wav": [str(folder / f"{key}.wav") for key in keys]})
+        fields = ("status", "reason", "detail", "speech_ratio", "language", "num_words", "transcript")
+        clips = {key: {name: out[name][i] for name in fields} for i, key in enumerate(out["key"])}
+        return {"clips": clips, "models": asr_models_provenance(self.cfg)}
+
+
+def asr_models_provenance(cfg: AnnotateConfig) -> dict[str, str]:
+    """`provenance.models` entries of the ASR stage: the configured ids or directories."""
+    models = {"asr": cfg.asr.model, "vad": "whisperx/pyannote-segmentation"}
+    language = cfg.asr.language
+    if language and cfg.asr.align_models.get(language):
+        models["aligner"] = cfg.asr.align_models[language]
+    return models
+
+
+ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage, AsrRowStage)
 
 
 def initial_row(uri: str, source_id: str, sha256: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from actavatar.models_cli import main
 
     out = tmp_path_factory.mktemp("tiny_models")
-    assert main(["tiny", "--out", str(out)]) == 0
+    assert main(["tiny", "--out", str(out), "--only", "dit,wan_dit,vae,umt5,wav2vec2"]) == 0
     return out
 
 

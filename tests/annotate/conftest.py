@@ -1,0 +1,29 @@
+"""Fixtures shared by the annotate tests: the tiny offline ASR models, built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The ASR stage must never need the network; make any hub look-up fail loudly instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_dir(tmp_path_factory) -> Path:
+    """`actavatar models tiny --only whisper,aligner`: OUT/whisper, OUT/aligner, OUT/nltk_data."""
+    pytest.importorskip("whisperx")
+    from actavatar.models_cli import main
+
+    out = tmp_path_factory.mktemp("tiny_asr")
+    assert main(["tiny", "--out", str(out), "--only", "whisper,aligner"]) == 0
+    return out
+
+
+def asr_overrides(models: Path) -> list[str]:
+    """Config overrides pointing the ASR stage at the tiny models."""
+    return [f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
+            f"asr.nltk_data={models / 'nltk_data'}"]
