@@ -84,15 +84,20 @@ def bench_shots(videos: list[Path]) -> dict:
 
 
 def bench_pipeline(raw: Path, source_seconds: float, floor: float, workdir: Path) -> dict:
+    models = workdir / "models"
+    subprocess.run([sys.executable, "-m", "actavatar", "models", "tiny", "--out", str(models), "--only", "whisper,aligner"],
+                   check=True, capture_output=True, cwd=REPO)
+    asr = [f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
+           f"asr.nltk_data={models / 'nltk_data'}", "asr.language=en", "asr.max_new_tokens=24"]
     results = {}
     for workers in (1, 2):
         out = workdir / f"run-{workers}"
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "actavatar", "data", "run", "--input", str(raw), "--output", str(out),
                         "--config", str(REPO / "configs/annotate/default.yaml"), f"workers={workers}", "clip.width=256",
-                        "clip.height=256"], check=True, capture_output=True, cwd=REPO)
+                        "clip.height=256", *asr], check=True, capture_output=True, cwd=REPO)
         results[workers] = time.perf_counter() - start
-    print("\n2. whole part-1 pipeline (probe, analyse, plan, cut/normalise 256x256, pack), Ray local, incl. start-up")
+    print("\n2. whole pipeline (probe, analyse, plan, cut/normalise 256x256, tiny-model ASR, pack), Ray local, incl. start-up")
     print(f"{'workers':<8} {'wall s':>8} {'src s / wall s / core':>22} {'x decode floor':>15}")
     for workers, seconds in results.items():
         print(f"{workers:<8} {seconds:>8.1f} {source_seconds / seconds / workers:>22.2f} {seconds / floor:>15.2f}")
