@@ -1,0 +1,146 @@
+"""Render a planned raw video: audio first (speech drives the mouth), then frames streamed to the encoder."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from dataset.synth import rig, scenes, sounds
+from dataset.synth.avatar import PuppetRenderer
+from dataset.synth.plan import ShotPlan, VideoPlan
+from dataset.synth.speech import SpeechTrack, WordSynth, build_speech, mouth_envelope
+from dataset.synth.video_writer import RawVideoWriter
+
+_SINGLE_SCALE = 1.0 / 2.66  # shoulder width / frame height that fits raised hands and resting gloves
+_TWO_SCALE = 0.9 * _SINGLE_SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class ShotAudio:
+    """A shot's soundtrack (video sample rate) and the speech in it, if any."""
+
+    samples: np.ndarray
+    kind: str  # "speech", "silence", "music" or "ambience"
+    speech: SpeechTrack | None
+
+
+def _sample_edges(plan: VideoPlan) -> list[tuple[int, int]]:
+    times = plan.times_s
+    return [(int(round(times[s.start_frame] * plan.sample_rate)), int(round(times[s.end_frame] * plan.sample_rate)))
+            for s in plan.shots]
+
+
+def shot_audio(shot: ShotPlan, n_samples: int, sample_rate: int, synth: WordSynth) -> ShotAudio:
+    """Sound of one shot; deterministic from the shot seed."""
+    rng = np.random.default_rng([shot.seed, 1])
+    seconds = n_samples / sample_rate
+    if shot.kind in ("talk", "two_avatars"):
+        speech = build_speech(synth, rng, seconds, sample_rate)
+        room = sounds.ambience(rng, seconds, sample_rate, level=0.004)
+        return ShotAudio(speech.samples[:n_samples] + room[:n_samples], "speech", speech)
+    if shot.kind == "music":
+        return ShotAudio(sounds.music(rng, seconds, sample_rate)[:n_samples], "music", None)
+    if shot.kind == "scene":
+        return ShotAudio(sounds.ambience(rng, seconds, sample_rate)[:n_samples], "ambience", None)
+    return ShotAudio(np.zeros(n_samples, np.float32), "silence", None)
+
+
+def _layout(shot: ShotPlan, width: int, height: int, rng: np.random.Generator) -> list[tuple[float, float, float]]:
+    """(neck x, neck y, shoulder width) in pixels for each puppet of the shot."""
+    if shot.num_avatars == 0:
+        return []
+    if shot.num_avatars == 2:
+        scale = _TWO_SCALE * height
+        y = height * 0.02 + rig.TOP_EXTENT * scale + rng.uniform(0, 0.04) * height
+        return [(width * 0.28, y, scale), (width * 0.72, y, scale)]
+    scale = _SINGLE_SCALE * height * rng.uniform(0.9, 1.0)
+    free_y = height - (rig.TOP_EXTENT + rig.BOTTOM_EXTENT) * scale - 0.03 * height
+    y = 0.015 * height + rig.TOP_EXTENT * scale + rng.uniform(0.0, max(0.0, free_y))
+    free_x = max(0.0, width / 2 - 1.5 * scale)
+    return [(width / 2 + rng.uniform(-0.6, 0.6) * free_x, y, scale)]
+
+
+def _fade_gains(plan: VideoPlan) -> np.ndarray:
+    """Per-frame brightness: 1, except ramps to and from black around the fade."""
+    gains = np.ones(plan.num_frames, np.float32)
+    for shot in plan.shots:
+        if shot.fade_out:
+            n = shot.fade_out
+            gains[shot.end_frame - n:shot.end_frame] = (n - np.arange(n) - 0.5) / n
+        if shot.fade_in:
+            n = shot.fade_in
+            gains[shot.start_frame:shot.start_frame + n] = (np.arange(n) + 0.5) / n
+    return gains
+
+
+def _audio_with_fades(plan: VideoPlan, audios: list[ShotAudio]) -> np.ndarray:
+    track = np.concatenate([a.samples for a in audios]).astype(np.float32)
+    times = plan.times_s
+    for shot in plan.shots:
+        for count, first, rising in ((shot.fade_in, shot.start_frame, True), (shot.fade_out, shot.end_frame - shot.fade_out, False)):
+            if count:
+                a = int(round(times[first] * plan.sample_rate))
+                b = int(round(times[first + count] * plan.sample_rate))
+                ramp = np.linspace(0.0, 1.0, b - a, dtype=np.float32)
+                track[a:b] *= ramp if rising else ramp[::-1]
+    return np.clip(track, -1.0, 1.0)
+
+
+def _phase_index(shot: ShotPlan) -> np.ndarray:
+    """Frame -> index of the phase covering it (frames of the shot only)."""
+    idx = np.zeros(shot.end_frame - shot.start_frame, np.int64)
+    for k, phase in enumerate(shot.phases):
+        idx[phase.start_frame - shot.start_frame:phase.end_frame - shot.start_frame] = k
+    return idx
+
+
+def render_video(plan: VideoPlan, out: BinaryIO | str | Path, renderer: PuppetRenderer, synth: WordSynth,
+                 *, crf: int = 21, preset: str = "superfast") -> list[ShotAudio]:
+    """Encode the video of `plan` into `out`; returns each shot's audio facts for the truth record."""
+    times = plan.times_s
+    audios = [shot_audio(s, b - a, plan.sample_rate, synth) for s, (a, b) in zip(plan.shots, _sample_edges(plan))]
+    gains = _fade_gains(plan)
+    writer = RawVideoWriter(out, width=plan.width, height=plan.height, time_base=plan.time_base, rate=plan.rate,
+                            sample_rate=plan.sample_rate, crf=crf, preset=preset)
+    try:
+        for shot, audio in zip(plan.shots, audios):
+            rng = np.random.default_rng([shot.seed, 2])
+            shot_t0 = times[shot.start_frame]
+            local = times[shot.start_frame:shot.end_frame + 1] - shot_t0
+            mouth = (mouth_envelope(audio.speech.samples, plan.sample_rate, local[:-1], local[-1])
+                     if audio.speech is not None else np.zeros(local.size - 1))
+            puppets = _layout(shot, plan.width, plan.height, rng)
+            sway = rng.uniform(0, 2 * math.pi, size=2)
+            if shot.kind == "scene":
+                pan = scenes.PanningScene(shot.scene_image or scenes.SCENE_IMAGES[0], plan.height, plan.width, rng)
+            else:
+                background = scenes.studio_background(rng, plan.height, plan.width)
+            phase_of = _phase_index(shot)
+            for i, frame_index in enumerate(range(shot.start_frame, shot.end_frame)):
+                # Sample motion at the middle of the frame's display interval (see rig.pose_at).
+                t_mid = 0.5 * (local[i] + local[i + 1])
+                if shot.kind == "scene":
+                    frame = pan.frame(t_mid / max(local[-1], 1e-6))
+                else:
+                    frame = background.copy()
+                    phase = shot.phases[int(phase_of[i])]
+                    p_t0 = times[phase.start_frame] - shot_t0
+                    p_len = times[phase.end_frame] - times[phase.start_frame]
+                    for k, (x, y, scale) in enumerate(puppets):
+                        # Only the first puppet speaks; both perform the shot's phases.
+                        pose = rig.pose_at(phase.label, t_mid - p_t0, p_len, tilt_sign=phase.tilt_sign,
+                                           mouth=float(mouth[i]) if k == 0 else 0.0)
+                        dx = 0.012 * scale * math.sin(2 * math.pi * 0.23 * t_mid + sway[0])
+                        dy = 0.006 * scale * math.sin(2 * math.pi * 0.31 * t_mid + sway[1])
+                        renderer.draw(frame, (x + dx, y + dy), scale, pose)
+                if gains[frame_index] < 1.0:
+                    frame = (frame.astype(np.float32) * gains[frame_index] + 0.5).astype(np.uint8)
+                writer.write(frame, int(plan.pts[frame_index]))
+        writer.finish(_audio_with_fades(plan, audios))
+    finally:
+        writer.close()
+    return audios

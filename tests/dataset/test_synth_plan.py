@@ -1,0 +1,118 @@
+"""Fast checks of the synthetic generator's pieces (no video encoding): config, plans, rig, reader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dataset.synth import detect_actions, rig
+from dataset.synth.avatar import PuppetRenderer
+from dataset.synth.corpus import SynthConfig
+from dataset.synth.plan import NEGATIVE_KINDS, plan_video
+from dataset.synth.scenes import SCENE_IMAGES, PanningScene
+
+RES = ((640, 360), (854, 480), (960, 540), (1280, 720))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"videos": 0}, "videos must be >= 1, got 0"),
+        ({"min_duration": 2.0}, "min_duration must be >= 4 seconds, got 2.0"),
+        ({"min_duration": 20.0, "max_duration": 10.0}, "max_duration must be in"),
+        ({"resolutions": "640x361"}, "'640x361'"),
+        ({"resolutions": "big"}, "'big'"),
+        ({"preset": "turbo"}, "'turbo'"),
+        ({"crf": 99}, "crf must be in [0, 51], got 99"),
+        ({"out": " "}, "out must be a folder path"),
+    ],
+)
+def test_config_errors_name_key_and_value(kwargs: dict, needle: str) -> None:
+    with pytest.raises(ValueError) as info:
+        SynthConfig(**{"out": "x", **kwargs})
+    assert needle in str(info.value)
+
+
+def test_plans_cycle_formats_and_cover_negative_shots() -> None:
+    plans = [plan_video(3, i, min_duration=25, max_duration=35, resolutions=RES) for i in range(4)]
+    assert [p.vfr for p in plans] == [False, True, False, False]
+    assert [str(p.rate) for i, p in enumerate(plans) if i != 1] == ["25", "30000/1001", "30"]
+    assert {(p.width, p.height) for p in plans} == set(RES)
+    assert {p.sample_rate for p in plans} == {16000, 44100, 48000}
+    kinds = {s.kind for p in plans for s in p.shots}
+    assert set(NEGATIVE_KINDS) <= kinds and "talk" in kinds
+    vfr_steps = np.unique(np.diff(plans[1].pts))
+    assert len(vfr_steps) > 1  # really variable
+    for p in plans:
+        assert 25 <= p.duration_s <= 35.1
+        assert p.shots[0].start_frame == 0 and p.shots[-1].end_frame == p.num_frames
+        assert [s.transition for s in p.shots].count("fade") == 1
+        for a, b in zip(p.shots, p.shots[1:]):
+            assert a.end_frame == b.start_frame
+        labels = {ph.label for s in p.shots for ph in s.phases}
+        assert labels <= set(rig.ACTIONS)
+
+
+def test_plan_is_a_pure_function_of_seed_and_index() -> None:
+    a = plan_video(7, 2, min_duration=10, max_duration=12, resolutions=RES)
+    b = plan_video(7, 2, min_duration=10, max_duration=12, resolutions=RES)
+    c = plan_video(8, 2, min_duration=10, max_duration=12, resolutions=RES)
+    assert a.shots == b.shots and np.array_equal(a.pts, b.pts)
+    assert a.shots != c.shots
+
+
+def test_phases_cover_avatar_shots_and_last_long_enough() -> None:
+    for seed in range(6):
+        p = plan_video(seed, seed, min_duration=20, max_duration=40, resolutions=RES)
+        t = p.times_s
+        for shot in p.shots:
+            if shot.kind == "scene":
+                assert shot.phases == ()
+                continue
+            assert shot.phases[0].start_frame == shot.start_frame and shot.phases[-1].end_frame == shot.end_frame
+            for a, b in zip(shot.phases, shot.phases[1:]):
+                assert a.end_frame == b.start_frame and a.label != b.label
+            assert all(t[ph.end_frame] - t[ph.start_frame] >= 0.5 - 1e-9 for ph in shot.phases)
+
+
+@pytest.mark.parametrize("label", sorted(rig.ACTIONS))
+def test_poses_start_and_end_at_rest(label: str) -> None:
+    rest = rig.Pose()
+    for t in (0.0, 2.0):
+        pose = rig.pose_at(label, t, 2.0)
+        assert np.allclose(pose.right_hand, rest.right_hand, atol=1e-9)
+        assert np.allclose(pose.left_hand, rest.left_hand, atol=1e-9)
+        assert abs(pose.head_dx) < 1e-9 and abs(pose.head_dy) < 1e-9 and abs(pose.head_angle) < 1e-9
+    with pytest.raises(ValueError, match="unknown action"):
+        rig.pose_at("dance", 0.0, 1.0)
+
+
+def test_reader_labels_every_action_on_a_still_render() -> None:
+    """Mid-phase stills of each arm action and tilt read back correctly at several sizes."""
+    renderer = PuppetRenderer()
+    for h, w in ((180, 320), (360, 640), (720, 1280)):
+        for label in ("idle", "raise_right_hand", "raise_left_hand", "wave_right_hand", "both_hands_up",
+                      "point_forward", "tilt_head"):
+            frames = []
+            for t in np.linspace(0.8, 1.2, 5):
+                frame = np.full((h, w, 3), 150, np.uint8)
+                scale = h / 2.66
+                renderer.draw(frame, (w / 2, 0.015 * h + rig.TOP_EXTENT * scale), scale, rig.pose_at(label, t, 2.0))
+                frames.append(frame)
+            assert detect_actions(np.stack(frames))[1:-1] == [label] * 3, (label, h)
+
+
+def test_reader_sees_no_avatar_in_scenes() -> None:
+    rng = np.random.default_rng(0)
+    for name in SCENE_IMAGES:
+        scene = PanningScene(name, 180, 320, rng)
+        frames = np.stack([scene.frame(p) for p in np.linspace(0, 1, 4)])
+        assert detect_actions(frames) == [rig.NO_AVATAR] * 4, name
+
+
+def test_reader_input_contract() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        detect_actions(np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        detect_actions([np.zeros((8, 8), np.uint8)])
+    assert detect_actions(np.zeros((0, 8, 8, 3), np.uint8)) == []
