@@ -117,14 +117,15 @@ class ClipConfig:
         width / height: output frame size (even numbers, H.264 yuv420p).
         mode: "crop" (a window around the face track, scaled to the size) or "pad" (the whole
             frame scaled to fit, black bars).
-        crop_scale: in crop mode, the window height is the face height times this.
+        crop_scale: in crop mode, the window height is the face height times this (5: head and
+            upper body with raised hands, since the phases are upper-body actions).
         crf: x264 quality (lower is better, larger files).
     """
 
     width: int = 512
     height: int = 512
     mode: str = "crop"
-    crop_scale: float = 3.0
+    crop_scale: float = 5.0
     crf: int = 20
 
     def __post_init__(self) -> None:
