@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evaluation.action_accuracy import ActionScoreConfig
+from evaluation.benchmark import BenchmarkConfig
 from evaluation.fid import FIDConfig
 from evaluation.fvd import FVDConfig
 from evaluation.identity import IdentityConfig
+from evaluation.sample import SampleConfig
 from evaluation.sync import SyncConfig
 
 METRICS = ("fid", "fvd", "sync", "identity", "actions")
@@ -23,6 +25,9 @@ class EvalConfig:
         face_embedder: TorchScript face-recognition network for identity similarity.
         device: torch device for every network ("cpu", "cuda", "cuda:1").
         timelines: how many samples per run get a per-phase timeline plot (actions only).
+        sample: how `--checkpoint` runs sample the benchmark (evaluation/sample.py; its paths come
+            from each checkpoint).
+        benchmark: how a synthetic corpus becomes a benchmark (evaluation/benchmark.py).
     """
 
     metrics: tuple[str, ...] = METRICS
@@ -37,6 +42,8 @@ class EvalConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     actions: ActionScoreConfig = field(default_factory=ActionScoreConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]

@@ -30,7 +30,7 @@ from evaluation.video_folder import list_videos, read_audio, read_frames, read_p
 log = logging.getLogger(__name__)
 
 ACTIONS_MISSING = ("no action detector: needs the VLM judge (caption stage backends) or, on synthetic data, "
-                   "the exact detect_actions reader; pass detect_actions= to evaluate_folders")
+                   "the exact detect_actions reader (`--actions synthetic`; detect_actions= in evaluate_folders)")
 
 
 def _load_models(cfg: EvalConfig, detect_actions: DetectActions | None) -> tuple[dict[str, Any], dict[str, str]]:

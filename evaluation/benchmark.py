@@ -1,0 +1,181 @@
+"""Benchmarks for `actavatar eval --checkpoint`: a folder of prompts + references, or a synthetic corpus.
+
+A benchmark folder holds, per clip `<key>`:
+    <key>.json  annotation (DESIGN §3; needs caption.base and caption.phases[{start_s, end_s, text}],
+                an optional phase `label` is what the synthetic action reader reports)
+    <key>.mp4   the reference video (FID/FVD/identity reference; its audio drives sampling without a wav)
+    <key>.wav   optional driving audio (16 kHz mono); else the mp4's audio
+    <key>.png   optional identity/reference image (.jpg too); else the mp4's first frame
+A synthetic corpus (`actavatar synth --out D`: D/truth.jsonl + D/raw/*.mp4) is converted into such a
+folder by `synth_to_benchmark`: one clip per avatar shot (or per window of `max_frames` frames),
+phase times relative to the clip, labels kept, frames re-encoded at the corpus' nominal fps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.prompt import caption_from_mapping
+from evaluation.sample_jobs import SampleJob
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 16000
+MARKER = ".synth_benchmark"  # written into a converted benchmark folder (safe to rebuild)
+_BASE = {  # base captions of the synthetic shot kinds (the corpus has no free-text description)
+    "talk": "A cartoon puppet talks to the camera.",
+    "two_avatars": "Two cartoon puppets stand side by side; the left one talks to the camera.",
+    "silent": "A cartoon puppet stands silently in front of the camera.",
+    "music": "A cartoon puppet stands in front of the camera while music plays.",
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BenchmarkConfig:
+    """Args:
+        max_frames: synthetic corpora: cut each avatar shot into clips of this many frames (1 + 4k;
+            0 = one clip per whole shot).
+        max_clips: keep at most this many clips (0 = all), in corpus order.
+    """
+
+    max_frames: int = 0
+    max_clips: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_frames < 0 or (self.max_frames and (self.max_frames - 1) % 4):
+            raise ValueError(f"benchmark.max_frames must be 0 or 1 + 4k, got {self.max_frames}")
+        if self.max_clips < 0:
+            raise ValueError(f"benchmark.max_clips must be >= 0, got {self.max_clips}")
+
+
+def is_synth_corpus(path: str | Path) -> bool:
+    return (Path(path) / "truth.jsonl").is_file()
+
+
+def jobs_from_benchmark(folder: str | Path, max_clips: int = 0) -> list[SampleJob]:
+    """One SampleJob per `<key>.json` that has a reference video (or wav) beside it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"benchmark folder not found: {folder}")
+    jobs = []
+    for ann in sorted(folder.glob("*.json")):
+        key = ann.stem
+        video, wav = folder / f"{key}.mp4", folder / f"{key}.wav"
+        image = next((folder / f"{key}{s}" for s in (".png", ".jpg", ".jpeg") if (folder / f"{key}{s}").is_file()), None)
+        if not video.is_file() and not wav.is_file():
+            raise FileNotFoundError(f"benchmark {folder}: {ann.name} has neither {key}.wav nor {key}.mp4 (driving audio)")
+        try:
+            doc = json.loads(ann.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{ann}: invalid JSON ({err})") from None
+        jobs.append(SampleJob(key=key, caption=caption_from_mapping(doc, str(ann)),
+                              image=image or (video if video.is_file() else None), audio=wav if wav.is_file() else video))
+    if not jobs:
+        raise FileNotFoundError(f"benchmark {folder}: no <key>.json annotations")
+    return jobs[:max_clips] if max_clips else jobs
+
+
+def _windows(start: int, stop: int, size: int) -> list[tuple[int, int]]:
+    """Consecutive [a, b) windows of `size` frames in [start, stop); a shot shorter than `size` is one window."""
+    if not size or stop - start <= size:
+        return [(start, stop)]
+    return [(a, a + size) for a in range(start, stop - size + 1, size)]
+
+
+def clip_annotation(record: dict[str, Any], shot: dict[str, Any], key: str, a: int, b: int, fps: float) -> dict[str, Any]:
+    """Annotation of frames [a, b) of a synthetic video: phases clipped to the window, times = frames / fps."""
+    phases = []
+    for p in shot["phases"]:
+        s, e = max(p["start_frame"], a), min(p["end_frame"], b)
+        if e > s:
+            phases.append({"start_s": round((s - a) / fps, 6), "end_s": round((e - a) / fps, 6),
+                           "text": p["text"], "label": p["label"]})
+    n = b - a
+    return {"schema_version": 1, "key": key,
+            "source": {"uri": record["file"], "video_id": record["video_id"], "start_frame": a, "end_frame": b},
+            "video": {"fps": fps, "num_frames": n, "width": record["width"], "height": record["height"],
+                      "duration_s": round(n / fps, 6)},
+            "audio": {"sample_rate": AUDIO_RATE, "num_samples": int(round(n / fps * AUDIO_RATE))},
+            "caption": {"base": _BASE.get(shot["kind"], _BASE["talk"]), "phases": phases}}
+
+
+def synth_to_benchmark(corpus: str | Path, out: str | Path, cfg: BenchmarkConfig = BenchmarkConfig()) -> Path:
+    """Write a benchmark folder (mp4 + wav + png + json per clip) from a synthetic corpus; returns `out`."""
+    from PIL import Image
+
+    from dataset.atomic import atomic_write_bytes
+    from dataset.media import encode_mp4, encode_wav
+    from evaluation.video_folder import decode_mp4_audio, read_frames
+
+    corpus, out = Path(corpus), Path(out)
+    truth = corpus / "truth.jsonl"
+    if not truth.is_file():
+        raise FileNotFoundError(f"{corpus}: no truth.jsonl (not a synthetic corpus from `actavatar synth`)")
+    out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for number, line in enumerate(truth.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        shots = [s for s in record["shots"] if s.get("avatar_present") and s.get("phases")]
+        if not shots:
+            continue
+        raw = corpus / record["file"]
+        if not raw.is_file():
+            raise FileNotFoundError(f"{truth}:{number}: video {raw} is missing")
+        frames = read_frames(raw)
+        audio = decode_mp4_audio(raw.read_bytes())
+        audio = np.zeros(0, np.float32) if audio is None else audio
+        fps = float(record["fps"])
+        times = record.get("frame_times_s") or [i / fps for i in range(record["num_frames"])]
+        for shot in shots:
+            for a, b in _windows(shot["start_frame"], min(shot["end_frame"], len(frames)), cfg.max_frames):
+                key = f"{record['video_id']}_{count:04d}"
+                ann = clip_annotation(record, shot, key, a, b, fps)
+                t0 = int(round(times[a] * AUDIO_RATE)) if a < len(times) else int(round(a / fps * AUDIO_RATE))
+                n_audio = ann["audio"]["num_samples"]
+                wav = np.zeros(n_audio, np.float32)
+                seg = audio[t0 : t0 + n_audio]
+                wav[: seg.size] = seg
+                clip = frames[a:b]
+                atomic_write_bytes(out / f"{key}.mp4", encode_mp4(clip, wav, fps=fps))
+                atomic_write_bytes(out / f"{key}.wav", encode_wav(wav))
+                Image.fromarray(clip[0]).save(out / f"{key}.png")
+                atomic_write_bytes(out / f"{key}.json", (json.dumps(ann, indent=2) + "\n").encode())
+                count += 1
+                if cfg.max_clips and count >= cfg.max_clips:
+                    log.info("benchmark: %d clip(s) from %s -> %s", count, corpus, out)
+                    return out
+    if not count:
+        raise ValueError(f"{truth}: no avatar shot with phases to turn into a benchmark clip")
+    log.info("benchmark: %d clip(s) from %s -> %s", count, corpus, out)
+    return out
+
+
+def prepare_benchmark(path: str | Path, work_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig()) -> Path:
+    """The benchmark folder to sample and score: `path` itself, or its conversion under work_dir/benchmark."""
+    path = Path(path)
+    if is_synth_corpus(path):
+        target = Path(work_dir) / "benchmark"
+        marker = target / MARKER
+        if target.exists() and any(target.iterdir()):
+            if not marker.is_file():
+                raise FileExistsError(f"{target} exists and was not written by a synthetic-benchmark conversion; "
+                                      "choose another --out")
+            shutil.rmtree(target)  # ours (marker present): rebuild, so no stale clip from an earlier run stays
+        synth_to_benchmark(path, target, cfg)
+        marker.write_text(json.dumps({"corpus": str(path), "max_frames": cfg.max_frames, "max_clips": cfg.max_clips}) + "\n")
+        return target
+    if not path.is_dir():
+        raise NotADirectoryError(f"benchmark not found: {path}")
+    if not any(path.glob("*.mp4")):
+        raise FileNotFoundError(f"benchmark {path}: no reference videos <key>.mp4 (needed to score against); "
+                                "a synthetic corpus needs its truth.jsonl")
+    return path

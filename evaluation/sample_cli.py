@@ -1,0 +1,98 @@
+"""`actavatar sample`: generate talking-avatar mp4s (audio muxed in) from a DiT checkpoint.
+
+    actavatar sample --checkpoint M --image ref.png --audio speech.wav \
+        --prompt "A woman talks in an office. | 0-2.5: raises her right hand | 2.5-5: nods" --out out/
+    actavatar sample --checkpoint M --prompts prompts.jsonl --out out/          # batch (format: evaluation/sample_jobs.py)
+    actavatar sample --checkpoint runs/stage2/ema --encoders M --prompts prompts.jsonl --out out/   # a trained export
+    actavatar sample --checkpoint M --benchmark BENCH --out out/                # every <key>.json of a benchmark folder
+    actavatar sample ... --config configs/eval/sample_tiny.yaml sampler.steps=4 sampler.solver=euler width=64 height=64
+    python -m evaluation.sample_cli ...                                         # the same without the console script
+
+`--prompt` takes the compact form above or JSON {"base": ..., "phases": [{"start_s", "end_s", "text"}]}.
+Writes OUT/<key>.mp4 and OUT/<key>.json (caption, seed, settings). SampleConfig keys (width, height,
+num_frames, seed, sampler.steps, sampler.text.scale, sampler.audio.start, ...) come from the
+dataclass defaults, then --config YAML, then key=value.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from dataset.command import add_global_flags, run_command
+
+HELP = "generate talking-avatar videos from a checkpoint, a reference image, audio and a phased prompt"
+
+
+def _jobs(args: argparse.Namespace) -> list:
+    from pathlib import Path
+
+    from evaluation.benchmark import jobs_from_benchmark, prepare_benchmark
+    from evaluation.prompt import parse_prompt
+    from evaluation.sample_jobs import SampleJob, jobs_from_jsonl
+
+    sources = [x for x in (args.prompt, args.prompts, args.benchmark) if x is not None]
+    if len(sources) != 1:
+        raise ValueError("give exactly one of --prompt (with --image and --audio), --prompts FILE or --benchmark DIR")
+    if args.prompts is not None:
+        return jobs_from_jsonl(args.prompts)
+    if args.benchmark is not None:
+        return jobs_from_benchmark(prepare_benchmark(args.benchmark, args.out))
+    if args.audio is None:
+        raise ValueError("--prompt needs --audio FILE (and --image FILE unless reference=none)")
+    for flag, path in (("--audio", args.audio), ("--image", args.image)):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{flag}: file not found: {path}")
+    return [SampleJob(key=args.key, caption=parse_prompt(args.prompt, "--prompt"),
+                      image=Path(args.image) if args.image else None, audio=Path(args.audio))]
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from dataset.config_loader import load_config
+    from evaluation.sample import AvatarSampler, SampleConfig, resolve_checkpoint
+    from evaluation.sample_jobs import run_jobs
+
+    overrides = list(args.overrides)
+    for key, value in (("seed", args.seed), ("device", args.device)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = resolve_checkpoint(load_config(SampleConfig, args.config, overrides), args.checkpoint, args.encoders)
+    jobs = _jobs(args)  # parse every prompt before loading any model
+    sampler = AvatarSampler(cfg)
+    written = run_jobs(sampler, jobs, args.out, progress=not args.no_progress, skip_existing=args.skip_existing)
+    for path in written:
+        print(path)
+    return 0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the `sample` arguments to `parser` (the `actavatar sample` subparser, or this module's own)."""
+    parser.add_argument("--checkpoint", metavar="DIR",
+                        help="DiT folder written by save_dit, or a folder with dit/ vae/ umt5/ wav2vec2/ (actavatar models tiny)")
+    parser.add_argument("--encoders", metavar="DIR", help="folder with vae/ umt5/ wav2vec2/ when the checkpoint has none "
+                        "(e.g. a trainer's OUT/final with --encoders M from `actavatar models tiny --out M`)")
+    parser.add_argument("--prompt", help="'base | 0-2.5: phase text | 2.5-5: ...' or JSON {base, phases}")
+    parser.add_argument("--image", metavar="FILE", help="reference image (png/jpg, or a video's first frame)")
+    parser.add_argument("--audio", metavar="FILE", help="driving audio (wav, or any file with an audio stream)")
+    parser.add_argument("--key", default="sample", help="output name for --prompt (default: sample)")
+    parser.add_argument("--prompts", metavar="JSONL", help="batch: one {key, image, audio, prompt, seed} per line")
+    parser.add_argument("--benchmark", metavar="DIR", help="batch: a benchmark folder or a synthetic corpus (see evaluation/benchmark.py)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder for <key>.mp4 + <key>.json")
+    parser.add_argument("--seed", type=int, help="noise seed (batch: seed + index unless a line sets its own)")
+    parser.add_argument("--device", help="torch device (default cpu)")
+    parser.add_argument("--skip-existing", action="store_true", help="keep videos already in --out (resume a batch)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--config", metavar="YAML", help="SampleConfig values (e.g. configs/eval/sample_tiny.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="SampleConfig overrides, e.g. sampler.steps=20")
+    parser.set_defaults(func=_sample)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.sample_cli", description=HELP)
+    add_global_flags(parser)
+    configure(parser)
+    return run_command(parser.parse_args(argv), prog="python -m evaluation.sample_cli")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
