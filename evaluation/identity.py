@@ -67,7 +67,7 @@ def embed_faces(model: nn.Module, faces: np.ndarray, cfg: IdentityConfig = Ident
     device = next(iter(model.parameters()), torch.empty(0)).device
     out = []
     for start in range(0, len(faces), cfg.batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(faces[start : start + cfg.batch_size])).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.from_numpy(np.array(faces[start : start + cfg.batch_size])).permute(0, 3, 1, 2).float() / 255.0  # a writable copy
         x = F.interpolate(x, size=(cfg.input_size, cfg.input_size), mode="bilinear", align_corners=False, antialias=True)
         out.append(model(((x - cfg.mean) / cfg.std).to(device)).float().cpu())
     return F.normalize(torch.cat(out), dim=1)

@@ -91,6 +91,22 @@ def run(out: Path, videos: int) -> int:
     demo.cli("data validate", ["data", "validate", str(corpus)], lambda: "corpus valid: members, media, schema v1, manifest agree")
     demo.cli("data stats", ["data", "stats", str(corpus)], lambda: "table of clips, hours, phases/words per clip, rejections")
     demo.step("load: torch DataLoader over the shards", lambda: load_back(corpus))
+
+    checkpoint, report, sampled = models, out / "report", out / "sample"
+    weights = models / "eval"
+    demo.cli("eval: sample the synthetic benchmark with the checkpoint, score it",
+             ["eval", "--checkpoint", f"demo={checkpoint}", "--encoders", str(models), "--benchmark", str(synth),
+              "--out", str(report), "--config", "configs/eval/tiny.yaml", "--actions", "synthetic", "--no-progress",
+              "--fid-weights", str(weights / "fid_inception.pth"), "--i3d", str(weights / "i3d_torchscript.pt"),
+              "--syncnet", str(weights / "syncnet.model"), "--face-embedder", str(weights / "face_embedder.pt")],
+             lambda: f"report.md, report.json and {len(list((report / 'plots').glob('*.png')))} plots in {report}")
+    bench_clip = sorted((report / "benchmark").glob("*.png"))[0]  # a reference image the eval stage extracted
+    demo.cli("sample: one video from a reference image, audio and a phased prompt",
+             ["sample", "--checkpoint", str(checkpoint), "--encoders", str(models),
+              "--image", str(bench_clip), "--audio", str(bench_clip.with_suffix(".wav")),
+              "--prompt", "A puppet talks to the camera. | 0-0.3: raises the right hand | 0.3-0.6: nods",
+              "--out", str(sampled), "--config", "configs/eval/sample_tiny.yaml"],
+             lambda: f"{', '.join(p.name for p in sorted(sampled.glob('*.mp4')))} (audio muxed in) in {sampled}")
     try:
         import ray
 
@@ -103,6 +119,7 @@ def run(out: Path, videos: int) -> int:
         print(f"  {title.split(':')[0]:<14} {seconds:>5.0f} s  {text}")
     print(f"  shards         {corpus.resolve() / 'shards'}")
     print(f"  manifest       {corpus.resolve() / 'manifest.parquet'}")
+    print(f"  eval report    {(report / 'report.md').resolve()}")
     return 0
 
 
