@@ -29,6 +29,9 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("generate a synthetic talking-video corpus with exact ground truth", "dataset.synth.cli"),
     "eval": ("score generated videos against references (FID, FVD, Sync-C/D, identity, actions)", "evaluation.cli"),
+    "train": ("train the PACA DiT (stage 1 or 2) in-process, under torchrun or on Ray Train", "train.cli"),
+    "encode": ("precompute VAE latents, text embeddings and audio features into latent shards", "train.encode_cli"),
+    "sample": ("generate talking-avatar videos from a checkpoint, a reference image, audio and a phased prompt", "evaluation.sample_cli"),
 }
 
 

@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+
+from train.objective import (
+    FlowConfig,
+    add_noise,
+    flow_loss,
+    lip_region,
+    region_weight,
+    sample_sigmas,
+    shift_sigma,
+    timesteps_from_sigmas,
+    velocity_target,
+)
+
+
+def test_shift_sigma_exact_values():
+    u = torch.tensor([0.0, 0.5, 1.0, 0.25])
+    assert torch.allclose(shift_sigma(u, 1.0), u)
+    # shift 5: 5u / (1 + 4u) -> 0.5 -> 2.5/3, 0.25 -> 1.25/2
+    assert torch.allclose(shift_sigma(u, 5.0), torch.tensor([0.0, 2.5 / 3.0, 1.0, 0.625]))
+
+
+def test_sample_sigmas_deterministic_and_shifted():
+    cfg = FlowConfig(shift=3.0)
+    a = sample_sigmas(1000, cfg, torch.Generator().manual_seed(1))
+    b = sample_sigmas(1000, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    assert a.mean() > 0.6  # shift > 1 moves mass to high noise
+    ln = sample_sigmas(8, FlowConfig(shift=1.0, sampling="logit_normal"), torch.Generator().manual_seed(0))
+    assert ((ln > 0) & (ln < 1)).all()
+
+
+def test_noising_and_velocity():
+    x0, noise = torch.full((2, 1, 1, 1, 1), 2.0), torch.full((2, 1, 1, 1, 1), -1.0)
+    sigma = torch.tensor([0.0, 0.25])
+    x_t = add_noise(x0, noise, sigma)
+    assert x_t.flatten().tolist() == [2.0, 1.25]  # 0.75 * 2 + 0.25 * -1
+    assert velocity_target(x0, noise).flatten().tolist() == [-3.0, -3.0]
+    # one Euler step along the true velocity from sigma=0.25 to 0 recovers x0
+    assert torch.allclose(x_t[1] - 0.25 * velocity_target(x0, noise)[1], x0[1])
+    assert timesteps_from_sigmas(torch.tensor([0.5])).item() == 500.0
+
+
+def test_lip_region_and_weight_map():
+    face = torch.tensor([[0.0, 0.0, 1.0, 1.0], [math.nan] * 4])
+    lips = lip_region(face, (0.25, 0.5, 0.75, 1.0))
+    assert torch.allclose(lips[0], torch.tensor([0.25, 0.5, 0.75, 1.0]))
+    w = region_weight(lips, (4, 4), 3.0)
+    assert w.shape == (2, 1, 1, 4, 4)
+    expected = torch.ones(4, 4)
+    expected[2:, 1:3] = 3.0
+    assert torch.equal(w[0, 0, 0], expected)
+    assert torch.equal(w[1, 0, 0], torch.ones(4, 4))  # no face data: no extra weight
+
+
+def test_flow_loss_weighting_and_frame_mask():
+    pred = torch.zeros(1, 1, 2, 1, 2)
+    target = torch.tensor([[[[[1.0, 3.0]], [[2.0, 2.0]]]]])  # squared errors 1, 9 | 4, 4
+    assert flow_loss(pred, target).item() == pytest.approx(4.5)
+    w = torch.tensor([1.0, 3.0]).view(1, 1, 1, 1, 2)
+    assert flow_loss(pred, target, w).item() == pytest.approx((1 + 27 + 4 + 12) / 8)
+    mask = torch.tensor([[False, True]])
+    assert flow_loss(pred, target, frame_mask=mask).item() == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("kwargs", [{"shift": 0.0}, {"sampling": "beta"}, {"lip_weight": 0.5}, {"lip_box": (0.5, 0.0, 0.4, 1.0)}])
+def test_flow_config_rejects(kwargs):
+    with pytest.raises(ValueError, match="flow."):
+        FlowConfig(**kwargs)

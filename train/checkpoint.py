@@ -1,0 +1,138 @@
+"""Sharded, atomic training checkpoints (torch.distributed.checkpoint) and safetensors export.
+
+    OUT/checkpoints/step-000100/   DCP shards of model, optimiser, EMA, LR schedule, RNG, data position
+    OUT/checkpoints/latest         name of the newest complete checkpoint (written last, atomically)
+    OUT/final/, OUT/ema/           `train.pretrained.save_dit` folders (load with `load_dit`)
+
+A checkpoint is written into `step-N.partial/` and renamed by rank 0 after every rank finished,
+so a crash never leaves a half checkpoint that resume would pick.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch import nn
+
+from train.parallelize import barrier
+
+LATEST = "latest"
+PARTIAL = ".partial"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CheckpointConfig:
+    """Args:
+    every: save every N steps (0 = only at the end).
+    keep: newest checkpoints kept (older ones are deleted).
+    resume: continue from OUT/checkpoints/latest when it exists.
+    export_final: write OUT/final (and OUT/ema with EMA on) as safetensors at the end.
+    """
+
+    every: int = 0
+    keep: int = 2
+    resume: bool = True
+    export_final: bool = True
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"checkpoint.every must be >= 0, got {self.every}")
+        if self.keep < 1:
+            raise ValueError(f"checkpoint.keep must be >= 1, got {self.keep}")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+class Checkpointer:
+    """Save / find / load DCP checkpoints under `root`.
+
+    Args:
+        root: checkpoint folder (OUT/checkpoints).
+        config: saving policy.
+        is_main: this rank renames and prunes.
+    """
+
+    def __init__(self, root: str | os.PathLike, config: CheckpointConfig, *, is_main: bool) -> None:
+        self.root, self.config, self.is_main = Path(root), config, is_main
+
+    def latest(self) -> Path | None:
+        marker = self.root / LATEST
+        if not marker.is_file():
+            return None
+        path = self.root / marker.read_text().strip()
+        return path if path.is_dir() else None
+
+    def save(self, state: dict[str, Any], step: int) -> Path:
+        final = self.root / step_dir_name(step)
+        partial = final.with_name(final.name + PARTIAL)
+        if self.is_main:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        barrier()
+        dcp.save(state, checkpoint_id=str(partial))
+        barrier()
+        if self.is_main:
+            shutil.rmtree(final, ignore_errors=True)
+            partial.rename(final)
+            tmp = self.root / f".{LATEST}.tmp"
+            tmp.write_text(final.name + "\n")
+            tmp.replace(self.root / LATEST)
+            self._prune()
+        barrier()
+        return final
+
+    def load(self, state: dict[str, Any], path: Path) -> None:
+        """Fill `state` (a template with the right keys and shapes) in place from `path`."""
+        dcp.load(state, checkpoint_id=str(path))
+
+    def _prune(self) -> None:
+        done = sorted(p for p in self.root.glob("step-*") if p.is_dir() and not p.name.endswith(PARTIAL))
+        for old in done[: -self.config.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Unsharded CPU state dict (a collective under FSDP: every rank calls it)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    return (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu()
+
+
+def export_dit(config: Any, state: dict[str, torch.Tensor], directory: str | os.PathLike, *, is_main: bool) -> Path | None:
+    """Rank 0 writes a `save_dit` folder holding `state` (a full state dict) with the model `config`."""
+    from model.registry import build_model
+    from train.pretrained import save_dit
+
+    if is_main:
+        model = build_model(config, device="meta").to_empty(device="cpu")
+        model.init_weights()  # recomputes non-persistent buffers (alignment schedule)
+        model.load_state_dict(state)
+        save_dit(model, directory)
+    barrier()
+    return Path(directory) if is_main else None
+
+
+def ema_full_state(model_state: dict[str, torch.Tensor], shadow: dict[str, torch.Tensor], *, is_main: bool) -> dict[str, torch.Tensor]:
+    """The model's full state with EMA values for the parameters the EMA tracks.
+
+    A collective under FSDP (every rank gathers the shards); only rank 0 gets the dict.
+    """
+    gathered = {name: full_tensor(value) for name, value in shadow.items()}
+    if not is_main:
+        return {}
+    out = dict(model_state)
+    for name, value in gathered.items():
+        out[name] = value.to(model_state[name].dtype)
+    return out

@@ -1,0 +1,147 @@
+"""Frozen encoders that turn a data batch into DiT inputs: VAE latents, PACA text, audio windows.
+
+Media batches are encoded on the trainer's device (VAE, UMT5, wav2vec2, all frozen); latent
+batches from `actavatar encode` already hold the encoder outputs and only get packed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from model.audio_windows import AudioWindowConfig, batch_audio_windows
+from model.phase_layout import PhaseLayout, collate_text_blocks, frame_phase_map, num_latent_frames
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EncodersConfig:
+    """Args:
+    text: UMT5 folder or HF id (a Wan diffusers pipeline works: text_encoder/ + tokenizer/).
+    vae: AutoencoderKLWan folder or HF id (or a pipeline with vae/).
+    audio: wav2vec2 folder or HF id.
+    max_base_tokens / max_phase_tokens: text truncation per block (PACA packing budget).
+    audio_context_s: seconds of audio context on each side of a latent frame.
+    local_files_only: never reach the network for HF ids.
+    """
+
+    text: str = ""
+    vae: str = ""
+    audio: str = ""
+    max_base_tokens: int = 256
+    max_phase_tokens: int = 32
+    audio_context_s: float = 0.04
+    local_files_only: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("max_base_tokens", "max_phase_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"encoders.{key} must be >= 1, got {getattr(self, key)}")
+        if self.audio_context_s < 0:
+            raise ValueError(f"encoders.audio_context_s must be >= 0, got {self.audio_context_s}")
+
+
+@dataclass(slots=True)
+class ModelInputs:
+    """Everything `VideoDiT.forward` needs besides the noisy latents and the timestep."""
+
+    latents: torch.Tensor  # (B, z, F, h, w) clean, normalised
+    tokens: torch.Tensor  # (B, L, C)
+    block_ids: torch.Tensor  # (B, L)
+    frame_phases: torch.Tensor  # (B, F, 1 + P)
+    audio: torch.Tensor  # (B, Ta, C)
+    audio_index: torch.Tensor  # (B, F, W)
+    audio_mask: torch.Tensor  # (B, F, W)
+    face_box: torch.Tensor  # (B, 4), NaN = none
+
+    def dit_kwargs(self) -> dict[str, torch.Tensor]:
+        return {
+            "block_ids": self.block_ids,
+            "frame_phases": self.frame_phases,
+            "audio": self.audio,
+            "audio_index": self.audio_index,
+            "audio_mask": self.audio_mask,
+        }
+
+
+class Conditioner:
+    """Holds the frozen encoders (loaded once) and builds `ModelInputs`.
+
+    Args:
+        config: where the encoders come from.
+        text_len: the DiT's text token budget.
+        vae_stride: (t, h, w) VAE compression.
+        device: where the encoders run.
+        need_media_encoders: False for latent shards (no VAE; the text/audio encoders are skipped too).
+    """
+
+    def __init__(self, config: EncodersConfig, *, text_len: int, vae_stride: tuple[int, int, int], device: torch.device, need_media_encoders: bool = True) -> None:
+        self.config, self.text_len, self.vae_stride, self.device = config, text_len, vae_stride, device
+        self.text = self.vae = self.audio = None
+        if need_media_encoders:
+            from train.pretrained import load_audio_encoder, load_text_encoder, load_vae
+
+            for key in ("text", "vae", "audio"):
+                if not getattr(config, key):
+                    raise ValueError(f"encoders.{key} must name a model folder or HF id for media shards, got ''")
+            lo = config.local_files_only
+            self.text = load_text_encoder(
+                config.text, local_files_only=lo, device=device, max_length=text_len,
+                max_base_tokens=config.max_base_tokens, max_phase_tokens=config.max_phase_tokens,
+            )
+            self.vae = load_vae(config.vae, local_files_only=lo, device=device)
+            self.audio = load_audio_encoder(config.audio, local_files_only=lo, device=device)
+
+    @property
+    def feature_hz(self) -> float:
+        return self.audio.feature_hz if self.audio is not None else 50.0
+
+    @torch.no_grad()
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(video.to(self.device))
+
+    @torch.no_grad()
+    def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.audio(audio.to(self.device)).float()
+
+    @torch.no_grad()
+    def encode_text_blocks(self, texts: tuple[str, ...]) -> list[torch.Tensor]:
+        """Base then phase texts -> per-block features (what latent shards cache)."""
+        base = self.text.encode([texts[0]], self.config.max_base_tokens)
+        return base + self.text.encode(list(texts[1:]), self.config.max_phase_tokens)
+
+    def layouts(self, batch: dict[str, Any], num_latent: int) -> list[PhaseLayout]:
+        t = self.vae_stride[0]
+        return [
+            PhaseLayout(texts=tuple(texts), frame_phases=frame_phase_map(spans, num_latent, fps, t))
+            for texts, spans, fps in zip(batch["texts"], batch["spans"], batch["fps"], strict=True)
+        ]
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, Any]) -> ModelInputs:
+        num_latent = num_latent_frames(batch["num_frames"], self.vae_stride[0])
+        layouts = self.layouts(batch, num_latent)
+        if "latents" in batch:
+            latents = batch["latents"].to(self.device)
+            audio = batch["audio_features"].to(self.device)
+            blocks = [[b.to(self.device) for b in sample] for sample in batch["text_blocks"]]
+            text = collate_text_blocks(blocks, [lay.frame_phases for lay in layouts], total=self.text_len)
+        else:
+            latents = self.encode_video(batch["video"])
+            audio = self.encode_audio(batch["audio"])
+            text = self.text.encode_layouts(layouts)
+        if latents.shape[2] != num_latent:
+            raise ValueError(f"latents have {latents.shape[2]} frames, {batch['num_frames']} video frames need {num_latent}")
+        windows = AudioWindowConfig(context_s=self.config.audio_context_s, feature_hz=self.feature_hz, stride=self.vae_stride[0])
+        index, mask = batch_audio_windows(num_latent, batch["fps"], [audio.shape[1]] * audio.shape[0], windows)
+        return ModelInputs(
+            latents=latents.float(),
+            tokens=text.tokens.to(self.device),
+            block_ids=text.block_ids.to(self.device),
+            frame_phases=text.frame_phases.to(self.device),
+            audio=audio,
+            audio_index=index.to(self.device),
+            audio_mask=mask.to(self.device),
+            face_box=batch["face_box"],
+        )

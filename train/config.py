@@ -1,0 +1,94 @@
+"""`TrainConfig`: the trainer's root config, nesting each component's own config, plus the stage options.
+
+    cfg = load_config(TrainConfig, "configs/train/stage1_debug.yaml", ["optim.lr=1e-4"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from train.buckets import parse_buckets
+from train.checkpoint import CheckpointConfig
+from train.conditioning import EncodersConfig
+from train.data import DataConfig
+from train.ema import EMAConfig
+from train.metrics import LogConfig
+from train.model_init import ModelConfig
+from train.objective import FlowConfig
+from train.optim import OptimConfig
+from train.parallelize import ParallelConfig
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StageConfig:
+    """What a stage trains. The trainer class is chosen by `name`; the options below feed its
+    freezing and parameter-group methods (see `train.trainer` and `train.stage2`).
+
+    Args:
+        name: "stage1" (audio-visual, base captions) or "stage2" (phase captions with PACA).
+        trainable: stage 1: "audio" (audio attention, projector, alignment weights) or "full" (whole DiT).
+        reference: "first_frame" keeps latent frame 0 clean (timestep 0, no loss; Wan2.2 TI2V-style
+            identity conditioning) or "none".
+        freeze_audio: stage 2: keep the audio modules frozen.
+        audio_lr / text_lr / other_lr: stage 2 learning rates of the audio modules, the text path
+            (PACA cross-attention, text projection) and the rest; None = optim.lr, 0 = frozen.
+    """
+
+    name: Literal["stage1", "stage2"] = "stage1"
+    trainable: Literal["audio", "full"] = "audio"
+    reference: Literal["none", "first_frame"] = "none"
+    freeze_audio: bool = False
+    audio_lr: float | None = None
+    text_lr: float | None = None
+    other_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ("stage1", "stage2"):
+            raise ValueError(f"stage.name must be 'stage1' or 'stage2', got {self.name!r}")
+        if self.trainable not in ("audio", "full"):
+            raise ValueError(f"stage.trainable must be 'audio' or 'full', got {self.trainable!r}")
+        if self.reference not in ("none", "first_frame"):
+            raise ValueError(f"stage.reference must be 'none' or 'first_frame', got {self.reference!r}")
+        for key in ("audio_lr", "text_lr", "other_lr"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"stage.{key} must be >= 0 or null, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainConfig:
+    """Root config of `actavatar train`.
+
+    Args:
+        output_dir: run folder (checkpoints/, final/, ema/, metrics.jsonl, tensorboard/).
+        steps: optimiser steps in total (a resumed run continues up to this).
+        seed: model init and noise seed.
+        use_gpu: train on CUDA when present.
+    """
+
+    output_dir: str = "runs/train"
+    steps: int = 100
+    seed: int = 0
+    use_gpu: bool = False
+    stage: StageConfig = field(default_factory=StageConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    encoders: EncodersConfig = field(default_factory=EncodersConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(shards="-"))
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not self.output_dir:
+            raise ValueError("output_dir must be a folder path, got ''")
+        if self.data.shards == "-":
+            raise ValueError("data.shards must name a corpus folder, shard files or a URL pattern")
+        parse_buckets(self.data.buckets)
+        if self.stage.name == "stage1" and (self.stage.audio_lr, self.stage.text_lr, self.stage.other_lr) != (None, None, None):
+            raise ValueError("stage.audio_lr / text_lr / other_lr are stage-2 options; stage 1 uses optim.lr")

@@ -1,0 +1,254 @@
+"""Training batches from WebDataset shards: media shards (decoded with PyAV in DataLoader workers)
+or latent shards written by `actavatar encode`.
+
+    stream = ClipStream(cfg.data, buckets, rank=0, world_size=1)
+    loader = build_loader(stream, cfg.data, start_batch=0)   # endless, bucketed, exact on replay
+
+Per rank the stream is endless: epoch e shuffles the shard list with (seed, e) and gives reader
+r = rank * workers + worker every readers-th shard (so shards >= ranks x workers is required).
+Each sample is planned from its annotation alone (bucket, window, caption mode), batched per
+bucket, and only then decoded, so resuming at batch n skips the first n batches without decoding.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import random
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import count
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from dataset.annotation import parse_annotation
+from dataset.reader import LogAndContinue, SampleDecoder, _is_local, list_shards, local_tarfile_to_samples
+from train.buckets import Bucket, bucket_batches, choose_bucket
+from train.clip_window import (
+    WindowPlan,
+    cut_window,
+    face_box_in_window,
+    has_phases,
+    plan_window,
+    sample_rng,
+    window_caption,
+)
+
+log = logging.getLogger(__name__)
+
+LATENT_MEMBERS = ("json", "window.json", "latents.npy", "text.npy", "audio.npy")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DataConfig:
+    """Args:
+    shards: corpus folder, shards folder, glob, list file or URL pattern (see `dataset.reader.list_shards`).
+    kind: "media" (mp4 + wav + json shards) or "latents" (shards written by `actavatar encode`).
+    buckets: FRAMESxHEIGHTxWIDTH training shapes (frames = 1 + 4k for the Wan VAE).
+    batch_size: samples per rank and step.
+    num_workers: DataLoader worker processes per rank (decode with PyAV).
+    shuffle_buffer: sample shuffle buffer per worker (0 = shard order).
+    seed: data order seed (with the epoch and the sample key).
+    phase_prob: chance a sample with phases uses them (stage 2); otherwise base caption only (stage 1 style).
+    require_phases: drop clips without phase captions.
+    max_phases: phases kept per window (text budget).
+    random_window: random window start within the clip (False: the clip start).
+    """
+
+    shards: str = ""
+    kind: Literal["media", "latents"] = "media"
+    buckets: tuple[str, ...] = ("17x64x64",)
+    batch_size: int = 1
+    num_workers: int = 0
+    shuffle_buffer: int = 16
+    seed: int = 0
+    phase_prob: float = 0.0
+    require_phases: bool = False
+    max_phases: int = 8
+    random_window: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.shards:
+            raise ValueError("data.shards must name a corpus folder, shard files or a URL pattern, got ''")
+        if self.kind not in ("media", "latents"):
+            raise ValueError(f"data.kind must be 'media' or 'latents', got {self.kind!r}")
+        for key in ("batch_size", "max_phases"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"data.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("num_workers", "shuffle_buffer"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"data.{key} must be >= 0, got {getattr(self, key)}")
+        if not 0.0 <= self.phase_prob <= 1.0:
+            raise ValueError(f"data.phase_prob must be in [0, 1], got {self.phase_prob}")
+
+
+def check_shards(urls: Sequence[str], min_count: int) -> None:
+    """Fail at start, naming the shard, when a local shard is missing, unreadable or empty."""
+    if len(urls) < min_count:
+        raise ValueError(
+            f"data.shards: {len(urls)} shard(s) for {min_count} readers (ranks x DataLoader workers); "
+            "every reader needs at least one shard: write smaller shards or use fewer workers"
+        )
+    for url in urls:
+        if not _is_local(url):
+            continue
+        path = url.removeprefix("file://")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"data.shards: shard {path} does not exist")
+        try:
+            with tarfile.open(path, mode="r:") as tar:
+                if tar.next() is None:
+                    raise ValueError(f"data.shards: shard {path} is empty (no samples)")
+        except tarfile.TarError as err:
+            raise ValueError(f"data.shards: shard {path} is not a readable tar: {err}") from None
+
+
+def worker_skip(start_batch: int, worker: int, num_workers: int) -> int:
+    """Batches worker `worker` already delivered when the loader consumed `start_batch` batches
+    (DataLoader takes batches from its workers round-robin, in order)."""
+    return len(range(worker, start_batch, max(num_workers, 1)))
+
+
+class ClipStream(IterableDataset):
+    """Endless bucketed batches for one rank; see the module docstring.
+
+    Args:
+        config: data options.
+        buckets: training shapes.
+        rank / world_size: this rank among the data-parallel ranks.
+        start_batch: batches this rank already consumed (resume).
+    """
+
+    def __init__(self, config: DataConfig, buckets: Sequence[Bucket], *, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> None:
+        self.config, self.buckets = config, tuple(buckets)
+        self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
+        self.shards = list_shards(config.shards)
+        check_shards(self.shards, world_size * max(config.num_workers, 1))
+        self._decoder = SampleDecoder(video=True, audio=True)
+        self._handler = LogAndContinue()
+
+    # -- planning (annotation only) ---------------------------------------------------------
+
+    def _plans(self, role: int, num_workers: int) -> Iterator[tuple[Bucket, tuple[dict[str, Any], WindowPlan]]]:
+        cfg = self.config
+        reader, readers = self.rank * num_workers + role, self.world_size * num_workers
+        for epoch in count():
+            n = 0
+            for raw in self._raw_samples(epoch, reader, readers):
+                try:
+                    ann = parse_annotation(raw["json"])
+                except (KeyError, ValueError) as err:
+                    log.warning("skipping %s: %s", raw.get("__key__"), err)
+                    continue
+                if cfg.require_phases and not has_phases(ann):
+                    continue
+                if cfg.kind == "latents":
+                    window = json.loads(raw["window.json"])
+                    bucket = Bucket.parse(window["bucket"])
+                    plan = WindowPlan(bucket, int(window["start_frame"]), False)
+                    use = bool(sample_rng(cfg.seed, epoch, raw["__key__"]).random() < cfg.phase_prob)
+                    plan = WindowPlan(bucket, plan.start_frame, use and has_phases(ann))
+                else:
+                    v = ann["video"]
+                    bucket = choose_bucket(self.buckets, int(v["num_frames"]), int(v["height"]), int(v["width"]))
+                    if bucket is None:
+                        continue
+                    rng = sample_rng(cfg.seed, epoch, raw["__key__"])
+                    plan = plan_window(ann, bucket, rng, phase_prob=cfg.phase_prob, random_start=cfg.random_window)
+                n += 1
+                yield bucket, (raw | {"annotation": ann}, plan)
+            if n == 0:
+                raise ValueError(
+                    f"data.shards: rank {self.rank} found no usable sample in an epoch (buckets {[str(b) for b in self.buckets]} "
+                    f"longer than every clip, require_phases={cfg.require_phases}, or empty shards)"
+                )
+
+    def _raw_samples(self, epoch: int, reader: int, readers: int) -> Iterator[dict[str, Any]]:
+        """Raw samples (bytes per member) of this reader's shards for `epoch`.
+
+        The split is explicit (reader = rank * workers + worker) rather than webdataset's
+        environment-based `split_by_node`, so it is the same under torchrun, Ray Train and tests.
+        """
+        order = list(self.shards)
+        random.Random(self.config.seed + epoch).shuffle(order)
+        mine = order[reader::readers]
+        expand = local_tarfile_to_samples if all(map(_is_local, mine)) else wds.tarfile_to_samples
+        stages: list[Any] = [wds.SimpleShardList(mine), expand(handler=self._handler)]
+        if self.config.shuffle_buffer:
+            stages.append(wds.shuffle(self.config.shuffle_buffer, seed=self.config.seed + epoch))
+        yield from wds.DataPipeline(*stages)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # a new DataLoader asks worker 0 first, but global batch `start_batch` belongs to the original
+        # worker start_batch % W: rotate the roles so the replayed order is the original one
+        role = (worker + self.start_batch) % num_workers
+        skip = worker_skip(self.start_batch, role, num_workers)
+        for i, (_, items) in enumerate(bucket_batches(self._plans(role, num_workers), self.config.batch_size)):
+            if i < skip:
+                continue  # replayed on resume: planned but never decoded
+            yield collate([self._materialize(raw, plan) for raw, plan in items])
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def _materialize(self, raw: dict[str, Any], plan: WindowPlan) -> dict[str, Any]:
+        ann = raw["annotation"]
+        fps = float(ann["video"]["fps"])
+        texts, spans = window_caption(ann, plan, self.config.max_phases)
+        out: dict[str, Any] = {
+            "key": raw["__key__"],
+            "fps": fps,
+            "texts": texts,
+            "spans": spans,
+            "face_box": face_box_in_window(ann, plan.bucket),
+            "num_frames": plan.bucket.frames,
+        }
+        if self.config.kind == "latents":
+            out["latents"] = torch.from_numpy(_npy(raw["latents.npy"])).float()
+            text = torch.from_numpy(_npy(raw["text.npy"])).float()
+            lengths = json.loads(raw["window.json"])["text_lengths"]
+            blocks = list(torch.split(text, lengths))
+            # the cached blocks are base + every phase of the window; keep the ones in `texts`
+            out["text_blocks"] = blocks[: len(texts)]
+            out["audio_features"] = torch.from_numpy(_npy(raw["audio.npy"])).float()
+            return out
+        decoded = self._decoder(raw)
+        out["video"], out["audio"] = cut_window(decoded["frames"], decoded["audio"], plan, fps)
+        return out
+
+
+def _npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack same-bucket samples; texts, spans and text blocks stay lists."""
+    batch: dict[str, Any] = {k: [s[k] for s in samples] for k in ("key", "fps", "texts", "spans")}
+    batch["face_box"] = torch.stack([s["face_box"] for s in samples])
+    batch["num_frames"] = samples[0]["num_frames"]
+    for key in ("video", "audio", "latents", "audio_features"):
+        if key in samples[0]:
+            batch[key] = torch.stack([s[key] for s in samples])
+    if "text_blocks" in samples[0]:
+        batch["text_blocks"] = [s["text_blocks"] for s in samples]
+    return batch
+
+
+def build_loader(stream: ClipStream, config: DataConfig, *, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over `stream` (which yields whole batches)."""
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=config.num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=2 if config.num_workers else None,
+        persistent_workers=False,
+    )

@@ -1,0 +1,149 @@
+"""Distributed set-up and model parallelisation: FSDP2 per `fsdp_units()`, activation checkpointing, bf16.
+
+FSDP2 (`fully_shard`, torch >= 2.6) wraps each unit the model names (its DiT blocks), then the root.
+On GPU parameters compute in bf16 and gradients reduce in fp32; on CPU (gloo) everything is fp32.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ParallelConfig:
+    """Args:
+    fsdp: "auto" (FSDP2 when more than one rank runs), "fsdp2" (always; needs a process group) or
+        "ddp" (never shard: DDP across ranks). Not on/off: YAML reads those as booleans.
+    activation_checkpointing: recompute each DiT block in the backward pass.
+    mixed_precision: "bf16" (GPU only; ignored on CPU) or "fp32".
+    reshard_after_forward: free gathered parameters after forward (ZeRO-3) instead of keeping them (ZeRO-2).
+    compile: torch.compile each block.
+    """
+
+    fsdp: Literal["auto", "fsdp2", "ddp"] = "auto"
+    activation_checkpointing: bool = False
+    mixed_precision: Literal["bf16", "fp32"] = "bf16"
+    reshard_after_forward: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.fsdp not in ("auto", "fsdp2", "ddp"):
+            raise ValueError(f"parallel.fsdp must be 'auto', 'fsdp2' or 'ddp', got {self.fsdp!r}")
+        if self.mixed_precision not in ("bf16", "fp32"):
+            raise ValueError(f"parallel.mixed_precision must be 'bf16' or 'fp32', got {self.mixed_precision!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group when launched by torchrun (or use the one Ray Train made)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if not dist.is_initialized() and world > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    if dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(0, 1, 0)
+
+
+def default_device(use_gpu: bool, local_rank: int) -> torch.device:
+    if use_gpu and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def use_fsdp(config: ParallelConfig, world_size: int) -> bool:
+    if config.fsdp == "fsdp2":
+        return True
+    return config.fsdp == "auto" and world_size > 1
+
+
+def apply_activation_checkpointing(model: nn.Module, units: list[str]) -> None:
+    """Wrap each unit in a non-reentrant checkpoint wrapper (state-dict keys unchanged)."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    for name in units:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        parent.register_module(child, checkpoint_wrapper(model.get_submodule(name)))
+
+
+def apply_fsdp(model: nn.Module, units: list[str], device: torch.device, config: ParallelConfig) -> nn.Module:
+    """`fully_shard` every unit, then the root, over a 1-D mesh of all ranks."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    bf16 = config.mixed_precision == "bf16" and device.type == "cuda"
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    for name in units:
+        fully_shard(model.get_submodule(name), mesh=mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
+    fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
+    return model
+
+
+def load_full_state(model: nn.Module, full_state: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Materialise a meta-device sharded model, then scatter rank 0's full weights into it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    model.to_empty(device=device)
+    with torch.no_grad():
+        model.init_weights()  # fills non-persistent buffers (e.g. the alignment schedule); weights come next
+    set_model_state_dict(model, full_state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+
+
+def parallelize(
+    model: nn.Module, config: ParallelConfig, device: torch.device, world_size: int, full_state: dict[str, torch.Tensor] | None = None
+) -> nn.Module:
+    """AC, compile, then FSDP2 (or DDP / nothing): the torchtitan order.
+
+    Under FSDP2 `model` is built on the meta device and `full_state` (rank 0's full state dict;
+    empty on the other ranks) is broadcast into the shards, so no rank ever holds the whole model
+    besides rank 0's copy on CPU.
+    """
+    units = model.fsdp_units()
+    if config.activation_checkpointing:
+        apply_activation_checkpointing(model, units)
+    if config.compile:
+        for name in units:
+            model.get_submodule(name).compile()
+    if use_fsdp(config, world_size):
+        if not dist.is_initialized():
+            raise ValueError("parallel.fsdp='fsdp2' needs a process group (launch with torchrun or --num-workers)")
+        model = apply_fsdp(model, units, device, config)
+        load_full_state(model, full_state or {}, device)
+        return model
+    model = model.to(device)
+    if world_size > 1:
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model
+
+
+def autocast(device: torch.device, config: ParallelConfig, sharded: bool):
+    """bf16 autocast for unsharded GPU runs (FSDP2 casts through its policy instead)."""
+    enabled = device.type == "cuda" and config.mixed_precision == "bf16" and not sharded
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
