@@ -17,7 +17,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from dataset.command import add_global_flags, run_command
+from dataset.command import standalone_main
 
 TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "eval", "whisper", "aligner")
 ASR_MODELS = ("whisper", "aligner")  # annotate.tiny_asr; need the ASR extra (whisperx stack)
@@ -94,11 +94,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actavatar.models_cli", description=__doc__.splitlines()[0])
-    add_global_flags(parser)
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    return run_command(args, prog="python -m actavatar.models_cli")
+    return standalone_main("python -m actavatar.models_cli", __doc__.splitlines()[0], argv, register=register)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from dataset.command import add_global_flags, run_command
+from dataset.command import standalone_main
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -67,10 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m annotate.cli", description=__doc__.splitlines()[0])
-    add_global_flags(parser)
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    return run_command(parser.parse_args(argv), prog="python -m annotate.cli")
+    return standalone_main("python -m annotate.cli", __doc__.splitlines()[0], argv, register=register)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dataset.command import add_global_flags, run_command
+from dataset.command import standalone_main
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -73,11 +73,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dataset.cli", description=__doc__.splitlines()[0])
-    add_global_flags(parser)
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    return run_command(args, prog="python -m dataset.cli")
+    return standalone_main("python -m dataset.cli", __doc__.splitlines()[0], argv, register=register)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable, Sequence
 
 # Errors that mean "the input or the options are wrong": one line, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -38,3 +39,26 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def standalone_main(
+    prog: str,
+    description: str,
+    argv: Sequence[str] | None,
+    *,
+    configure: Callable[[argparse.ArgumentParser], None] | None = None,
+    register: Callable[[argparse._SubParsersAction], None] | None = None,
+) -> int:
+    """`python -m <package>.cli …` without the console script: the same commands, one parser.
+
+    Pass `configure` for a single command or `register` for a group of subcommands.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_global_flags(parser)
+    if register is not None:
+        register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    elif configure is not None:
+        configure(parser)
+    else:
+        raise TypeError("standalone_main needs configure or register")
+    return run_command(parser.parse_args(argv), prog=prog)

@@ -22,7 +22,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from dataset.command import add_global_flags, run_command
+from dataset.command import standalone_main
 
 HELP = "score generated videos (FID, FVD, Sync-C/D, identity, action accuracy) against references"
 
@@ -130,10 +130,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.cli", description=HELP)
-    add_global_flags(parser)
-    configure(parser)
-    return run_command(parser.parse_args(argv), prog="python -m evaluation.cli")
+    return standalone_main("python -m evaluation.cli", HELP, argv, configure=configure)
 
 
 if __name__ == "__main__":

@@ -92,10 +92,31 @@ def run(out: Path, videos: int) -> int:
     demo.cli("data stats", ["data", "stats", str(corpus)], lambda: "table of clips, hours, phases/words per clip, rejections")
     demo.step("load: torch DataLoader over the shards", lambda: load_back(corpus))
 
-    checkpoint, report, sampled = models, out / "report", out / "sample"
+    runs = out / "train"
+    encoders = [f"encoders.text={models / 'umt5'}", f"encoders.vae={models / 'vae'}", f"encoders.audio={models / 'wav2vec2'}"]
+
+    def trained(stage: str) -> Callable[[], str]:
+        def line() -> str:
+            import json
+
+            rows = [json.loads(r) for r in (runs / stage / "metrics.jsonl").read_text().splitlines() if '"loss"' in r]
+            return (f"{len(rows)} logged steps, loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}; "
+                    f"exports {runs / stage / 'final'} and {runs / stage / 'ema'}")
+        return line
+
+    demo.cli("train stage 1: audio-visual correspondence, base captions",
+             ["train", "--config", "configs/train/stage1_debug.yaml", f"data.shards={corpus}", *encoders,
+              f"output_dir={runs / 'stage1'}", "steps=6", "data.buckets=[9x32x32]"], trained("stage1"))
+    demo.cli("train stage 2: phase captions with PACA, from stage 1's EMA",
+             ["train", "--config", "configs/train/stage2_debug.yaml", f"data.shards={corpus}", *encoders,
+              f"output_dir={runs / 'stage2'}", f"model.init_from={runs / 'stage1' / 'ema'}", "steps=6",
+              "data.buckets=[9x32x32]"], trained("stage2"))
+
+    checkpoint, report, sampled = runs / "stage2" / "ema", out / "report", out / "sample"
     weights = models / "eval"
-    demo.cli("eval: sample the synthetic benchmark with the checkpoint, score it",
-             ["eval", "--checkpoint", f"demo={checkpoint}", "--encoders", str(models), "--benchmark", str(synth),
+    demo.cli("eval: sample the synthetic benchmark with both checkpoints, score them side by side",
+             ["eval", "--checkpoint", f"stage1={runs / 'stage1' / 'ema'}", "--checkpoint", f"stage2={checkpoint}",
+              "--encoders", str(models), "--benchmark", str(synth),
               "--out", str(report), "--config", "configs/eval/tiny.yaml", "--actions", "synthetic", "--no-progress",
               "--fid-weights", str(weights / "fid_inception.pth"), "--i3d", str(weights / "i3d_torchscript.pt"),
               "--syncnet", str(weights / "syncnet.model"), "--face-embedder", str(weights / "face_embedder.pt")],

@@ -15,7 +15,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from dataset.command import add_global_flags, run_command
+from dataset.command import standalone_main
 
 HELP = "train the PACA DiT (stage 1 audio-visual, stage 2 phase captions) from a YAML config"
 
@@ -52,10 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.cli", description=HELP)
-    add_global_flags(parser)
-    configure(parser)
-    return run_command(parser.parse_args(argv), prog="python -m train.cli")
+    return standalone_main("python -m train.cli", HELP, argv, configure=configure)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from dataset.command import add_global_flags, run_command
+from dataset.command import standalone_main
 
 HELP = "precompute VAE latents, text embeddings and audio features into latent shards"
 
@@ -39,10 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.encode_cli", description=HELP)
-    add_global_flags(parser)
-    configure(parser)
-    return run_command(parser.parse_args(argv), prog="python -m train.encode_cli")
+    return standalone_main("python -m train.encode_cli", HELP, argv, configure=configure)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import argparse
 import shutil
 from collections.abc import Sequence
 
-from dataset.command import add_global_flags, run_command
+from dataset.command import standalone_main
 
 # flag dest -> SynthConfig key; flags default to None so only the ones given override YAML.
 _FLAGS = ("out", "videos", "seed", "min_duration", "max_duration", "resolutions", "workers", "crf", "preset")
@@ -62,11 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dataset.synth.cli", description=__doc__.splitlines()[0])
-    add_global_flags(parser)
-    configure(parser)
-    args = parser.parse_args(argv)
-    return run_command(args, prog="python -m dataset.synth.cli")
+    return standalone_main("python -m dataset.synth.cli", __doc__.splitlines()[0], argv, configure=configure)
 
 
 if __name__ == "__main__":
