@@ -54,3 +54,13 @@ def with_asr(doc: dict[str, Any], result: dict[str, Any], models: dict[str, str]
         "transcript": result["transcript"],
         "provenance": {**doc["provenance"], "models": {**doc["provenance"]["models"], **models}},
     }
+
+
+def with_caption(doc: dict[str, Any], caption: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy with the caption block (None keeps it null) and its source in the provenance."""
+    if caption is None:
+        return doc
+    from annotate.truth_captions import MODEL_NAME
+
+    models = {**doc["provenance"]["models"], "caption": MODEL_NAME}
+    return {**doc, "caption": caption, "provenance": {**doc["provenance"], "models": models}}

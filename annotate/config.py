@@ -216,6 +216,24 @@ class AsrConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class CaptionConfig:
+    """Where clip captions come from.
+
+    Args:
+        truth: a synthetic corpus's truth.jsonl: clips cut from its videos get exact base and
+            phase captions (`annotate.truth_captions`). "" leaves captions null (explicitly absent).
+        min_phase_s: shortest phase kept (the schema's minimum phase length).
+    """
+
+    truth: str = ""
+    min_phase_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.min_phase_s <= 0:
+            raise ValueError(f"caption.min_phase_s must be > 0, got {self.min_phase_s}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AnnotateConfig:
     """Root config of `actavatar data run`.
 
@@ -229,6 +247,7 @@ class AnnotateConfig:
     face: FaceConfig = field(default_factory=FaceConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
     pack: ShardWriterConfig = field(default_factory=ShardWriterConfig)
     workers: int = 2
     pipeline_version: str = "actavatar-annotate-1"

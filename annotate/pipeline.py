@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from annotate.annotation import with_asr
+from annotate.annotation import with_asr, with_caption
 from annotate.asr_models import check_asr_models
 from annotate.config import AnnotateConfig, config_hash
 from annotate.ledger import Ledger
@@ -148,10 +148,17 @@ def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str
         candidates += count
         kept += [(key, source_id, state["asr"]) for key in keys]
     seconds_out = 0.0
+    captioner = None
+    if cfg.caption.truth:
+        from annotate.truth_captions import TruthCaptioner  # imports the synth package: only when used
+
+        captioner = TruthCaptioner(cfg.caption.truth, min_phase_s=cfg.caption.min_phase_s)
     with ShardWriter(out, cfg.pack, overwrite=True) as writer:
         for key, source_id, asr in sorted(kept, key=lambda item: item[0]):
             files = clip_files(out, source_id, key)
             doc = with_asr(parse_annotation(files["json"].read_bytes()), asr["clips"][key], asr["models"])
+            if captioner is not None:
+                doc = with_caption(doc, captioner(doc["source"]["uri"], doc["source"]["start_s"], doc["source"]["end_s"]))
             writer.write({"__key__": key, "json": doc, "mp4": files["mp4"].read_bytes(), "wav": files["wav"].read_bytes()},
                          row={"stage": "asr"})
             seconds_out += doc["video"]["duration_s"]

@@ -27,7 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(models: Path, *args: str, **popen) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "actavatar", "data", "run", *args, "--config", str(REPO / CONFIG), *asr_overrides(models)]
+    inputs = Path(args[args.index("--input") + 1])
+    captions = [f"caption.truth={inputs.parent / 'truth.jsonl'}"]  # exact captions from the synthetic truth
+    cmd = [sys.executable, "-m", "actavatar", "data", "run", *args, "--config", str(REPO / CONFIG),
+           *asr_overrides(models), *captions]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
@@ -156,6 +159,7 @@ def test_output_validates_and_clips_are_normalised(run_a):
     ok = [r for r in table.to_pylist() if r["status"] == "ok"]
     assert all(r["width"] == 256 and r["height"] == 256 and r["fps"] == 25.0 for r in ok)
     assert all(r["face_detected_ratio"] >= 0.8 and r["face_max_faces"] == 1 for r in ok)
+    assert all(r["num_phases"] >= 1 for r in ok)  # truth captions on every kept (talking) clip
 
 
 def test_status_and_stats_commands(run_a, capsys):
