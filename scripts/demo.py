@@ -83,10 +83,10 @@ def run(out: Path, videos: int) -> int:
              ["models", "tiny", "--out", str(models)],
              lambda: f"{', '.join(sorted(p.name for p in models.iterdir() if p.is_dir()))} in {models}")
 
-    demo.cli("data run: probe, shots, cut/normalise, face filter, ASR + alignment, pack (Ray Data)",
+    demo.cli("data run: probe, shots, cut/normalise, face filter, ASR + alignment, truth captions, pack (Ray Data)",
              ["data", "run", "--input", str(synth / "raw"), "--output", str(corpus), "--config", "configs/annotate/demo.yaml",
               f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
-              f"asr.nltk_data={models / 'nltk_data'}"],
+              f"asr.nltk_data={models / 'nltk_data'}", f"caption.truth={synth / 'truth.jsonl'}"],
              corpus_line)
     demo.cli("data validate", ["data", "validate", str(corpus)], lambda: "corpus valid: members, media, schema v1, manifest agree")
     demo.cli("data stats", ["data", "stats", str(corpus)], lambda: "table of clips, hours, phases/words per clip, rejections")
