@@ -113,10 +113,10 @@ def write_long_source(path: Path, seconds: float, size=(1920, 1080), fps=25) -> 
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.options = {"preset": "ultrafast", "crf": "30"}
         audio = container.add_stream("aac", rate=16000, layout="mono")
-        base = (np.indices((height // 8, width // 8)).sum(0) % 255).astype(np.uint8)
+        base = np.indices((height // 8, width // 8)).sum(0) % 255  # int64: shifting must not wrap silently
         for n in range(int(seconds * fps)):
             shift = (n // (20 * fps)) * 85 + n % 50
-            plane = np.kron((base + shift) % 255, np.ones((8, 8), np.uint8)).astype(np.uint8)
+            plane = np.kron((base + shift) % 255, np.ones((8, 8), np.int64)).astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(np.repeat(plane[..., None], 3, axis=2), format="rgb24")
             for packet in video.encode(frame):
                 container.mux(packet)
