@@ -18,6 +18,7 @@ from annotate.config import ClipConfig
 from annotate.probe import SourceError
 from annotate.sources import open_source
 from annotate.timeline import OUTPUT_FPS, Scaler, timeline_frames
+from dataset import media
 from dataset.media import encode_mp4, encode_wav
 from dataset.schema import AUDIO_SAMPLE_RATE
 
@@ -25,18 +26,11 @@ SAMPLES_PER_FRAME = AUDIO_SAMPLE_RATE / OUTPUT_FPS  # 640
 
 
 def decode_audio(uri: str) -> tuple[np.ndarray, float]:
-    """The whole audio track as 16 kHz mono float32, and the source time of its first sample."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_SAMPLE_RATE)
-    chunks: list[np.ndarray] = []
-    start = None
-    with open_source(uri) as handle, av.open(handle) as container:
-        for frame in container.decode(audio=0):
-            if start is None and frame.time is not None:
-                start = float(frame.time)
-            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
-        chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    return audio, start or 0.0
+    """The whole audio track as 16 kHz mono float32, and the source time of its first sample
+    (silence when the source has no audio stream)."""
+    with open_source(uri) as handle:
+        decoded = media.decode_audio(handle, AUDIO_SAMPLE_RATE)
+    return decoded if decoded is not None else (np.zeros(0, np.float32), 0.0)
 
 
 def audio_slice(audio: np.ndarray, audio_start: float, start_frame: int, num_frames: int) -> np.ndarray:

@@ -10,6 +10,7 @@ import io
 import wave
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -120,6 +121,28 @@ def probe_mp4(data: bytes) -> VideoInfo:
             )
     except av.error.FFmpegError as err:
         raise MediaError(f"not a readable mp4: {err}") from None
+
+
+def decode_audio(source: bytes | BinaryIO, sample_rate: int = AUDIO_SAMPLE_RATE) -> tuple[np.ndarray, float] | None:
+    """The first audio stream of any container PyAV reads, as mono float32 at `sample_rate`, with
+    the source time of its first sample; None when there is no audio stream."""
+    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        with av.open(handle) as container:
+            if not container.streams.audio:
+                return None
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            chunks: list[np.ndarray] = []
+            start = None
+            for frame in container.decode(container.streams.audio[0]):
+                if start is None and frame.time is not None:
+                    start = float(frame.time)
+                chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]  # flush
+    except av.error.FFmpegError as err:
+        raise MediaError(f"audio not decodable: {err}") from None
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return samples, start or 0.0
 
 
 def decode_mp4(data: bytes) -> np.ndarray:

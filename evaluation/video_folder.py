@@ -8,15 +8,13 @@ Phases come from the annotation JSON (`caption.phases`, DESIGN §3), the phase t
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
-from dataset.media import MediaError, decode_mp4, decode_wav
+from dataset.media import MediaError, decode_audio, decode_mp4, decode_wav
 
 AUDIO_RATE = 16000
 
@@ -39,18 +37,8 @@ def read_frames(path: Path) -> np.ndarray:
 
 def decode_mp4_audio(data: bytes, sample_rate: int = AUDIO_RATE) -> np.ndarray | None:
     """The first audio stream of mp4 bytes as float32 mono at `sample_rate`, or None without audio."""
-    try:
-        with av.open(io.BytesIO(data)) as container:
-            if not container.streams.audio:
-                return None
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            chunks = []
-            for frame in container.decode(container.streams.audio[0]):
-                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]  # flush
-    except av.error.FFmpegError as err:
-        raise MediaError(f"audio not decodable: {err}") from None
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    decoded = decode_audio(data, sample_rate)
+    return None if decoded is None else decoded[0]
 
 
 def read_audio(video: Path) -> tuple[np.ndarray, int] | None:
