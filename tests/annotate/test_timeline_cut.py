@@ -8,14 +8,15 @@ from annotate.config import ClipConfig
 from annotate.cut import CutStage, FrameShaper
 from annotate.probe import ProbeStage, SourceError, probe
 from annotate.config import ProbeConfig
-from annotate.timeline import timeline_frames, to_array
+from annotate.timeline import Scaler, timeline_frames
 from dataset.media import decode_mp4, decode_wav
 from tests.annotate.media_helpers import brightness, write_source
 
 
 def frame_values(path):
     with av.open(str(path)) as container:
-        return [(n, float(to_array(f).mean())) for n, f in timeline_frames(container)]
+        scaler = Scaler()
+        return [(n, float(scaler(f).mean())) for n, f in timeline_frames(container)]
 
 
 def test_2997_fps_source_maps_to_nearest_frames(tmp_path):
