@@ -62,7 +62,7 @@ def list_shards(path: str | Path | Sequence[str]) -> list[str]:
     return matches
 
 
-def _is_local(url: str) -> bool:
+def is_local_url(url: str) -> bool:
     """A plain path or file:// URL (not s3://, gs://, pipe:..., http://...)."""
     return url.startswith("file://") or not _SCHEME_RE.match(url)
 
@@ -96,6 +96,13 @@ def _local_tar_samples(src, handler, select_files=None):
 
 
 local_tarfile_to_samples = pipelinefilter(_local_tar_samples)
+
+
+def tar_expansion(urls: Sequence[str], *, handler: Callable[[BaseException], bool], select_files: Callable[[str], bool] | None = None) -> Any:
+    """The webdataset stage that turns shard URLs into raw samples: seekable reads for local
+    shards (`local_tarfile_to_samples`), webdataset's streaming expansion for anything remote."""
+    expand = local_tarfile_to_samples if all(map(is_local_url, urls)) else wds.tarfile_to_samples
+    return expand(handler=handler, select_files=select_files)
 
 
 class LogAndContinue:
@@ -170,8 +177,7 @@ def shard_pipeline(
         pipeline.append(wds.detshuffle(bufsize=len(shards), seed=seed))
     pipeline += [wds.split_by_node, wds.split_by_worker]
     select = _json_only if decode == "annotation" else None
-    expand = local_tarfile_to_samples if all(map(_is_local, shards)) else wds.tarfile_to_samples
-    pipeline.append(expand(handler=handler, select_files=select))
+    pipeline.append(tar_expansion(shards, handler=handler, select_files=select))
     if shuffle_buffer:
         pipeline.append(wds.shuffle(shuffle_buffer, rng=None, seed=seed))
     if decode != "none":

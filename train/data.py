@@ -29,7 +29,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset.annotation import parse_annotation
-from dataset.reader import LogAndContinue, SampleDecoder, _is_local, list_shards, local_tarfile_to_samples
+from dataset.reader import LogAndContinue, SampleDecoder, is_local_url, list_shards, tar_expansion
 from train.buckets import Bucket, bucket_batches, choose_bucket
 from train.clip_window import (
     WindowPlan,
@@ -97,7 +97,7 @@ def check_shards(urls: Sequence[str], min_count: int) -> None:
             "every reader needs at least one shard: write smaller shards or use fewer workers"
         )
     for url in urls:
-        if not _is_local(url):
+        if not is_local_url(url):
             continue
         path = url.removeprefix("file://")
         if not os.path.isfile(path):
@@ -179,8 +179,7 @@ class ClipStream(IterableDataset):
         order = list(self.shards)
         random.Random(self.config.seed + epoch).shuffle(order)
         mine = order[reader::readers]
-        expand = local_tarfile_to_samples if all(map(_is_local, mine)) else wds.tarfile_to_samples
-        stages: list[Any] = [wds.SimpleShardList(mine), expand(handler=self._handler)]
+        stages: list[Any] = [wds.SimpleShardList(mine), tar_expansion(mine, handler=self._handler)]
         if self.config.shuffle_buffer:
             stages.append(wds.shuffle(self.config.shuffle_buffer, seed=self.config.seed + epoch))
         yield from wds.DataPipeline(*stages)
