@@ -9,6 +9,7 @@ data: the cut frames and the faces seen on the sampled frames.
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack, closing
 from typing import Any
 
 import av
@@ -64,8 +65,10 @@ def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: Fac
     faces: list[list[Any]] = []
     n = -1
     try:
-        with open_source(uri) as handle, av.open(handle) as container:
-            for n, frame in timeline_frames(container):
+        with ExitStack() as stack:
+            container = stack.enter_context(av.open(stack.enter_context(open_source(uri))))
+            # closing(): stop the decode-ahead thread before the container closes, also on errors.
+            for n, frame in stack.enter_context(closing(timeline_frames(container))):
                 small = shot_scaler(frame, width=shot_size[0], height=shot_size[1], fmt="bgr24", rotation=rotation)
                 timecode = FrameTimecode(n, fps=OUTPUT_FPS)
                 for det in detectors:

@@ -9,6 +9,7 @@ instant of the source clock, which keeps audio and video in sync to within a fra
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from typing import Any
 
 import av
@@ -121,11 +122,16 @@ class CutStage:
         shaper = FrameShaper(self.cfg, display, rotation, clip["face"]["bbox"] if clip["face"] else None)
         frames: list[np.ndarray] = []
         try:
-            with open_source(uri) as handle, av.open(handle) as container:
+            with ExitStack() as stack:
+                handle = stack.enter_context(open_source(uri))
+                container = stack.enter_context(av.open(handle))
                 seek_s = max(clip["start"] / OUTPUT_FPS - 1.0, 0.0)
                 if seek_s > 0:  # lands on the keyframe before; earlier frames are skipped below
                     container.seek(int(seek_s / container.streams.video[0].time_base), stream=container.streams.video[0])
-                for n, frame in timeline_frames(container, start=clip["start"], stop=kept[-1]["stop"]):
+                # closing(): the decode-ahead thread must stop before the container closes, also
+                # when this generator returns early (else FFmpeg's close waits on it forever).
+                frames_in = stack.enter_context(closing(timeline_frames(container, start=clip["start"], stop=kept[-1]["stop"])))
+                for n, frame in frames_in:
                     if n < clip["start"]:
                         continue
                     frames.append(shaper(frame))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 
 import av
 import numpy as np
@@ -68,20 +69,21 @@ def timeline_frames(
     prev: av.VideoFrame | None = None
     prev_t = 0.0
     step = 1.0 / float(stream.average_rate or fps)
-    for frame in decode_ahead(container, stream):
-        if frame.time is None:
-            continue
-        t = float(frame.time)
-        while stop is None or n < stop:
-            target = n / fps
-            if t < target:
-                break
-            use_prev = prev is not None and (target - prev_t) < (t - target)
-            yield n, prev if use_prev else frame  # type: ignore[misc]
-            n += 1
-        if stop is not None and n >= stop:
-            return
-        prev, prev_t = frame, t
+    with closing(decode_ahead(container, stream)) as decoded:  # its thread stops when we do
+        for frame in decoded:
+            if frame.time is None:
+                continue
+            t = float(frame.time)
+            while stop is None or n < stop:
+                target = n / fps
+                if t < target:
+                    break
+                use_prev = prev is not None and (target - prev_t) < (t - target)
+                yield n, prev if use_prev else frame  # type: ignore[misc]
+                n += 1
+            if stop is not None and n >= stop:
+                return
+            prev, prev_t = frame, t
     while prev is not None and (stop is None or n < stop) and n / fps <= prev_t + step / 2 + 1e-9:
         yield n, prev
         n += 1
