@@ -1,6 +1,6 @@
 """`actavatar models ...` commands: build tiny random-weight models for tests and smoke runs.
 
-    actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2,whisper,aligner] [--seed N]
+    actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2,eval,whisper,aligner,vlm] [--seed N]
     python -m actavatar.models_cli tiny --out DIR      # the same without the console script
 
 Writes DIR/dit (ours: config.json + model.safetensors), DIR/wan_dit (diffusers
@@ -8,7 +8,9 @@ WanTransformer3DModel), DIR/vae (AutoencoderKLWan), DIR/umt5 (UMT5EncoderModel +
 DIR/wav2vec2 (Wav2Vec2Model + feature extractor); each loads with `train.pretrained`. For the ASR
 stage: DIR/whisper (Whisper converted to CTranslate2 + tokenizer.json + preprocessor config, for
 faster-whisper) and DIR/aligner (Wav2Vec2ForCTC + processor, character vocabulary) with
-DIR/nltk_data (NLTK punkt_tab/english trained locally); see `annotate.tiny_asr`.
+DIR/nltk_data (NLTK punkt_tab/english trained locally); see `annotate.tiny_asr`. For the caption
+stage: DIR/vlm (Qwen2_5_VLForConditionalGeneration + Qwen2_5_VLProcessor with a locally built
+tokenizer; `annotate.tiny_vlm`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from dataset.command import standalone_main
 
-TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "eval", "whisper", "aligner")
+TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "eval", "whisper", "aligner", "vlm")
 ASR_MODELS = ("whisper", "aligner")  # annotate.tiny_asr; need the ASR extra (whisperx stack)
 
 
@@ -65,6 +67,10 @@ def _tiny(args: argparse.Namespace) -> int:
             write_tiny_eval_weights(target, seed=args.seed)
         elif name == "whisper":
             tiny_asr.build_tiny_whisper(target, args.seed)
+        elif name == "vlm":  # Qwen2.5-VL architecture + processor built offline (annotate.tiny_vlm)
+            from annotate.tiny_vlm import build_tiny_vlm
+
+            build_tiny_vlm(target, args.seed)
         elif name == "aligner":
             tiny_asr.build_tiny_aligner(target, args.seed)
             print(f"nltk punkt_tab: {tiny_asr.build_punkt(out / 'nltk_data')}")
@@ -76,10 +82,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `models` group."""
     p = commands.add_parser(
         "tiny",
-        help="build tiny random-weight DiT, VAE, UMT5, wav2vec2, Whisper (CTranslate2) and aligner models",
+        help="build tiny random-weight DiT, VAE, UMT5, wav2vec2, eval, Whisper (CTranslate2), aligner and Qwen2.5-VL models",
         description="Build tiny random-weight models with the real architectures (the debug DiT "
         "flavour, a diffusers Wan transformer, AutoencoderKLWan, UMT5 + tokenizer, wav2vec2, a Whisper "
-        "converted to CTranslate2, a wav2vec2 CTC aligner + NLTK punkt_tab) and save each into OUT/<name>/. "
+        "converted to CTranslate2, a wav2vec2 CTC aligner + NLTK punkt_tab, a Qwen2.5-VL + processor) and save each into OUT/<name>/. "
         "Offline; for tests and CPU smoke runs (e.g. `asr.model=OUT/whisper` in configs/annotate/demo.yaml).",
     )
     p.add_argument("--out", required=True, help="output folder")

@@ -1,8 +1,9 @@
 """Assemble a kept clip's annotation (schema v1) from what the stages measured.
 
 The cut stage writes it with `transcript` and `speech_ratio` null; `with_asr` fills both from
-the ASR stage's ledger record when the clip is packed. The caption stays `null` (explicitly
-absent, never placeholder text) until the caption stage exists.
+the ASR stage's ledger record when the clip is packed, and `with_caption` adds the caption stage's
+result (or exact synthetic-truth captions). Without a captioner the caption stays `null`
+(explicitly absent, never placeholder text).
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ def with_asr(doc: dict[str, Any], result: dict[str, Any], models: dict[str, str]
     }
 
 
-def with_caption(doc: dict[str, Any], caption: dict[str, Any] | None) -> dict[str, Any]:
-    """A copy with the caption block (None keeps it null) and its source in the provenance."""
+def with_caption(doc: dict[str, Any], caption: dict[str, Any] | None, models: dict[str, str],
+                 details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy with the caption block (None keeps it null), the captioner in `provenance.models`
+    and, for VLM captions, what produced them (backend, prompt, sampling, repairs) in `provenance.caption`."""
     if caption is None:
         return doc
-    from annotate.truth_captions import MODEL_NAME
-
-    models = {**doc["provenance"]["models"], "caption": MODEL_NAME}
-    return {**doc, "caption": caption, "provenance": {**doc["provenance"], "models": models}}
+    provenance = {**doc["provenance"], "models": {**doc["provenance"]["models"], **models}}
+    if details is not None:
+        provenance["caption"] = details
+    return {**doc, "caption": caption, "provenance": provenance}

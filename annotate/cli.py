@@ -1,7 +1,8 @@
-"""`actavatar data run` and `actavatar data status`: the corpus pipeline (part 1).
+"""`actavatar data run`, `data status` and `data serve-vlm`: the corpus pipeline.
 
     actavatar data run --input RAW/ --output OUT/ [--config configs/annotate/default.yaml] [key=value ...]
     actavatar data status OUT/
+    actavatar data serve-vlm --model Qwen/Qwen2.5-VL-7B-Instruct --port 8000
     python -m annotate.cli run --input RAW/ --output OUT/
 """
 
@@ -41,16 +42,28 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_vlm(args: argparse.Namespace) -> int:
+    from annotate.vlm_serve import serve
+
+    if args.batch_size < 1 or args.max_tokens < 1:
+        raise ValueError(f"--batch-size and --max-tokens must be >= 1, got {args.batch_size} and {args.max_tokens}")
+    serve(args.model, host=args.host, port=args.port, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+          max_tokens=args.max_tokens, served_name=args.served_name)
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     """Add `run` and `status` to the `data` group."""
     p = commands.add_parser(
         "run",
-        help="build a corpus: probe, shots, cut/normalise, face filter, ASR + alignment, pack (Ray Data)",
+        help="build a corpus: probe, shots, cut/normalise, face filter, ASR + alignment, captions, pack (Ray Data)",
         description="Cut raw talking videos into normalised clips (25 fps, 16 kHz mono, configured size), "
         "keep the clips with one dominant face and enough speech, transcribe them with word timings "
         "(whisperx; models from local folders or caches, never downloaded: see asr.* keys), and write "
-        "WebDataset shards + manifest.parquet to OUTPUT. Resumable: rerun the same command after an "
-        "interruption. The caption stays null (explicitly absent) until the caption stage exists.",
+        "caption them with a VLM (caption.backend=local: a transformers Qwen2.5-VL-class model; =server: an "
+        "OpenAI-compatible endpoint; base caption + timestamped phases, schema-valid by construction), and "
+        "write WebDataset shards + manifest.parquet (+ captions_audit.jsonl) to OUTPUT. Resumable: rerun the "
+        "same command after an interruption. Without caption.backend the caption stays null (explicitly absent).",
     )
     p.add_argument("--input", required=True, help="folder of videos, glob, text file listing paths/URLs, or an fsspec URL")
     p.add_argument("--output", required=True, help="output folder (shards/, manifest.parquet, _work/ progress)")
@@ -59,6 +72,25 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. clip.width=384")
     p.set_defaults(func=_run)
+
+    p = commands.add_parser(
+        "serve-vlm",
+        help="serve a local VLM on an OpenAI-compatible /v1/chat/completions endpoint (guided JSON)",
+        description="Load a transformers image-text-to-text model (Qwen2.5-VL class; Hugging Face id or local "
+        "folder) and serve OpenAI-style chat completions with response_format json_schema / guided_json "
+        "honoured by xgrammar-constrained decoding; concurrent requests are micro-batched. For CPU boxes, "
+        "tests and small GPU setups; vLLM or SGLang serve the same API at scale. Images must be inline data: "
+        "URLs. Point a run at it with caption.backend=server caption.server_url=http://HOST:PORT/v1 caption.model=NAME.",
+    )
+    p.add_argument("--model", required=True, help="Hugging Face id or local model folder")
+    p.add_argument("--served-name", default="", help="model name clients must send (default: --model)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=8000, help="port (0 picks a free one; default 8000)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"))
+    p.add_argument("--batch-size", type=int, default=8, help="requests generated together (default 8)")
+    p.add_argument("--max-tokens", type=int, default=2048, help="default max_tokens when a request gives none")
+    p.set_defaults(func=_serve_vlm)
 
     p = commands.add_parser("status", help="per-stage progress of a run", description="Per-stage counts of a run, finished or not.")
     p.add_argument("output", help="the run's output folder")

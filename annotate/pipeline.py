@@ -1,4 +1,4 @@
-"""The Ray Data graph of `actavatar data run`: hash → probe → analyse → plan → cut → asr → pack.
+"""The Ray Data graph of `actavatar data run`: hash → probe → analyse → plan → cut → asr → caption → pack.
 
 Local in-process Ray by default, an existing cluster with `ray_address` (the toolkit must be
 installed on the cluster's nodes). Per-source stages run as Ray Data actor pools with durable
@@ -21,13 +21,14 @@ from annotate.asr_models import check_asr_models
 from annotate.config import AnnotateConfig, config_hash
 from annotate.ledger import Ledger
 from annotate.sources import clip_key, resolve_inputs, source_sha256
-from annotate.stages import ROW_STAGES, clip_files, initial_row
+from annotate.stages import clip_files, initial_row, row_stages
 from annotate.timeline import OUTPUT_FPS
 from dataset.annotation import parse_annotation
 from dataset.atomic import atomic_write_bytes
 from dataset.writer import ShardWriter
 
 log = logging.getLogger(__name__)
+CAPTION_AUDIT = "captions_audit.jsonl"  # raw VLM outputs, repairs and verdicts of every captioned clip
 
 
 def _init_ray(address: str | None, workers: int, worker_logs: bool) -> None:
@@ -87,9 +88,10 @@ def run_pipeline(
     # Every actor stage gets `workers` actors; each reserves a CPU share so that all pools fit in
     # `workers` CPUs together (with 1 CPU each, downstream pools starve upstream ones and the
     # streaming executor waits forever). A stage's actors are busy only while data reaches them.
-    share = 1.0 / sum(stage.uses_actor for stage in ROW_STAGES)
+    stages = row_stages(cfg)
+    share = 1.0 / sum(stage.uses_actor for stage in stages)
     cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
-    for stage in ROW_STAGES:
+    for stage in stages:
         if stage.uses_actor:
             ds = ds.map(stage, fn_constructor_kwargs={"cfg": cfg, "out_dir": str(out)}, concurrency=cfg.workers,
                         num_cpus=share, **stage.ray_options(cfg, cluster_gpus))
@@ -104,7 +106,8 @@ def run_pipeline(
 def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], int]:
     """Rejected/failed rows of one source, the keys of its kept clips, its clip candidates.
 
-    A clip is kept when it passed the face filter, was cut, and the ASR stage kept it.
+    A clip is kept when it passed the face filter, was cut, the ASR stage kept it and, with a VLM
+    captioner, the caption stage captioned it.
     """
     base = {"source_uri": uri, "source_sha256": state["sha256"]}
     error = state.get("error")
@@ -114,6 +117,7 @@ def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[lis
                  "duration_s": (state.get("probe") or {}).get("duration_s")}], [], 0
     rows, kept = [], []
     asr = (state.get("asr") or {}).get("clips", {})
+    captions = (state.get("caption") or {}).get("clips", {})
     for clip in state["plan"]:
         key = clip_key(source_id, clip["index"])
         figures = clip["face"] or {}
@@ -130,6 +134,9 @@ def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[lis
             rows.append({**row, "status": result["status"], "stage": "asr", "reason": result["reason"],
                          "detail": result["detail"], "speech_ratio": result["speech_ratio"],
                          "language": result["language"], "num_words": result["num_words"]})
+        elif key in captions and captions[key]["status"] != "ok":
+            result = captions[key]
+            rows.append({**row, "status": "failed", "stage": "caption", "reason": result["reason"], "detail": result["detail"]})
         else:
             kept.append(key)
     return rows, kept, len(state["plan"])
@@ -139,6 +146,7 @@ def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str
     """Write shards + manifest from the ledger, in key order (deterministic)."""
     rows: list[dict[str, Any]] = list(duplicates)
     kept: list[tuple[str, str, dict[str, Any]]] = []
+    audit: list[dict[str, Any]] = []  # every VLM caption attempt, raw output included
     candidates = 0
     hours_in = 0.0
     for source_id, (uri, state) in finished.items():
@@ -146,24 +154,33 @@ def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str
         source_rows, keys, count = _manifest_rows(source_id, uri, state)
         rows += source_rows
         candidates += count
-        kept += [(key, source_id, state["asr"]) for key in keys]
+        kept += [(key, source_id, state) for key in keys]
+        audit += [{"key": key, **clip} for key, clip in sorted(((state.get("caption") or {}).get("clips") or {}).items())]
     seconds_out = 0.0
-    captioner = None
-    if cfg.caption.truth:
-        from annotate.truth_captions import TruthCaptioner  # imports the synth package: only when used
+    truth = None
+    if cfg.caption.backend == "truth":
+        from annotate.truth_captions import MODEL_NAME, TruthCaptioner  # imports the synth package: only when used
 
-        captioner = TruthCaptioner(cfg.caption.truth, min_phase_s=cfg.caption.min_phase_s)
+        truth = TruthCaptioner(cfg.caption.truth, min_phase_s=cfg.caption.min_phase_s)
     with ShardWriter(out, cfg.pack, overwrite=True) as writer:
-        for key, source_id, asr in sorted(kept, key=lambda item: item[0]):
-            files = clip_files(out, source_id, key)
+        for key, source_id, state in sorted(kept, key=lambda item: item[0]):
+            files, asr = clip_files(out, source_id, key), state["asr"]
             doc = with_asr(parse_annotation(files["json"].read_bytes()), asr["clips"][key], asr["models"])
-            if captioner is not None:
-                doc = with_caption(doc, captioner(doc["source"]["uri"], doc["source"]["start_s"], doc["source"]["end_s"]))
+            if truth is not None:
+                doc = with_caption(doc, truth(doc["source"]["uri"], doc["source"]["start_s"], doc["source"]["end_s"]),
+                                   {"caption": MODEL_NAME})
+            elif state.get("caption"):
+                clip, provenance = state["caption"]["clips"][key], state["caption"]["provenance"]
+                doc = with_caption(doc, clip["caption"], {"vlm": provenance["model"]},
+                                   {**provenance, "attempts": len(clip["attempts"]), "repairs": clip["repairs"]})
             writer.write({"__key__": key, "json": doc, "mp4": files["mp4"].read_bytes(), "wav": files["wav"].read_bytes()},
                          row={"stage": "asr"})
             seconds_out += doc["video"]["duration_s"]
         for row in rows:
             writer.add_row(row)
+    if audit:
+        lines = b"".join(json.dumps(a, ensure_ascii=False, sort_keys=True).encode() + b"\n" for a in sorted(audit, key=lambda a: a["key"]))
+        atomic_write_bytes(out / CAPTION_AUDIT, lines)
     reasons = Counter(f"{r['status']}: {r['reason']}" for r in rows)
     return {
         "output": str(out),

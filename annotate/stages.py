@@ -162,7 +162,52 @@ def asr_models_provenance(cfg: AnnotateConfig) -> dict[str, str]:
     return models
 
 
-ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage, AsrRowStage)
+class CaptionRowStage(_RowStage):
+    """Captions every clip of a source that the ASR stage kept (`annotate.caption.CaptionStage`);
+    the ledger record holds each clip's verdict, caption, repairs and raw model outputs."""
+
+    name = "caption"
+    uses_actor = True
+
+    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
+        super().__init__(cfg, out_dir)
+        self._stage = None  # loaded on first use, as in the ASR stage
+
+    @classmethod
+    def ray_options(cls, cfg: AnnotateConfig, cluster_gpus: float) -> dict[str, Any]:
+        caption = cfg.caption
+        if caption.backend != "local":
+            return {}
+        gpus = caption.num_gpus if caption.num_gpus >= 0 else (1.0 if cluster_gpus > 0 and caption.device != "cpu" else 0.0)
+        return {"num_gpus": gpus} if gpus > 0 else {}
+
+    def run(self, uri, source_id, state):
+        from annotate.annotation import with_asr
+        from dataset.annotation import parse_annotation
+
+        asr = state["asr"]
+        keys = [key for key in state["cut"] if asr["clips"][key]["status"] == "ok"]
+        if keys and self._stage is None:
+            from annotate.caption import CaptionStage
+
+            self._stage = CaptionStage(self.cfg.caption)
+        folder = self.ledger.clip_dir(source_id)
+        docs = [with_asr(parse_annotation((folder / f"{key}.json").read_bytes()), asr["clips"][key], asr["models"])
+                for key in keys]
+        out = self._stage({"key": keys, "mp4": [str(folder / f"{key}.mp4") for key in keys], "annotation": docs}) if keys else {}
+        fields = ("status", "reason", "detail", "caption", "repairs", "attempts")
+        clips = {key: {name: out[name][i] for name in fields} for i, key in enumerate(out.get("key", []))}
+        return {"clips": clips, "provenance": self._stage.provenance if keys else None}
+
+
+ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage, AsrRowStage, CaptionRowStage)
+
+
+def row_stages(cfg: AnnotateConfig) -> tuple[type[_RowStage], ...]:
+    """The stages of a run: the caption stage only with a VLM backend (truth captions are exact
+    and applied while packing)."""
+    vlm = cfg.caption.backend in ("local", "server")
+    return tuple(stage for stage in ROW_STAGES if vlm or stage is not CaptionRowStage)
 
 
 def initial_row(uri: str, source_id: str, sha256: str) -> dict[str, Any]:

@@ -77,16 +77,18 @@ def run(out: Path, videos: int) -> int:
 
         s = corpus_stats(corpus)
         return (f"{s['clips']} clips kept of {s['candidates']} candidates in {s['shards']} shard(s), "
-                f"{s['hours'] * 3600:.0f} s; not kept: {', '.join(f'{n} {r}' for r, n in s['rejection_reasons'].items()) or 'none'}")
+                f"{s['hours'] * 3600:.0f} s, {s['clips'] - s['clips_without_caption']} captioned ({(s['phases_per_clip'] or {}).get('mean', 0):.1f} VLM phases/clip) (raw outputs in "
+                f"{corpus / 'captions_audit.jsonl'}); not kept: "
+                f"{', '.join(f'{n} {r}' for r, n in s['rejection_reasons'].items()) or 'none'}")
 
     demo.cli("models tiny: random-weight models with the real architectures",
              ["models", "tiny", "--out", str(models)],
              lambda: f"{', '.join(sorted(p.name for p in models.iterdir() if p.is_dir()))} in {models}")
 
-    demo.cli("data run: probe, shots, cut/normalise, face filter, ASR + alignment, truth captions, pack (Ray Data)",
+    demo.cli("data run: probe, shots, cut/normalise, face filter, ASR + alignment, VLM phase captions, pack (Ray Data)",
              ["data", "run", "--input", str(synth / "raw"), "--output", str(corpus), "--config", "configs/annotate/demo.yaml",
               f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
-              f"asr.nltk_data={models / 'nltk_data'}", f"caption.truth={synth / 'truth.jsonl'}"],
+              f"asr.nltk_data={models / 'nltk_data'}", f"caption.model={models / 'vlm'}"],
              corpus_line)
     demo.cli("data validate", ["data", "validate", str(corpus)], lambda: "corpus valid: members, media, schema v1, manifest agree")
     demo.cli("data stats", ["data", "stats", str(corpus)], lambda: "table of clips, hours, phases/words per clip, rejections")

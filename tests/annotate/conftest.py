@@ -27,3 +27,29 @@ def asr_overrides(models: Path) -> list[str]:
     """Config overrides pointing the ASR stage at the tiny models."""
     return [f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
             f"asr.nltk_data={models / 'nltk_data'}"]
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory) -> Path:
+    """`actavatar models tiny --only vlm`: a random Qwen2.5-VL + processor in OUT/vlm."""
+    pytest.importorskip("xgrammar")
+    from actavatar.models_cli import main
+
+    out = tmp_path_factory.mktemp("tiny_vlm")
+    assert main(["tiny", "--out", str(out), "--only", "vlm"]) == 0
+    return out / "vlm"
+
+
+def write_toy_clips(folder: Path, count: int, seconds: float = 3.0) -> dict[str, list]:
+    """A caption-stage batch of `count` toy clips (mp4 files + annotations) in `folder`."""
+    from dataset.toy_corpus import toy_clip
+
+    batch: dict[str, list] = {"key": [], "mp4": [], "annotation": []}
+    for i in range(count):
+        clip = toy_clip(i, seconds=seconds, width=96, height=96, seed=7)
+        path = folder / f"{clip['__key__']}.mp4"
+        path.write_bytes(clip["mp4"])
+        batch["key"].append(clip["__key__"])
+        batch["mp4"].append(str(path))
+        batch["annotation"].append({**clip["json"], "caption": None})
+    return batch

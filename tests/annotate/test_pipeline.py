@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_cli(models: Path, *args: str, **popen) -> subprocess.Popen:
     inputs = Path(args[args.index("--input") + 1])
-    captions = [f"caption.truth={inputs.parent / 'truth.jsonl'}"]  # exact captions from the synthetic truth
+    captions = ["caption.backend=truth", f"caption.truth={inputs.parent / 'truth.jsonl'}"]  # exact captions from the synthetic truth
     cmd = [sys.executable, "-m", "actavatar", "data", "run", *args, "--config", str(REPO / CONFIG),
            *asr_overrides(models), *captions]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
