@@ -60,10 +60,24 @@ class PromptTemplate:
     def provenance(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
 
+    def render(self, frames: list[tuple[float, np.ndarray]], values: dict[str, str]) -> list[dict[str, Any]]:
+        """Chat messages in the neutral format of `annotate.vlm_local`: the system text, then the
+        user turn with `before_frames`, each frame preceded by `frame` (its time as {t}), `after_frames`."""
+        try:
+            content: list[dict[str, Any]] = [{"type": "text", "text": self.before_frames.format(**values)}]
+            for t, image in frames:
+                content.append({"type": "text", "text": self.frame.format(**values, t=f"{t:.2f}")})
+                content.append({"type": "image", "image": image})
+            content.append({"type": "text", "text": self.after_frames.format(**values)})
+            system = self.system.format(**values)
+        except (KeyError, IndexError) as err:
+            raise ValueError(f"prompt {self.name} v{self.version}: unknown placeholder {err}") from None
+        return [{"role": "system", "content": [{"type": "text", "text": system}]}, {"role": "user", "content": content}]
+
     def messages(self, *, frames: list[tuple[float, np.ndarray]], duration_s: float, sample_fps: float,
                  words: list[dict[str, Any]], face_bbox: list[float] | None, min_phase_s: float,
                  max_phases: int, actions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """Chat messages in the neutral format of `annotate.vlm_local` (text and image items)."""
+        """The caption prompt for one clip (placeholders listed in phase_caption_v1.yaml)."""
         values = {
             "duration_s": f"{duration_s:.2f}", "num_frames": str(len(frames)), "sample_fps": f"{sample_fps:g}",
             "words": format_words(words), "transcript": " ".join(w["word"] for w in words) or "(no speech)",
@@ -73,15 +87,7 @@ class PromptTemplate:
             "actions": (f'Give each phase an "action" label from: {", ".join(actions)}.' if actions
                         else 'You may add an "action" label per phase (a short snake_case name).'),
         }
-        try:
-            content: list[dict[str, Any]] = [{"type": "text", "text": self.before_frames.format(**values)}]
-            for t, image in frames:
-                content.append({"type": "text", "text": self.frame.format(t=f"{t:.2f}")})
-                content.append({"type": "image", "image": image})
-            content.append({"type": "text", "text": self.after_frames.format(**values)})
-        except (KeyError, IndexError) as err:
-            raise ValueError(f"prompt {self.name} v{self.version}: unknown placeholder {err}") from None
-        return [{"role": "system", "content": [{"type": "text", "text": self.system}]}, {"role": "user", "content": content}]
+        return self.render(frames, values)
 
 
 def format_words(words: list[dict[str, Any]]) -> str:

@@ -12,8 +12,10 @@ Writes OUT/report.json, OUT/report.md and OUT/plots/*.png, and prints the table.
 weights are not given is skipped and the reason printed; a given path that is wrong is an error.
 `--checkpoint` runs sample every benchmark clip into OUT/samples/<name>/ first (BENCH: a folder of
 <key>.json + <key>.mp4 [+ .wav, .png], or a synthetic corpus with truth.jsonl, converted into
-OUT/benchmark/; see evaluation/benchmark.py). `--actions synthetic` scores phase accuracy with the
-exact reader of the synthetic puppet (dataset.synth.detect_actions).
+OUT/benchmark/; see evaluation/benchmark.py). `--actions vlm judge.model=M` scores phase-level action
+accuracy with a VLM judge (evaluation/action_judge.py; `judge.backend=server judge.server_url=...` for an
+OpenAI-compatible endpoint); `--actions synthetic` uses the exact reader of the synthetic puppet
+(dataset.synth.detect_actions) instead.
 """
 
 from __future__ import annotations
@@ -68,12 +70,17 @@ def _eval(args: argparse.Namespace) -> int:
             cfg.sample, checkpoints, reference, Path(args.out) / "samples", encoders=args.encoders,
             max_clips=cfg.benchmark.max_clips, progress=not args.no_progress, skip_existing=args.skip_existing)
         runs.update(folders)
-    detect = None
+    detect = judge = None
     if args.actions == "synthetic":
         from dataset.synth import detect_actions as detect
-    report = evaluate_folders(cfg, runs, reference, detect_actions=detect)
-    if detect is not None and "actions" in report["protocol"]:
-        report["protocol"]["actions"]["detector"] = "dataset.synth.detect_actions (exact reader of the synthetic puppet)"
+    elif args.actions == "vlm":
+        from evaluation.action_judge import ActionJudge
+
+        judge = ActionJudge(cfg.judge, cfg.actions)
+    report = evaluate_folders(cfg, runs, reference, detect_actions=detect, judge=judge)
+    if "actions" in report["protocol"]:
+        report["protocol"]["actions"].update(judge.protocol if judge is not None else
+                                             {"detector": "dataset.synth.detect_actions (exact reader of the synthetic puppet)"})
     if sampling:
         report["protocol"]["sampling"] = sampling
     files = write_report(report, args.out)
@@ -112,9 +119,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(or sample.vae= / sample.text_encoder= / sample.audio_encoder=)")
     parser.add_argument("--benchmark", metavar="DIR", help="benchmark folder (<key>.json + .mp4 [+ .wav, .png]) or synthetic corpus "
                         "(truth.jsonl); the reference of every run")
-    parser.add_argument("--actions", choices=("none", "synthetic"), default="none",
-                        help="action detector for phase accuracy: synthetic = exact reader of the synthetic puppet "
-                             "(dataset.synth.detect_actions); none = skip (the VLM judge is not wired yet)")
+    parser.add_argument("--actions", choices=("none", "synthetic", "vlm"), default="none",
+                        help="phase-level action accuracy: vlm = a VLM judge asks per phase whether its action is "
+                             "performed in each phase span (judge.model=HF id or folder, judge.backend=local|server, "
+                             "judge.server_url=...); synthetic = exact reader of the synthetic puppet "
+                             "(dataset.synth.detect_actions); none = skip")
     parser.add_argument("--skip-existing", action="store_true", help="keep already sampled videos in OUT/samples (resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars while sampling")
     parser.add_argument("--out", required=True, metavar="DIR", help="where report.json, report.md and plots/ go")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evaluation.action_accuracy import ActionScoreConfig
+from evaluation.action_judge import JudgeConfig
 from evaluation.benchmark import BenchmarkConfig
 from evaluation.fid import FIDConfig
 from evaluation.fvd import FVDConfig
@@ -28,6 +29,7 @@ class EvalConfig:
         sample: how `--checkpoint` runs sample the benchmark (evaluation/sample.py; its paths come
             from each checkpoint).
         benchmark: how a synthetic corpus becomes a benchmark (evaluation/benchmark.py).
+        judge: the VLM judge of phase-level action accuracy (`--actions vlm`; evaluation/action_judge.py).
     """
 
     metrics: tuple[str, ...] = METRICS
@@ -44,6 +46,7 @@ class EvalConfig:
     actions: ActionScoreConfig = field(default_factory=ActionScoreConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]

@@ -1,7 +1,8 @@
 """Evaluate folders of generated videos against a reference folder and assemble the report dict.
 
 Each metric runs only when what it needs is there: FID the Inception weights, FVD the I3D file,
-Sync the SyncNet weights (and audio), identity the face embedder, actions an action detector.
+Sync the SyncNet weights (and audio), identity the face embedder, actions an action scorer (the
+VLM judge, `evaluation.action_judge`, or on synthetic data the exact `detect_actions` reader).
 Anything missing becomes `skipped[run][metric] = reason`; a weights path that is given but wrong
 is an error (WeightsError), never a silent skip. Reference statistics are computed once and reused
 for every run, so several checkpoints land side by side in one report.
@@ -12,12 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from evaluation.action_accuracy import DetectActions, aggregate_actions, score_clip
+from evaluation.action_accuracy import ActionScoreConfig, ClipActionScore, DetectActions, aggregate_actions, score_clip
 from evaluation.config import EvalConfig
 from evaluation.fid import FIDAccumulator
 from evaluation.fvd import DETECTOR_KWARGS, I3DFeatures, fvd_result, load_i3d
@@ -29,11 +30,21 @@ from evaluation.video_folder import list_videos, read_audio, read_frames, read_p
 
 log = logging.getLogger(__name__)
 
-ACTIONS_MISSING = ("no action detector: needs the VLM judge (caption stage backends) or, on synthetic data, "
-                   "the exact detect_actions reader (`--actions synthetic`; detect_actions= in evaluate_folders)")
+ACTIONS_MISSING = ("no action scorer: needs the VLM judge (`--actions vlm judge.model=...`) or, on synthetic data, "
+                   "the exact detect_actions reader (`--actions synthetic`)")
+# (frames, fps, phases) -> (clip score, per-frame labels for the timeline plot)
+ScoreActions = Callable[[np.ndarray, float, list], tuple[ClipActionScore, list[str]]]
 
 
-def _load_models(cfg: EvalConfig, detect_actions: DetectActions | None) -> tuple[dict[str, Any], dict[str, str]]:
+def exact_scorer(detect: DetectActions, cfg: ActionScoreConfig) -> ScoreActions:
+    """Per-frame labels from an exact reader, scored frame by frame (`score_clip`)."""
+    def score(frames: np.ndarray, fps: float, phases: list) -> tuple[ClipActionScore, list[str]]:
+        predicted = [str(x) for x in detect(frames, fps)]
+        return score_clip(predicted, phases, fps, cfg), predicted
+    return score
+
+
+def _load_models(cfg: EvalConfig, score_actions: ScoreActions | None) -> tuple[dict[str, Any], dict[str, str]]:
     """Networks for the requested metrics whose weights were given; reasons for the others."""
     wanted = set(cfg.metrics)
     models: dict[str, Any] = {}
@@ -52,10 +63,10 @@ def _load_models(cfg: EvalConfig, detect_actions: DetectActions | None) -> tuple
     if "identity" in wanted and cfg.face_embedder:
         models["identity"] = load_face_embedder(cfg.face_embedder, device=cfg.device)
     if "actions" in wanted:
-        if detect_actions is None:
+        if score_actions is None:
             skipped["actions"] = ACTIONS_MISSING
         else:
-            models["actions"] = detect_actions
+            models["actions"] = score_actions
     return models, skipped
 
 
@@ -94,14 +105,20 @@ def _run_metric(name: str, skipped: dict[str, str], fn: Any) -> Any:
 
 def evaluate_folders(
     cfg: EvalConfig, runs: Mapping[str, str | Path], reference: str | Path, *,
-    detect_actions: DetectActions | None = None, crop_faces: CropFaces | None = None,
+    detect_actions: DetectActions | None = None, judge: ScoreActions | None = None, crop_faces: CropFaces | None = None,
 ) -> dict[str, Any]:
-    """Report dict ({metrics, skipped, details, per_clip, protocol, timelines}) for every run."""
+    """Report dict ({metrics, skipped, details, per_clip, protocol, timelines}) for every run.
+
+    Phase-level actions are scored by `judge` (e.g. `evaluation.action_judge.ActionJudge`) or, on
+    synthetic data, from the per-frame labels of `detect_actions`.
+    """
     reference = Path(reference)
     ref_videos = list_videos(reference)
     if not ref_videos:
         raise FileNotFoundError(f"no reference videos (*.mp4) in {reference}")
-    models, base_skipped = _load_models(cfg, detect_actions)
+    if judge is not None and detect_actions is not None:
+        raise ValueError("give detect_actions or judge, not both")
+    models, base_skipped = _load_models(cfg, judge or (exact_scorer(detect_actions, cfg.actions) if detect_actions else None))
 
     # 1. Reference statistics, once for all runs.
     fid_acc = FIDAccumulator(models["fid"], cfg.fid) if "fid" in models else None
@@ -161,12 +178,13 @@ def evaluate_folders(
                 if phases is None:
                     per_clip[key]["actions"] = "no annotation JSON"
                 else:
-                    predicted = [str(x) for x in models["actions"](frames, fps)]
-                    clip = score_clip(predicted, phases, fps, cfg.actions)
-                    action_clips.append(clip)
-                    per_clip[key].update(phase_accuracy=clip.phase_accuracy, temporal_precision=clip.temporal_precision)
-                    if len(action_clips) <= cfg.timelines:
-                        report["timelines"].append({"run": run, "key": key, "phases": phases, "predicted": predicted, "fps": fps})
+                    scored = _run_metric("actions", per_clip[key], lambda: models["actions"](frames, fps, phases))
+                    if scored is not None:  # else per_clip[key]["actions"] says why
+                        clip, predicted = scored
+                        action_clips.append(clip)
+                        per_clip[key].update(phase_accuracy=clip.phase_accuracy, temporal_precision=clip.temporal_precision)
+                        if len(action_clips) <= cfg.timelines:
+                            report["timelines"].append({"run": run, "key": key, "phases": phases, "predicted": predicted, "fps": fps})
 
         # 3. Dataset figures.
         if fid_acc:

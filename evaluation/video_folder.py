@@ -71,14 +71,15 @@ def read_reference_image(reference_dir: Path, key: str, reference_frames: np.nda
 
 
 def read_phases(reference_dir: Path, key: str) -> list[dict[str, Any]] | None:
-    """[{start_s, end_s, label}] from `<key>.json` (annotation schema v1), or None without one."""
+    """[{start_s, end_s, label, text}] from `<key>.json` (annotation schema v1), or None without one.
+    The label is the phase's action label when it has one, else its text."""
     path = reference_dir / f"{key}.json"
     if not path.is_file():
         return None
     try:
         doc = json.loads(path.read_text())
         phases = doc["caption"]["phases"] if "caption" in doc else doc["phases"]
-        return [{"start_s": float(p["start_s"]), "end_s": float(p["end_s"]), "label": str(p.get("label", p.get("text")))}
-                for p in phases]
+        return [{"start_s": float(p["start_s"]), "end_s": float(p["end_s"]), "label": str(p.get("label", p.get("text"))),
+                 "text": str(p.get("text", p.get("label")))} for p in phases]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: cannot read phases ({type(err).__name__}: {err})") from None

@@ -35,3 +35,14 @@ def toy_corpus(toy_corpus_master, tmp_path) -> Path:
     dest = tmp_path / "corpus"
     shutil.copytree(toy_corpus_master, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory) -> Path:
+    """`actavatar models tiny --only vlm`: a random Qwen2.5-VL + processor in OUT/vlm."""
+    pytest.importorskip("xgrammar")
+    from actavatar.models_cli import main
+
+    out = tmp_path_factory.mktemp("tiny_vlm")
+    assert main(["tiny", "--out", str(out), "--only", "vlm"]) == 0
+    return out / "vlm"

@@ -29,17 +29,6 @@ def asr_overrides(models: Path) -> list[str]:
             f"asr.nltk_data={models / 'nltk_data'}"]
 
 
-@pytest.fixture(scope="session")
-def tiny_vlm_dir(tmp_path_factory) -> Path:
-    """`actavatar models tiny --only vlm`: a random Qwen2.5-VL + processor in OUT/vlm."""
-    pytest.importorskip("xgrammar")
-    from actavatar.models_cli import main
-
-    out = tmp_path_factory.mktemp("tiny_vlm")
-    assert main(["tiny", "--out", str(out), "--only", "vlm"]) == 0
-    return out / "vlm"
-
-
 def write_toy_clips(folder: Path, count: int, seconds: float = 3.0) -> dict[str, list]:
     """A caption-stage batch of `count` toy clips (mp4 files + annotations) in `folder`."""
     from dataset.toy_corpus import toy_clip

@@ -44,7 +44,7 @@ def test_eval_all_metrics_two_runs_side_by_side(folders, tiny_weights, tmp_path,
     ])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "| good |" in printed and "| shifted |" in printed and "actions: no action detector" in printed
+    assert "| good |" in printed and "| shifted |" in printed and "actions: no action scorer" in printed
     report = json.loads((out / "report.json").read_text())
     good, shifted = report["metrics"]["good"], report["metrics"]["shifted"]
     for metric in ("fid", "fvd", "sync_c", "sync_d", "identity"):
