@@ -9,6 +9,9 @@ A benchmark folder holds, per clip `<key>`:
 A synthetic corpus (`actavatar synth --out D`: D/truth.jsonl + D/raw/*.mp4) is converted into such a
 folder by `synth_to_benchmark`: one clip per avatar shot (or per window of `max_frames` frames),
 phase times relative to the clip, labels kept, frames re-encoded at the corpus' nominal fps.
+A corpus of WebDataset shards (`actavatar data run` output, a shards folder, a tar, a text file of
+shard URLs or a brace pattern) is unpacked by `shards_to_benchmark`: every clip whose caption has
+phases, its annotation, mp4 and wav as they are in the shards.
 """
 
 from __future__ import annotations
@@ -159,20 +162,64 @@ def synth_to_benchmark(corpus: str | Path, out: str | Path, cfg: BenchmarkConfig
     return out
 
 
+def is_shard_corpus(path: str | Path) -> bool:
+    """A `data run` output folder, a folder of shard-NNNNNN.tar, a .tar, a .txt list or a URL pattern."""
+    text = str(path)
+    if "://" in text or "{" in text or text.endswith((".tar", ".txt")):
+        return True
+    p = Path(path)
+    return p.is_dir() and not any(p.glob("*.mp4")) and any((p / "shards").glob("shard-*.tar") if (p / "shards").is_dir()
+                                                           else p.glob("shard-*.tar"))
+
+
+def shards_to_benchmark(shards: str | Path, out: str | Path, cfg: BenchmarkConfig = BenchmarkConfig()) -> Path:
+    """Unpack the captioned clips of a shard corpus into a benchmark folder (key order, `max_clips`)."""
+    import webdataset as wds
+
+    from dataset.annotation import parse_annotation
+    from dataset.reader import list_shards
+    from dataset.schema import SAMPLE_KEY_RE
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kept = 0
+    for sample in wds.WebDataset(list_shards(shards), shardshuffle=False, empty_check=False):
+        key = sample["__key__"]
+        if not SAMPLE_KEY_RE.match(key):  # keys become file names: never trust a path from an archive
+            raise ValueError(f"{sample.get('__url__', shards)}: sample key {key!r} is not <source_id>_<clip>")
+        if not {"json", "mp4"} <= set(sample):
+            raise ValueError(f"{sample.get('__url__', shards)}: sample {key} lacks json or mp4")
+        doc = parse_annotation(sample["json"])
+        if not (doc.get("caption") or {}).get("phases"):
+            log.info("benchmark: %s has no phase captions; skipped", key)
+            continue
+        (out / f"{key}.json").write_bytes(sample["json"])
+        (out / f"{key}.mp4").write_bytes(sample["mp4"])
+        if "wav" in sample:
+            (out / f"{key}.wav").write_bytes(sample["wav"])
+        kept += 1
+        if cfg.max_clips and kept >= cfg.max_clips:
+            break
+    if not kept:
+        raise ValueError(f"{shards}: no clip with phase captions in these shards (a benchmark needs prompts)")
+    return out
+
+
 def prepare_benchmark(path: str | Path, work_dir: str | Path, cfg: BenchmarkConfig = BenchmarkConfig()) -> Path:
-    """The benchmark folder to sample and score: `path` itself, or its conversion under work_dir/benchmark."""
-    path = Path(path)
-    if is_synth_corpus(path):
+    """The benchmark folder to sample and score: `path` itself, or its conversion (synthetic corpus,
+    WebDataset shards) under work_dir/benchmark."""
+    convert = synth_to_benchmark if is_synth_corpus(path) else shards_to_benchmark if is_shard_corpus(path) else None
+    if convert is not None:
         target = Path(work_dir) / "benchmark"
         marker = target / MARKER
         if target.exists() and any(target.iterdir()):
             if not marker.is_file():
-                raise FileExistsError(f"{target} exists and was not written by a synthetic-benchmark conversion; "
-                                      "choose another --out")
+                raise FileExistsError(f"{target} exists and was not written by a benchmark conversion; choose another --out")
             shutil.rmtree(target)  # ours (marker present): rebuild, so no stale clip from an earlier run stays
-        synth_to_benchmark(path, target, cfg)
+        convert(path, target, cfg)
         marker.write_text(json.dumps({"corpus": str(path), "max_frames": cfg.max_frames, "max_clips": cfg.max_clips}) + "\n")
         return target
+    path = Path(path)
     if not path.is_dir():
         raise NotADirectoryError(f"benchmark not found: {path}")
     if not any(path.glob("*.mp4")):

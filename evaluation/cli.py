@@ -117,8 +117,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "and score it; repeat for several checkpoints side by side")
     parser.add_argument("--encoders", metavar="DIR", help="folder with vae/ umt5/ wav2vec2/ for checkpoints that have none "
                         "(or sample.vae= / sample.text_encoder= / sample.audio_encoder=)")
-    parser.add_argument("--benchmark", metavar="DIR", help="benchmark folder (<key>.json + .mp4 [+ .wav, .png]) or synthetic corpus "
-                        "(truth.jsonl); the reference of every run")
+    parser.add_argument("--benchmark", metavar="DIR", help="benchmark folder (<key>.json + .mp4 [+ .wav, .png]), synthetic corpus "
+                        "(truth.jsonl) or WebDataset shards (a `data run` output, shards folder, .tar, .txt list or "
+                        "{000000..000009} pattern; captioned clips are used); the reference of every run")
     parser.add_argument("--actions", choices=("none", "synthetic", "vlm"), default="none",
                         help="phase-level action accuracy: vlm = a VLM judge asks per phase whether its action is "
                              "performed in each phase span (judge.model=HF id or folder, judge.backend=local|server, "

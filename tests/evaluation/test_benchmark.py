@@ -96,3 +96,30 @@ def test_eval_flag_combinations_are_checked(tmp_path, capsys):
     (tmp_path / "corpus" / "truth.jsonl").write_text("")
     assert main(["--checkpoint", str(tmp_path), "--benchmark", str(tmp_path / "corpus"), "--out", str(tmp_path / "out")]) == 2
     assert "not written by a synthetic-benchmark conversion" in capsys.readouterr().err
+
+
+def test_benchmark_from_webdataset_shards(toy_corpus, tmp_path):
+    """A `data run`-style corpus of shards becomes a benchmark folder (`--benchmark CORPUS`)."""
+    import tarfile
+
+    from evaluation.benchmark import is_shard_corpus, prepare_benchmark
+
+    assert is_shard_corpus(toy_corpus) and is_shard_corpus(toy_corpus / "shards" / "shard-000000.tar")
+    folder = prepare_benchmark(toy_corpus, tmp_path / "a")
+    jobs = jobs_from_benchmark(folder)
+    assert [j.key for j in jobs] == sorted(j.key for j in jobs) and len(jobs) == 6
+    assert all((folder / f"{j.key}.wav").is_file() and j.caption["phases"] for j in jobs)
+    assert len(jobs_from_benchmark(prepare_benchmark(toy_corpus, tmp_path / "b", BenchmarkConfig(max_clips=2)))) == 2
+    out = tmp_path / "report"
+    assert main(["--generated", f"run={folder}", "--benchmark", str(toy_corpus), "--out", str(out), "--metrics", "actions",
+                 "--actions", "synthetic"]) == 0
+    assert json.loads((out / "report.json").read_text())["metrics"]["run"]["num_videos"] == 6
+    evil = tmp_path / "evil.tar"  # a member name that would escape the benchmark folder
+    with tarfile.open(evil, "w") as tar:
+        for name in ("../../escape.json", "../../escape.mp4"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, __import__("io").BytesIO(b"{}"))
+    with pytest.raises(ValueError, match="is not <source_id>_<clip>"):
+        prepare_benchmark(evil, tmp_path / "c")
+    assert not (tmp_path.parent / "escape.json").exists()
