@@ -51,8 +51,17 @@ class CaptionLimits:
                              f"{self.max_label_chars} characters, got {bad}")
 
 
+_MAX_REPEAT = 128  # xgrammar 0.2.8 fails to compile a repeat bound above 128 (mlc-ai/xgrammar#863)
+
+
 def _string(max_chars: int, chars: str = _CHARS) -> dict[str, Any]:
-    return {"type": "string", "pattern": f"^{chars}{{1,{max_chars}}}$"}
+    """1..max_chars characters, as repeats of at most 128 (`C{1,128}C{0,128}C{0,44}` for 300)."""
+    parts = [f"{chars}{{1,{min(max_chars, _MAX_REPEAT)}}}"]
+    left = max_chars - _MAX_REPEAT
+    while left > 0:
+        parts.append(f"{chars}{{0,{min(left, _MAX_REPEAT)}}}")
+        left -= _MAX_REPEAT
+    return {"type": "string", "pattern": "^" + "".join(parts) + "$"}
 
 
 def caption_schema(duration_s: float, limits: CaptionLimits) -> dict[str, Any]:

@@ -174,3 +174,19 @@ def test_caption_config_errors_name_the_key():
         CaptionConfig(truth="x.jsonl")
     with pytest.raises(ValueError, match="caption.max_phases must be in \\[1, 8\\]"):
         CaptionConfig(max_phases=9)
+
+
+@pytest.mark.parametrize("limits", [CaptionLimits(), CaptionLimits(max_base_chars=1000, max_text_chars=129)])
+def test_default_and_long_limits_compile_in_xgrammar(limits):
+    """Long string bounds are split into repeats of <= 128 (xgrammar 0.2.8 rejects larger ones)."""
+    xgr = pytest.importorskip("xgrammar")
+    schema = caption_schema(12.0, limits)
+    info = xgr.TokenizerInfo([chr(c) for c in range(32, 127)] + ["</s>"], stop_token_ids=[95])
+    compiled = xgr.GrammarCompiler(info).compile_json_schema(json.dumps(schema), any_whitespace=False, strict_mode=True)
+    matcher = xgr.GrammarMatcher(compiled)
+    text = json.dumps({"base": "b" * limits.max_base_chars, "phases": [{"start_s": 0, "end_s": 1.5, "text": "t" * limits.max_text_chars}]},
+                      separators=(", ", ": "))
+    assert matcher.accept_string(text)  # the longest strings are accepted ...
+    assert matcher.accept_token(95) and matcher.is_terminated()  # ... and the JSON is complete
+    too_long = xgr.GrammarMatcher(compiled)
+    assert not too_long.accept_string('{"base": "' + "b" * (limits.max_base_chars + 1))
