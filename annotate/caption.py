@@ -52,6 +52,25 @@ def build_backend(cfg: CaptionConfig):
     raise ValueError(f"caption.backend {cfg.backend!r} has no VLM")
 
 
+def check_caption_setup(cfg: CaptionConfig) -> None:
+    """Stop a run before Ray starts when the caption stage could not work for any clip: a missing
+    prompt file, a local model folder that does not exist, or a backend library not installed."""
+    import importlib.util
+    import os
+
+    if cfg.backend not in ("local", "server"):
+        return
+    PromptTemplate.load(cfg.prompt)
+    needed = ("transformers", "xgrammar") if cfg.backend == "local" else ("openai",)
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ValueError(f"caption.backend={cfg.backend} needs {', '.join(missing)} (pip install 'actavatar[annotate]')")
+    # A path (not an "org/name" hub id) must exist; hub ids are resolved by transformers.
+    if cfg.backend == "local" and cfg.model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(cfg.model)):
+        raise FileNotFoundError(f"caption.model: {cfg.model} is not a model folder (build a tiny one with "
+                                "`actavatar models tiny --out M --only vlm`, or give a Hugging Face id)")
+
+
 class CaptionStage:
     """Args:
     cfg: the caption config (backend "local" or "server").

@@ -18,6 +18,7 @@ from typing import Any
 
 from annotate.annotation import with_asr, with_caption
 from annotate.asr_models import check_asr_models
+from annotate.caption import check_caption_setup
 from annotate.config import AnnotateConfig, config_hash
 from annotate.ledger import Ledger
 from annotate.sources import clip_key, resolve_inputs, source_sha256
@@ -74,6 +75,7 @@ def run_pipeline(
     out = Path(out_dir)
     uris = resolve_inputs(input_spec)
     check_asr_models(cfg.asr)  # missing models stop the run here, with one clear message
+    check_caption_setup(cfg.caption)
     ledger = Ledger(out)
     ledger.check_config(config_hash(cfg))
     atomic_write_bytes(ledger.root / "inputs.json", json.dumps(uris).encode())

@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -123,9 +124,12 @@ class Batcher:
                 except queue.Empty:
                     break
             groups: dict[tuple, list] = {}
-            for item in items:  # one generate call per (sampling, constrained or not)
-                groups.setdefault((item[2], item[1] is None), []).append(item)
-            for (sampling, _), group in groups.items():
+            for item in items:  # one generate call per (sampling without the seed, constrained or not)
+                groups.setdefault((replace(item[2], seed=0), item[1] is None), []).append(item)
+            for group in groups.values():
+                # A batch is seeded once, with its first request's seed: a request's own seed
+                # decides its output only when it is generated alone.
+                sampling = group[0][2]
                 try:
                     texts = self.vlm.generate([g[0] for g in group], [g[1] for g in group], sampling)
                     for g, text in zip(group, texts):

@@ -190,3 +190,14 @@ def test_default_and_long_limits_compile_in_xgrammar(limits):
     assert matcher.accept_token(95) and matcher.is_terminated()  # ... and the JSON is complete
     too_long = xgr.GrammarMatcher(compiled)
     assert not too_long.accept_string('{"base": "' + "b" * (limits.max_base_chars + 1))
+
+
+def test_caption_setup_is_checked_before_a_run(tmp_path):
+    from annotate.caption import check_caption_setup
+
+    check_caption_setup(CaptionConfig())  # no captioner: nothing to check
+    check_caption_setup(CaptionConfig(backend="local", model="Qwen/Qwen2.5-VL-7B-Instruct"))  # hub ids resolve later
+    with pytest.raises(FileNotFoundError, match=f"caption.model: {tmp_path}/nope is not a model folder"):
+        check_caption_setup(CaptionConfig(backend="local", model=str(tmp_path / "nope")))
+    with pytest.raises(FileNotFoundError, match="caption.prompt: missing.yaml not found"):
+        check_caption_setup(CaptionConfig(backend="server", prompt="missing.yaml"))

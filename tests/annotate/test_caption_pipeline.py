@@ -21,6 +21,15 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs/annotate/demo.yaml")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def shut_ray_down_afterwards():
+    """The runs below start Ray inside the test process; later tests start their own."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def synth_raw(tmp_path_factory) -> Path:
     from dataset.synth.cli import main as synth

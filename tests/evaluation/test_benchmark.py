@@ -95,7 +95,7 @@ def test_eval_flag_combinations_are_checked(tmp_path, capsys):
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "truth.jsonl").write_text("")
     assert main(["--checkpoint", str(tmp_path), "--benchmark", str(tmp_path / "corpus"), "--out", str(tmp_path / "out")]) == 2
-    assert "not written by a synthetic-benchmark conversion" in capsys.readouterr().err
+    assert "not written by a benchmark conversion" in capsys.readouterr().err
 
 
 def test_benchmark_from_webdataset_shards(toy_corpus, tmp_path):
