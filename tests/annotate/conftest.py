@@ -42,3 +42,27 @@ def write_toy_clips(folder: Path, count: int, seconds: float = 3.0) -> dict[str,
         batch["mp4"].append(str(path))
         batch["annotation"].append({**clip["json"], "caption": None})
     return batch
+
+
+def assert_follows_schema(raw: str, schema: dict) -> None:
+    """A constrained answer parses and follows the schema's structure, counts and ranges.
+
+    String patterns are checked on the raw bytes by the grammar; after decoding, a byte sequence
+    that is not valid UTF-8 (random models emit them) becomes several U+FFFD characters, which
+    may exceed a pattern's length bound. The repair step truncates such text.
+    """
+    import json
+
+    import jsonschema
+
+    def relaxed(node):
+        if isinstance(node, dict):
+            return {k: relaxed(v) for k, v in node.items() if k != "pattern"}
+        if isinstance(node, list):
+            return [relaxed(v) for v in node]
+        return node
+
+    doc = json.loads(raw)
+    jsonschema.validate(doc, relaxed(schema))
+    strings = [doc["base"], *(p["text"] for p in doc.get("phases", []))] if "base" in doc else []
+    assert all(s and not any(ord(c) < 0x20 for c in s) for s in strings)

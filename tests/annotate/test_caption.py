@@ -15,7 +15,7 @@ from annotate.frames import sample_frames, sample_times
 from annotate.prompts import PromptTemplate, format_words
 from dataset.annotation import validate_annotation
 
-from .conftest import write_toy_clips
+from .conftest import assert_follows_schema, write_toy_clips
 
 SMALL = dict(max_phases=4, max_base_chars=80, max_text_chars=40, max_frames=6, frame_size=96, batch_size=4)
 
@@ -104,7 +104,7 @@ def test_local_backend_captions_every_clip_schema_valid(tiny_vlm_dir, tmp_path):
         assert validate_annotation(with_caption(doc, caption)) == []
         assert 1 <= len(caption["phases"]) <= 4 and len(caption["base"]) <= 80
         for attempt in attempts:  # constrained decoding: every raw answer follows the schema
-            jsonschema.validate(json.loads(attempt["raw"]), caption_schema(doc["video"]["duration_s"], stage.limits))
+            assert_follows_schema(attempt["raw"], caption_schema(doc["video"]["duration_s"], stage.limits))
     provenance = stage.provenance
     assert provenance["model"] == str(tiny_vlm_dir) and provenance["prompt"]["version"] == 1
     assert provenance["sampling"]["max_new_tokens"] == token_budget(stage.limits)
