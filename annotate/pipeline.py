@@ -157,7 +157,7 @@ def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str
         rows += source_rows
         candidates += count
         kept += [(key, source_id, state) for key in keys]
-        audit += [{"key": key, **clip} for key, clip in sorted(((state.get("caption") or {}).get("clips") or {}).items())]
+        audit += [{"key": key, **clip} for key, clip in ((state.get("caption") or {}).get("clips") or {}).items()]
     seconds_out = 0.0
     truth = None
     if cfg.caption.backend == "truth":
@@ -166,7 +166,7 @@ def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str
         truth = TruthCaptioner(cfg.caption.truth, min_phase_s=cfg.caption.min_phase_s)
     with ShardWriter(out, cfg.pack, overwrite=True) as writer:
         for key, source_id, state in sorted(kept, key=lambda item: item[0]):
-            files, asr = clip_files(out, source_id, key), state["asr"]
+            files, asr, last_stage = clip_files(out, source_id, key), state["asr"], "asr"
             doc = with_asr(parse_annotation(files["json"].read_bytes()), asr["clips"][key], asr["models"])
             if truth is not None:
                 doc = with_caption(doc, truth(doc["source"]["uri"], doc["source"]["start_s"], doc["source"]["end_s"]),
@@ -175,8 +175,9 @@ def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str
                 clip, provenance = state["caption"]["clips"][key], state["caption"]["provenance"]
                 doc = with_caption(doc, clip["caption"], {"vlm": provenance["model"]},
                                    {**provenance, "attempts": len(clip["attempts"]), "repairs": clip["repairs"]})
+                last_stage = "caption"
             writer.write({"__key__": key, "json": doc, "mp4": files["mp4"].read_bytes(), "wav": files["wav"].read_bytes()},
-                         row={"stage": "asr"})
+                         row={"stage": last_stage})
             seconds_out += doc["video"]["duration_s"]
         for row in rows:
             writer.add_row(row)
