@@ -25,6 +25,7 @@ from annotate.config import CaptionConfig
 from annotate.frames import sample_frames
 from annotate.phases import CaptionError, RepairRules, caption_from_raw
 from annotate.prompts import PromptTemplate
+from annotate.vlm_config import build_vlm
 from annotate.vlm_local import Sampling
 
 log = logging.getLogger(__name__)
@@ -35,21 +36,6 @@ def clip_seed(base: int, key: str, attempt: int) -> int:
     """A seed per clip and attempt that does not depend on batching or worker order."""
     digest = hashlib.sha256(f"{base}:{key}:{attempt}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
-
-
-def build_backend(cfg: CaptionConfig):
-    """The configured VLM backend (loads the model for "local")."""
-    if cfg.backend == "local":
-        from annotate.vlm_local import LocalVlm
-
-        return LocalVlm(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
-                        attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code)
-    if cfg.backend == "server":
-        from annotate.vlm_server import ServerVlm
-
-        return ServerVlm(cfg.server_url, cfg.model, api_key_env=cfg.api_key_env, timeout_s=cfg.timeout_s,
-                         max_retries=cfg.max_retries, concurrency=cfg.concurrency, guided=cfg.guided)
-    raise ValueError(f"caption.backend {cfg.backend!r} has no VLM")
 
 
 def check_caption_setup(cfg: CaptionConfig) -> None:
@@ -66,8 +52,9 @@ def check_caption_setup(cfg: CaptionConfig) -> None:
     if missing:
         raise ValueError(f"caption.backend={cfg.backend} needs {', '.join(missing)} (pip install 'actavatar[annotate]')")
     # A path (not an "org/name" hub id) must exist; hub ids are resolved by transformers.
-    if cfg.backend == "local" and cfg.model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(cfg.model)):
-        raise FileNotFoundError(f"caption.model: {cfg.model} is not a model folder (build a tiny one with "
+    model = cfg.vlm.model
+    if cfg.backend == "local" and model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
+        raise FileNotFoundError(f"caption.vlm.model: {model} is not a model folder (build a tiny one with "
                                 "`actavatar models tiny --out M --only vlm`, or give a Hugging Face id)")
 
 
@@ -85,13 +72,13 @@ class CaptionStage:
                                  max_base_chars=cfg.max_base_chars, max_text_chars=cfg.max_text_chars)
         self.sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
                                  max_new_tokens=cfg.max_new_tokens or token_budget(self.limits))
-        self.backend = backend if backend is not None else build_backend(cfg)
+        self.backend = backend if backend is not None else build_vlm(cfg.backend, cfg.vlm)
 
     @property
     def provenance(self) -> dict[str, Any]:
         """What produced the captions: recorded in each annotation's `provenance.caption`."""
         return {"backend": self.cfg.backend, "model": self.backend.model_id, "prompt": self.prompt.provenance,
-                "sampling": self.sampling.as_dict(), "guided": self.cfg.guided if self.cfg.backend == "server" else "xgrammar"}
+                "sampling": self.sampling.as_dict(), "guided": self.cfg.vlm.guided if self.cfg.backend == "server" else "xgrammar"}
 
     def _request(self, mp4: str, doc: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         cfg = self.cfg

@@ -80,7 +80,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "folder) and serve OpenAI-style chat completions with response_format json_schema / guided_json "
         "honoured by xgrammar-constrained decoding; concurrent requests are micro-batched. For CPU boxes, "
         "tests and small GPU setups; vLLM or SGLang serve the same API at scale. Images must be inline data: "
-        "URLs. Point a run at it with caption.backend=server caption.server_url=http://HOST:PORT/v1 caption.model=NAME.",
+        "URLs. Point a run at it with caption.backend=server caption.vlm.server_url=http://HOST:PORT/v1 caption.vlm.model=NAME.",
     )
     p.add_argument("--model", required=True, help="Hugging Face id or local model folder")
     p.add_argument("--served-name", default="", help="model name clients must send (default: --model)")

@@ -11,6 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from annotate.vlm_config import VlmConfig
 from dataset.writer import ShardWriterConfig
 
 
@@ -227,7 +228,8 @@ class CaptionConfig:
             "server" (an OpenAI-compatible endpoint: vLLM, SGLang, `actavatar data serve-vlm`),
             "truth" (exact captions for `actavatar synth` videos from `truth`) or "none" (caption null).
         truth: a synthetic corpus's truth.jsonl (backend "truth").
-        model: the VLM: a Hugging Face id or local directory ("local"), the served model name ("server").
+        vlm: the model and how to reach it (`annotate.vlm_config.VlmConfig`: `caption.vlm.model`,
+            `caption.vlm.server_url`, `caption.vlm.batch_size`, ...).
         prompt: the versioned prompt template (YAML; relative paths also resolve in the toolkit's tree).
         sample_fps / max_frames / frame_size: frames shown to the model: rate, cap (spread evenly
             when the rate would give more), longest side in pixels.
@@ -238,14 +240,12 @@ class CaptionConfig:
         min_phase_s / max_phases / max_base_chars / max_text_chars / actions: caption limits (the
             output schema and the repair rules); `actions` non-empty restricts labels to that list.
         word_snap_s: a phase boundary inside a word moves to the word's edge when that is this close.
-        device / dtype / batch_size / attn_implementation / trust_remote_code / num_gpus: local backend.
-        server_url / api_key_env / timeout_s / max_retries / concurrency / guided: server backend
-            (the key is read from the environment variable named here, never from a config file).
+        num_gpus: GPUs each local-backend caption worker asks Ray for; -1 asks for one when the cluster has GPUs.
     """
 
     backend: str = "none"
     truth: str = ""
-    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    vlm: VlmConfig = field(default_factory=VlmConfig)
     prompt: str = "configs/annotate/prompts/phase_caption_v1.yaml"
     sample_fps: float = 2.0
     max_frames: int = 16
@@ -262,18 +262,7 @@ class CaptionConfig:
     max_text_chars: int = 120
     actions: list[str] = field(default_factory=list)
     word_snap_s: float = 0.2
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 8
-    attn_implementation: str = "sdpa"
-    trust_remote_code: bool = False
     num_gpus: float = -1.0
-    server_url: str = "http://127.0.0.1:8000/v1"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = 120.0
-    max_retries: int = 2
-    concurrency: int = 8
-    guided: str = "response_format"
 
     def __post_init__(self) -> None:
         if self.backend not in CAPTION_BACKENDS:
@@ -286,19 +275,15 @@ class CaptionConfig:
             raise ValueError(f"caption.min_phase_s must be > 0, got {self.min_phase_s}")
         if not 0 < self.sample_fps <= 25:
             raise ValueError(f"caption.sample_fps must be in (0, 25], got {self.sample_fps}")
-        for name in ("max_frames", "attempts", "batch_size", "concurrency"):
+        for name in ("max_frames", "attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"caption.{name} must be >= 1, got {getattr(self, name)}")
         if self.frame_size < 28:
             raise ValueError(f"caption.frame_size must be >= 28 pixels, got {self.frame_size}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"need caption.temperature >= 0 and 0 < caption.top_p <= 1, got {self.temperature} and {self.top_p}")
-        if self.max_new_tokens < 0 or self.max_retries < 0 or self.timeout_s <= 0 or self.word_snap_s < 0:
-            raise ValueError("caption.max_new_tokens, max_retries and word_snap_s must be >= 0 and caption.timeout_s > 0")
-        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
-            raise ValueError(f"caption.dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
-        if self.guided not in ("response_format", "guided_json", "none"):
-            raise ValueError(f"caption.guided must be response_format, guided_json or none, got {self.guided!r}")
+        if self.max_new_tokens < 0 or self.word_snap_s < 0:
+            raise ValueError(f"caption.max_new_tokens and caption.word_snap_s must be >= 0, got {self.max_new_tokens} and {self.word_snap_s}")
         if self.num_gpus < 0 and self.num_gpus != -1:
             raise ValueError(f"caption.num_gpus must be -1 (auto) or >= 0, got {self.num_gpus}")
         if not 1 <= self.max_phases <= 8:

@@ -178,7 +178,7 @@ class CaptionRowStage(_RowStage):
         caption = cfg.caption
         if caption.backend != "local":
             return {}
-        gpus = caption.num_gpus if caption.num_gpus >= 0 else (1.0 if cluster_gpus > 0 and caption.device != "cpu" else 0.0)
+        gpus = caption.num_gpus if caption.num_gpus >= 0 else (1.0 if cluster_gpus > 0 and caption.vlm.device != "cpu" else 0.0)
         return {"num_gpus": gpus} if gpus > 0 else {}
 
     def run(self, uri, source_id, state):

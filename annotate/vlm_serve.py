@@ -1,7 +1,7 @@
 """`actavatar data serve-vlm`: a small OpenAI-compatible chat-completions server for a local VLM.
 
     actavatar data serve-vlm --model Qwen/Qwen2.5-VL-7B-Instruct --port 8000      # GPU box
-    actavatar data run ... caption.backend=server caption.server_url=http://HOST:8000/v1
+    actavatar data run ... caption.backend=server caption.vlm.server_url=http://HOST:8000/v1
 
 Why it exists: vLLM and SGLang are the production servers but need CUDA; `transformers serve`
 (4.57) ignores `response_format` (its UNUSED_CHAT_COMPLETION_FIELDS) and pulls in fastapi and

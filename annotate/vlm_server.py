@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from annotate.vlm_config import GUIDED_MODES
 from annotate.vlm_local import Sampling
 
-GUIDED_MODES = ("response_format", "guided_json", "none")
 
 
 class VlmRequestError(RuntimeError):

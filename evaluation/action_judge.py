@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from annotate.vlm_config import VLM_BACKENDS, VlmConfig, build_vlm
 from evaluation.action_accuracy import ActionScoreConfig, ClipActionScore, PhaseScore, phase_frames
 
 JUDGE_SCHEMA = {"title": "ActionJudgement", "type": "object", "additionalProperties": False,
@@ -33,42 +34,30 @@ JUDGE_SCHEMA = {"title": "ActionJudgement", "type": "object", "additionalPropert
 class JudgeConfig:
     """Args:
     backend: "local" (transformers VLM, xgrammar-constrained) or "server" (OpenAI-compatible endpoint).
-    model: Hugging Face id or local folder ("local"); the served model name ("server"). "" disables the judge.
+    vlm: the model and how to reach it (`annotate.vlm_config.VlmConfig`: `judge.vlm.model`,
+        `judge.vlm.server_url`, ...); its default model only serves as an example: give one.
     prompt: versioned prompt template (YAML).
     sample_fps / max_frames / frame_size: frames shown per phase span.
     temperature: 0 judges greedily (the default: judgements should not depend on a seed).
-    device / dtype / batch_size / attn_implementation / trust_remote_code: local backend.
-    server_url / api_key_env / timeout_s / max_retries / concurrency / guided: server backend.
     """
 
     backend: str = "local"
-    model: str = ""
+    vlm: VlmConfig = field(default_factory=VlmConfig)
     prompt: str = "configs/eval/prompts/action_judge_v1.yaml"
     sample_fps: float = 4.0
     max_frames: int = 8
     frame_size: int = 448
     temperature: float = 0.0
     seed: int = 0
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 8
-    attn_implementation: str = "sdpa"
-    trust_remote_code: bool = False
-    server_url: str = "http://127.0.0.1:8000/v1"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = 120.0
-    max_retries: int = 2
-    concurrency: int = 8
-    guided: str = "response_format"
 
     def __post_init__(self) -> None:
-        if self.backend not in ("local", "server"):
+        if self.backend not in VLM_BACKENDS:
             raise ValueError(f"judge.backend must be local or server, got {self.backend!r}")
         if not 0 < self.sample_fps <= 30 or self.max_frames < 1 or self.frame_size < 28:
             raise ValueError("judge needs 0 < sample_fps <= 30, max_frames >= 1 and frame_size >= 28, got "
                              f"{self.sample_fps}, {self.max_frames}, {self.frame_size}")
-        if self.temperature < 0 or self.batch_size < 1 or self.concurrency < 1:
-            raise ValueError("judge needs temperature >= 0, batch_size >= 1 and concurrency >= 1")
+        if self.temperature < 0:
+            raise ValueError(f"judge.temperature must be >= 0, got {self.temperature}")
 
 
 def span_frames(frames: np.ndarray, fps: float, start_s: float, end_s: float, cfg: JudgeConfig) -> list[tuple[float, np.ndarray]]:
@@ -142,24 +131,10 @@ class ActionJudge:
         from annotate.prompts import PromptTemplate
         from annotate.vlm_local import Sampling
 
-        if not cfg.model and backend is None:
-            raise ValueError("the VLM judge needs judge.model=<Hugging Face id, local folder or served name>")
         self.cfg, self.score_cfg = cfg, score_cfg
         self.prompt = PromptTemplate.load(cfg.prompt)
         self.sampling = Sampling(temperature=cfg.temperature, top_p=1.0, max_new_tokens=16, seed=cfg.seed)
-        self.backend = backend if backend is not None else self._build()
-
-    def _build(self):
-        cfg = self.cfg
-        if cfg.backend == "local":
-            from annotate.vlm_local import LocalVlm
-
-            return LocalVlm(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
-                            attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code)
-        from annotate.vlm_server import ServerVlm
-
-        return ServerVlm(cfg.server_url, cfg.model, api_key_env=cfg.api_key_env, timeout_s=cfg.timeout_s,
-                         max_retries=cfg.max_retries, concurrency=cfg.concurrency, guided=cfg.guided)
+        self.backend = backend if backend is not None else build_vlm(cfg.backend, cfg.vlm)
 
     @property
     def protocol(self) -> dict[str, Any]:

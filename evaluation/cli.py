@@ -12,8 +12,8 @@ Writes OUT/report.json, OUT/report.md and OUT/plots/*.png, and prints the table.
 weights are not given is skipped and the reason printed; a given path that is wrong is an error.
 `--checkpoint` runs sample every benchmark clip into OUT/samples/<name>/ first (BENCH: a folder of
 <key>.json + <key>.mp4 [+ .wav, .png], or a synthetic corpus with truth.jsonl, converted into
-OUT/benchmark/; see evaluation/benchmark.py). `--actions vlm judge.model=M` scores phase-level action
-accuracy with a VLM judge (evaluation/action_judge.py; `judge.backend=server judge.server_url=...` for an
+OUT/benchmark/; see evaluation/benchmark.py). `--actions vlm judge.vlm.model=M` scores phase-level action
+accuracy with a VLM judge (evaluation/action_judge.py; `judge.backend=server judge.vlm.server_url=...` for an
 OpenAI-compatible endpoint); `--actions synthetic` uses the exact reader of the synthetic puppet
 (dataset.synth.detect_actions) instead.
 """
@@ -122,8 +122,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "{000000..000009} pattern; captioned clips are used); the reference of every run")
     parser.add_argument("--actions", choices=("none", "synthetic", "vlm"), default="none",
                         help="phase-level action accuracy: vlm = a VLM judge asks per phase whether its action is "
-                             "performed in each phase span (judge.model=HF id or folder, judge.backend=local|server, "
-                             "judge.server_url=...); synthetic = exact reader of the synthetic puppet "
+                             "performed in each phase span (judge.vlm.model=HF id or folder, judge.backend=local|server, "
+                             "judge.vlm.server_url=...); synthetic = exact reader of the synthetic puppet "
                              "(dataset.synth.detect_actions); none = skip")
     parser.add_argument("--skip-existing", action="store_true", help="keep already sampled videos in OUT/samples (resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars while sampling")

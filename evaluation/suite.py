@@ -30,7 +30,7 @@ from evaluation.video_folder import list_videos, read_audio, read_frames, read_p
 
 log = logging.getLogger(__name__)
 
-ACTIONS_MISSING = ("no action scorer: needs the VLM judge (`--actions vlm judge.model=...`) or, on synthetic data, "
+ACTIONS_MISSING = ("no action scorer: needs the VLM judge (`--actions vlm judge.vlm.model=...`) or, on synthetic data, "
                    "the exact detect_actions reader (`--actions synthetic`)")
 # (frames, fps, phases) -> (clip score, per-frame labels for the timeline plot)
 ScoreActions = Callable[[np.ndarray, float, list], tuple[ClipActionScore, list[str]]]

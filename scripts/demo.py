@@ -88,7 +88,7 @@ def run(out: Path, videos: int) -> int:
     demo.cli("data run: probe, shots, cut/normalise, face filter, ASR + alignment, VLM phase captions, pack (Ray Data)",
              ["data", "run", "--input", str(synth / "raw"), "--output", str(corpus), "--config", "configs/annotate/demo.yaml",
               f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
-              f"asr.nltk_data={models / 'nltk_data'}", f"caption.model={models / 'vlm'}"],
+              f"asr.nltk_data={models / 'nltk_data'}", f"caption.vlm.model={models / 'vlm'}"],
              corpus_line)
     demo.cli("data validate", ["data", "validate", str(corpus)], lambda: "corpus valid: members, media, schema v1, manifest agree")
     demo.cli("data stats", ["data", "stats", str(corpus)], lambda: "table of clips, hours, phases/words per clip, rejections")

@@ -11,13 +11,14 @@ import pytest
 from annotate.caption import CaptionStage, clip_seed
 from annotate.caption_schema import CaptionLimits, caption_schema, token_budget
 from annotate.config import CaptionConfig
+from annotate.vlm_config import VlmConfig
 from annotate.frames import sample_frames, sample_times
 from annotate.prompts import PromptTemplate, format_words
 from dataset.annotation import validate_annotation
 
 from .conftest import assert_follows_schema, write_toy_clips
 
-SMALL = dict(max_phases=4, max_base_chars=80, max_text_chars=40, max_frames=6, frame_size=96, batch_size=4)
+SMALL = dict(max_phases=4, max_base_chars=80, max_text_chars=40, max_frames=6, frame_size=96)
 
 
 def with_caption(doc, caption):
@@ -96,7 +97,8 @@ def test_schema_bounds_times_phases_and_labels():
 def test_local_backend_captions_every_clip_schema_valid(tiny_vlm_dir, tmp_path):
     """The tiny random VLM through the real path: every clip ends with a valid caption and provenance."""
     batch = write_toy_clips(tmp_path, 6)
-    stage = CaptionStage(CaptionConfig(backend="local", model=str(tiny_vlm_dir), temperature=1.0, **SMALL))
+    vlm = VlmConfig(model=str(tiny_vlm_dir), batch_size=4)
+    stage = CaptionStage(CaptionConfig(backend="local", vlm=vlm, temperature=1.0, **SMALL))
     out = stage(batch)
     assert out["key"] == batch["key"]
     assert out["status"] == ["ok"] * 6, list(zip(out["reason"], out["detail"]))
@@ -108,7 +110,7 @@ def test_local_backend_captions_every_clip_schema_valid(tiny_vlm_dir, tmp_path):
     provenance = stage.provenance
     assert provenance["model"] == str(tiny_vlm_dir) and provenance["prompt"]["version"] == 1
     assert provenance["sampling"]["max_new_tokens"] == token_budget(stage.limits)
-    again = CaptionStage(CaptionConfig(backend="local", model=str(tiny_vlm_dir), temperature=1.0, **SMALL))(batch)
+    again = CaptionStage(CaptionConfig(backend="local", vlm=vlm, temperature=1.0, **SMALL))(batch)
     assert again["caption"] == out["caption"]  # seeded per clip batch and attempt: reruns are identical
 
 
@@ -141,7 +143,7 @@ def test_retries_repair_and_failure_rows(tmp_path):
         k2: [VlmRequestError("vlm_http_error", "http://x/v1: HTTP 500: boom"), '{"base": "x", "phases": []}',
              '{"base": "", "phases": []}'],
     })
-    stage = CaptionStage(CaptionConfig(backend="server", model="scripted", **SMALL), backend=backend)
+    stage = CaptionStage(CaptionConfig(backend="server", **SMALL), backend=backend)
     out = stage(batch)
     assert out["status"] == ["ok", "ok", "failed"]
     words = batch["annotation"][0]["transcript"]["words"]
@@ -162,7 +164,7 @@ def test_unreadable_clip_is_a_failed_row_and_the_rest_go_on(tmp_path):
     batch = write_toy_clips(tmp_path, 2)
     (tmp_path / f"{batch['key'][0]}.mp4").write_bytes(b"not a video")
     backend = ScriptedBackend({batch["key"][1]: [json.dumps({"base": "A person.", "phases": [{"start_s": 0, "end_s": 1, "text": "waves"}]})]})
-    out = CaptionStage(CaptionConfig(backend="server", model="scripted", **SMALL), backend=backend)(batch)
+    out = CaptionStage(CaptionConfig(backend="server", **SMALL), backend=backend)(batch)
     assert out["status"] == ["failed", "ok"]
     assert out["reason"][0] == "caption_input_error" and batch["mp4"][0] in out["detail"][0]
 
@@ -174,6 +176,8 @@ def test_caption_config_errors_name_the_key():
         CaptionConfig(truth="x.jsonl")
     with pytest.raises(ValueError, match="caption.max_phases must be in \\[1, 8\\]"):
         CaptionConfig(max_phases=9)
+    with pytest.raises(ValueError, match="vlm.guided must be one of response_format, guided_json, none, got 'xml'"):
+        VlmConfig(guided="xml")
 
 
 @pytest.mark.parametrize("limits", [CaptionLimits(), CaptionLimits(max_base_chars=1000, max_text_chars=129)])
@@ -196,8 +200,8 @@ def test_caption_setup_is_checked_before_a_run(tmp_path):
     from annotate.caption import check_caption_setup
 
     check_caption_setup(CaptionConfig())  # no captioner: nothing to check
-    check_caption_setup(CaptionConfig(backend="local", model="Qwen/Qwen2.5-VL-7B-Instruct"))  # hub ids resolve later
-    with pytest.raises(FileNotFoundError, match=f"caption.model: {tmp_path}/nope is not a model folder"):
-        check_caption_setup(CaptionConfig(backend="local", model=str(tmp_path / "nope")))
+    check_caption_setup(CaptionConfig(backend="local"))  # hub ids (the default) resolve later
+    with pytest.raises(FileNotFoundError, match=f"caption.vlm.model: {tmp_path}/nope is not a model folder"):
+        check_caption_setup(CaptionConfig(backend="local", vlm=VlmConfig(model=str(tmp_path / "nope"))))
     with pytest.raises(FileNotFoundError, match="caption.prompt: missing.yaml not found"):
         check_caption_setup(CaptionConfig(backend="server", prompt="missing.yaml"))

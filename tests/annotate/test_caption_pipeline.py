@@ -57,7 +57,7 @@ def shard_docs(out: Path) -> list[dict]:
 
 def test_tiny_vlm_captions_every_kept_clip(synth_raw, tiny_asr_dir, tiny_vlm_dir, tmp_path):
     out = tmp_path / "corpus"
-    assert run(synth_raw, out, tiny_asr_dir, "caption.backend=local", f"caption.model={tiny_vlm_dir}") == 0
+    assert run(synth_raw, out, tiny_asr_dir, "caption.backend=local", f"caption.vlm.model={tiny_vlm_dir}") == 0
     rows = read_manifest(out / "manifest.parquet").to_pylist()
     assert not [r for r in rows if r["stage"] == "caption" and r["status"] != "ok"], "no clip may fail captioning"
     ok = [r for r in rows if r["status"] == "ok"]
@@ -83,8 +83,8 @@ def test_unreachable_server_gives_failure_rows_and_the_run_goes_on(synth_raw, ti
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "corpus"
-    assert run(synth_raw, out, tiny_asr_dir, "caption.backend=server", f"caption.server_url=http://127.0.0.1:{port}/v1",
-               "caption.model=any", "caption.max_retries=1", "caption.attempts=2", "caption.timeout_s=5") == 0
+    assert run(synth_raw, out, tiny_asr_dir, "caption.backend=server", f"caption.vlm.server_url=http://127.0.0.1:{port}/v1",
+               "caption.vlm.model=any", "caption.vlm.max_retries=1", "caption.attempts=2", "caption.vlm.timeout_s=5") == 0
     rows = read_manifest(out / "manifest.parquet").to_pylist()
     failed = [r for r in rows if r["stage"] == "caption" and r["status"] != "ok"]
     assert failed and not [r for r in rows if r["status"] == "ok"]

@@ -25,6 +25,7 @@ import pytest
 from annotate.caption import CaptionStage
 from annotate.caption_schema import CaptionLimits, caption_schema
 from annotate.config import CaptionConfig
+from annotate.vlm_config import VlmConfig
 from annotate.vlm_local import Sampling
 from annotate.vlm_server import ServerVlm, VlmRequestError
 from dataset.annotation import validate_annotation
@@ -198,7 +199,8 @@ def test_timeout_and_refused_connection_are_clear_errors(proxy):
 def test_caption_stage_over_http_keeps_going_past_failures(proxy, tmp_path):
     batch = write_toy_clips(tmp_path, 3)
     proxy.behaviour[batch["key"][1]] = "500"
-    cfg = CaptionConfig(backend="server", model="tiny", server_url=proxy.url, max_retries=1, attempts=2, timeout_s=60,
+    vlm = VlmConfig(model="tiny", server_url=proxy.url, max_retries=1, timeout_s=60)
+    cfg = CaptionConfig(backend="server", vlm=vlm, attempts=2,
                         temperature=1.0, max_phases=3, max_base_chars=60, max_text_chars=30, max_frames=4, frame_size=56)
     stage = CaptionStage(cfg)
     out = stage(batch)

@@ -47,7 +47,7 @@ def test_timeline_and_answer_parsing():
 
 def test_span_frames_stay_inside_the_span_and_are_downscaled():
     frames = np.zeros((100, 64, 96, 3), np.uint8)
-    cfg = JudgeConfig(model="x", sample_fps=4.0, max_frames=3, frame_size=48)
+    cfg = JudgeConfig(sample_fps=4.0, max_frames=3, frame_size=48)
     picked = span_frames(frames, FPS, 1.0, 2.0, cfg)
     assert len(picked) == 3 and all(1.0 <= t < 2.0 for t, _ in picked)
     assert picked[0][1].shape == (32, 48, 3)
@@ -68,7 +68,7 @@ class ScriptedBackend:
 
 def test_judge_asks_every_action_in_every_span():
     backend = ScriptedBackend(lambda rid: json.dumps({"performed": rid in ("judge-0-0", "judge-1-1", "judge-2-0")}))
-    judge = ActionJudge(JudgeConfig(model="scripted", max_frames=2), backend=backend)
+    judge = ActionJudge(JudgeConfig(max_frames=2), backend=backend)
     clip, timeline = judge(np.zeros((80, 32, 32, 3), np.uint8), FPS, PHASES)
     assert len(backend.requests) == 9
     assert [p.performed for p in clip.phases] == [True, True, False]
@@ -77,7 +77,7 @@ def test_judge_asks_every_action_in_every_span():
     text = " ".join(item["text"] for item in messages[1]["content"] if item["type"] == "text")
     assert '"nods"' in text and "from 2.00 s to 3.00 s" in text and "t=2." in text
     assert judge.protocol["prompt"]["name"] == "action_judge" and "P x P" in judge.protocol["questions"]
-    failing = ActionJudge(JudgeConfig(model="s"), backend=ScriptedBackend(lambda rid: RuntimeError("down")))
+    failing = ActionJudge(JudgeConfig(), backend=ScriptedBackend(lambda rid: RuntimeError("down")))
     with pytest.raises(ValueError, match="judge request failed: down"):
         failing(np.zeros((80, 32, 32, 3), np.uint8), FPS, PHASES)
 
@@ -85,8 +85,8 @@ def test_judge_asks_every_action_in_every_span():
 def test_judge_config_errors():
     with pytest.raises(ValueError, match="judge.backend must be local or server"):
         JudgeConfig(backend="vllm")
-    with pytest.raises(ValueError, match="needs judge.model="):
-        ActionJudge(JudgeConfig())
+    with pytest.raises(ValueError, match="judge.temperature must be >= 0"):
+        JudgeConfig(temperature=-1)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_eval_cli_with_the_tiny_vlm_judge(bench, tiny_vlm_dir, tmp_path):
     """`actavatar eval --actions vlm` end to end: real frames, prompt, constrained yes/no, report."""
     out = tmp_path / "report"
     assert main(["--generated", f"run={bench}", "--reference", str(bench), "--out", str(out), "--metrics", "actions",
-                 "--actions", "vlm", f"judge.model={tiny_vlm_dir}", "judge.max_frames=2", "judge.frame_size=56"]) == 0
+                 "--actions", "vlm", f"judge.vlm.model={tiny_vlm_dir}", "judge.max_frames=2", "judge.frame_size=56"]) == 0
     report = json.loads((out / "report.json").read_text())
     metrics = report["metrics"]["run"]
     assert 0.0 <= metrics["phase_accuracy"] <= 1.0 and 0.0 <= metrics["exclusive_accuracy"] <= metrics["phase_accuracy"]
