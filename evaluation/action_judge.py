@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from annotate.frames import sample_times
 from annotate.vlm_config import VLM_BACKENDS, VlmConfig, build_vlm
 from evaluation.action_accuracy import ActionScoreConfig, ClipActionScore, PhaseScore, phase_frames
 
@@ -64,13 +65,10 @@ def span_frames(frames: np.ndarray, fps: float, start_s: float, end_s: float, cf
     """Frames inside [start_s, end_s) at `sample_fps` (at most `max_frames`, spread evenly), downscaled."""
     from PIL import Image
 
-    idx = list(phase_frames(start_s, end_s, len(frames), fps))
-    if not idx:
-        return []
-    count = max(1, min(cfg.max_frames, round(len(idx) / fps * cfg.sample_fps)))
-    picks = sorted({idx[min(len(idx) - 1, int((k + 0.5) * len(idx) / count))] for k in range(count)})
+    idx = phase_frames(start_s, end_s, len(frames), fps)
     out = []
-    for i in picks:
+    for offset in sample_times(len(idx), fps, cfg.sample_fps, cfg.max_frames):  # the caption stage's frame choice
+        i = idx[offset]
         image = Image.fromarray(frames[i])
         scale = min(1.0, cfg.frame_size / max(image.size))
         if scale < 1.0:
