@@ -61,7 +61,7 @@ def check_caption_setup(cfg: CaptionConfig) -> None:
 class CaptionStage:
     """Args:
     cfg: the caption config (backend "local" or "server").
-    backend: an already built backend (tests, the evaluation judge); None builds the configured one.
+    backend: an already built backend (e.g. a test double); None builds the configured one.
     """
 
     def __init__(self, cfg: CaptionConfig, backend: Any = None) -> None:

@@ -14,14 +14,12 @@ Messages use one neutral format for both backends:
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,7 +39,7 @@ class Sampling:
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "seed": self.seed}
+        return dataclasses.asdict(self)
 
 
 def _resolve_device(device: str) -> str:

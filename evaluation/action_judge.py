@@ -25,7 +25,7 @@ import numpy as np
 
 from annotate.frames import sample_times
 from annotate.vlm_config import VLM_BACKENDS, VlmConfig, build_vlm
-from evaluation.action_accuracy import ActionScoreConfig, ClipActionScore, PhaseScore, phase_frames
+from evaluation.action_accuracy import ClipActionScore, PhaseScore, phase_frames
 
 JUDGE_SCHEMA = {"title": "ActionJudgement", "type": "object", "additionalProperties": False,
                 "required": ["performed"], "properties": {"performed": {"type": "boolean"}}}
@@ -88,9 +88,9 @@ def parse_judgement(raw: str) -> bool:
     return value
 
 
-def score_judgements(yes: np.ndarray, phases: Sequence[Mapping[str, Any]], span_sizes: Sequence[int],
-                     cfg: ActionScoreConfig = ActionScoreConfig()) -> ClipActionScore:
-    """Scores from the P x P answer matrix `yes[i, j]` (action of phase i seen in span j)."""
+def score_judgements(yes: np.ndarray, phases: Sequence[Mapping[str, Any]], span_sizes: Sequence[int]) -> ClipActionScore:
+    """Scores from the P x P answer matrix `yes[i, j]` (action of phase i seen in span j); the answers
+    are yes/no per span, so `ActionScoreConfig.min_fraction` (a share of frames) does not apply."""
     labels = [str(p["label"]) for p in phases]
     scores = []
     for i, phase in enumerate(phases):
@@ -121,15 +121,14 @@ class ActionJudge:
 
     Args:
         cfg: the judge config.
-        score_cfg: the action-score config (shared with the exact reader).
         backend: a built backend (tests); None builds the configured one.
     """
 
-    def __init__(self, cfg: JudgeConfig, score_cfg: ActionScoreConfig = ActionScoreConfig(), backend: Any = None) -> None:
+    def __init__(self, cfg: JudgeConfig, backend: Any = None) -> None:
         from annotate.prompts import PromptTemplate
         from annotate.vlm_local import Sampling
 
-        self.cfg, self.score_cfg = cfg, score_cfg
+        self.cfg = cfg
         self.prompt = PromptTemplate.load(cfg.prompt)
         self.sampling = Sampling(temperature=cfg.temperature, top_p=1.0, max_new_tokens=16, seed=cfg.seed)
         self.backend = backend if backend is not None else build_vlm(cfg.backend, cfg.vlm)
@@ -160,4 +159,4 @@ class ActionJudge:
                     raise ValueError(f"judge request failed: {answer}")
                 yes[i, j] = parse_judgement(answer)
         sizes = [len(phase_frames(float(p["start_s"]), float(p["end_s"]), len(frames), fps)) for p in phases]
-        return score_judgements(yes, phases, sizes, self.score_cfg), judged_timeline(yes, phases, len(frames), fps)
+        return score_judgements(yes, phases, sizes), judged_timeline(yes, phases, len(frames), fps)

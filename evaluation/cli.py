@@ -76,7 +76,7 @@ def _eval(args: argparse.Namespace) -> int:
     elif args.actions == "vlm":
         from evaluation.action_judge import ActionJudge
 
-        judge = ActionJudge(cfg.judge, cfg.actions)
+        judge = ActionJudge(cfg.judge)
     report = evaluate_folders(cfg, runs, reference, detect_actions=detect, judge=judge)
     if "actions" in report["protocol"]:
         report["protocol"]["actions"].update(judge.protocol if judge is not None else
