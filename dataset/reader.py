@@ -3,8 +3,8 @@
     pipe = shard_pipeline(list_shards("OUT"), decode="full")
     loader = torch.utils.data.DataLoader(pipe, batch_size=None, num_workers=4)
     for sample in loader:
-        sample["frames"]      # uint8 (T, H, W, 3)
-        sample["audio"]       # float32 (N,), 16 kHz
+        sample["frames"]      # torch.uint8 tensor (T, H, W, 3)
+        sample["audio"]       # torch.float32 tensor (N,), 16 kHz
         sample["annotation"]  # dict (schema v1)
 
 `shard_pipeline` returns a `wds.DataPipeline`, so further webdataset stages (`wds.shuffle`,
@@ -122,8 +122,8 @@ class SampleDecoder:
     """Turn a raw webdataset sample (bytes per member) into tensors and the annotation dict.
 
     Args:
-        video: decode `<key>.mp4` into `frames`.
-        audio: decode `<key>.wav` into `audio`.
+        video: decode `<key>.mp4` into `frames`, a torch.uint8 tensor (T, H, W, 3).
+        audio: decode `<key>.wav` into `audio`, a torch.float32 tensor (N,) at 16 kHz.
     """
 
     def __init__(self, *, video: bool = True, audio: bool = True) -> None:

@@ -2,7 +2,9 @@
 
 Each checkpoint's videos go to OUT/samples/<name>/<key>.mp4 (+ <key>.json); the folders are then
 scored like any `--generated` folder, so several checkpoints share one report table. Every
-checkpoint is sampled with the same SampleConfig (seed, steps, guidance), only its paths differ.
+checkpoint is sampled with the same SampleConfig (seed, steps, guidance), only its paths differ and
+the settings left "from the checkpoint" (token budgets, audio context, negative prompt, phase routing,
+reference mode), which each checkpoint's conditioning.json fills; the protocol records what was used.
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ def sample_checkpoints(
         log.info("sampling %d benchmark clip(s) with %s -> %s", len(jobs), run_cfg.dit, folder)
         sampler = AvatarSampler(run_cfg)
         run_jobs(sampler, jobs, folder, progress=progress, skip_existing=skip_existing)
-        s = run_cfg.sampler
-        protocol[name] = {"checkpoint": str(checkpoints[name]), "dit": run_cfg.dit, "vae": run_cfg.vae,
-                          "text_encoder": run_cfg.text_encoder, "audio_encoder": run_cfg.audio_encoder,
-                          "reference_mode": sampler.mode, "clips": len(jobs), "size": f"{run_cfg.width}x{run_cfg.height}",
-                          "fps": run_cfg.fps, "max_frames": run_cfg.max_frames, "seed": run_cfg.seed,
-                          "sampler": dataclasses.asdict(s), "audio_uncond": run_cfg.audio_uncond,
-                          "negative_prompt": run_cfg.negative_prompt}
+        used = sampler.cfg  # with the checkpoint's conditioning.json applied
+        protocol[name] = {"checkpoint": str(checkpoints[name]), "dit": used.dit, "vae": used.vae,
+                          "text_encoder": used.text_encoder, "audio_encoder": used.audio_encoder,
+                          "reference_mode": sampler.mode, "clips": len(jobs), "size": f"{used.width}x{used.height}",
+                          "fps": used.fps, "max_frames": used.max_frames, "seed": used.seed,
+                          "sampler": dataclasses.asdict(used.sampler), "audio_uncond": used.audio_uncond,
+                          "negative_prompt": used.negative_prompt, "phase_routing": used.phase_routing,
+                          "max_base_tokens": used.max_base_tokens, "max_phase_tokens": used.max_phase_tokens,
+                          "audio_context_s": used.audio_context_s,
+                          "conditioning": sampler.contract.to_dict() if sampler.contract is not None else None}
         folders[name] = folder
         del sampler
         gc.collect()  # one checkpoint in memory at a time

@@ -5,16 +5,22 @@ model.safetensors) plus the three encoders (Wan VAE, UMT5, wav2vec2), each a loc
 Hugging Face id. `resolve_checkpoint` finds them in the layout `actavatar models tiny --out M`
 writes (M/dit, M/vae, M/umt5, M/wav2vec2); anything else is named in `SampleConfig`.
 
+A trainer export also holds conditioning.json (`train.contract`): the encoders, token budgets,
+audio context, negative prompt, phase routing and reference mode it was trained with. They are the
+defaults here (`evaluation.sample_contract`); an explicit setting that differs logs a warning.
+
 Reference image conditioning follows the DiT's input width: in_channels = 2z + stride is Wan2.1 I2V
 (channel-concatenated [mask | image latents]); in_channels = z is Wan2.2 TI2V style (latent frame 0
-replaced by the image latent, its tokens at timestep 0). The model math lives in `model/`, the ODE
-math in `evaluation/sampler.py`; this module wires them together.
+replaced by the image latent, its tokens at timestep 0). The guidance branches' unconditional inputs
+come from `model.guidance.unconditional_inputs` (the trainer's condition dropout uses it too) and the
+reference image from `model.resize.cover_crop` (as training windows). The model math lives in
+`model/`, the ODE math in `evaluation/sampler.py`; this module wires them together.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from evaluation.sample_contract import settings_from_contract, source_resolves, warn_untrained_guidance
 from evaluation.sampler import SamplerConfig, guided_velocity, integrate, sigma_schedule
+
+log = logging.getLogger(__name__)
 
 AUDIO_RATE = 16000
 REFERENCE_MODES = ("auto", "i2v", "ti2v", "none")
 AUDIO_UNCOND = ("zeros", "drop")
+PHASE_ROUTINGS = ("per_frame", "global")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # sub-folder names searched for each encoder next to a checkpoint (first match wins)
 ENCODER_DIRS = {"vae": ("vae",), "text_encoder": ("umt5", "text_encoder"), "audio_encoder": ("wav2vec2", "audio_encoder")}
@@ -35,10 +45,15 @@ AUDIO_LAYERS_FILE = "audio_encoder.safetensors"  # optional trained AudioEncoder
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SampleConfig:
-    """Args:
+    """Settings that say "null = from the checkpoint" take the value of the DiT folder's
+    conditioning.json (what training used); without that file they take the defaults in brackets.
+    An explicit value that differs from conditioning.json is used, with a warning.
+
+    Args:
         dit: DiT folder (save_dit format). Empty: taken from --checkpoint.
-        vae, text_encoder, audio_encoder: local folder or HF id of each encoder; empty: found next to
-            the checkpoint (vae/, umt5/ or text_encoder/, wav2vec2/ or audio_encoder/).
+        vae, text_encoder, audio_encoder: local folder or HF id of each encoder; empty: --encoders DIR,
+            then the source conditioning.json records (if it exists locally or is a cached HF id), then
+            next to the checkpoint (vae/, umt5/ or text_encoder/, wav2vec2/ or audio_encoder/).
         audio_layers: safetensors with the trained `layer_logits` of the AudioEncoder; empty: the DiT
             folder's audio_encoder.safetensors when present, else uniform layer weights.
         device: torch device; dtype: DiT/encoder weights dtype (float32, bfloat16, float16).
@@ -47,13 +62,18 @@ class SampleConfig:
         max_frames: cap when num_frames = 0.
         fps: output frame rate (the model's training rate, 25).
         seed: noise seed of the first sample; a batch uses seed + index unless a job names its own.
-        max_base_tokens, max_phase_tokens: text truncation per block; use the training values
-            (train `encoders.max_base_tokens` / `max_phase_tokens`).
-        audio_context_s: audio context on each side of a latent frame (train `encoders.audio_context_s`).
-        negative_prompt: the text of the unconditional branch (base block only, no phases).
-        audio_uncond: unconditional audio for audio guidance: "zeros" (zero wav2vec2 features, matches
-            training with zeroed-audio dropout) or "drop" (no audio attention at all).
-        reference: image conditioning: auto (from the DiT's in_channels), i2v, ti2v, none.
+        max_base_tokens, max_phase_tokens: text truncation per block; null = from the checkpoint
+            (train `encoders.max_base_tokens` / `max_phase_tokens`) [256 / 32].
+        audio_context_s: audio context on each side of a latent frame; null = from the checkpoint
+            (train `encoders.audio_context_s`) [0.04].
+        negative_prompt: the text of the unconditional branch (base block only, no phases); null =
+            from the checkpoint (train `guidance.negative_prompt`) [""].
+        phase_routing: "per_frame" (PACA) or "global" (every frame sees every phase); null = from the
+            checkpoint (train `data.phase_routing`) ["per_frame"].
+        audio_uncond: unconditional audio for audio guidance: "zeros" (zero wav2vec2 features, what
+            training's audio dropout feeds) or "drop" (no audio attention at all).
+        reference: image conditioning: i2v, ti2v, none, or auto = from the checkpoint (train
+            `stage.reference`: first_frame -> ti2v), else from the DiT's in_channels.
         crf: x264 quality of the written mp4.
         threads: torch intra-op CPU threads while sampling (0 = leave torch's setting); tiny models run
             several times faster on 1 thread (thread hand-off costs more than their small matmuls).
@@ -73,10 +93,11 @@ class SampleConfig:
     max_frames: int = 81
     fps: float = 25.0
     seed: int = 0
-    max_base_tokens: int = 256
-    max_phase_tokens: int = 32
-    audio_context_s: float = 0.04
-    negative_prompt: str = ""
+    max_base_tokens: int | None = None
+    max_phase_tokens: int | None = None
+    audio_context_s: float | None = None
+    negative_prompt: str | None = None
+    phase_routing: str | None = None
     audio_uncond: str = "zeros"
     reference: str = "auto"
     crf: int = 20
@@ -101,10 +122,12 @@ class SampleConfig:
         if self.reference not in REFERENCE_MODES:
             raise ValueError(f"sample.reference must be one of {REFERENCE_MODES}, got {self.reference!r}")
         for key in ("max_base_tokens", "max_phase_tokens"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"sample.{key} must be >= 1, got {getattr(self, key)}")
-        if self.audio_context_s < 0:
-            raise ValueError(f"sample.audio_context_s must be >= 0, got {self.audio_context_s}")
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"sample.{key} must be >= 1 or null (from the checkpoint), got {getattr(self, key)}")
+        if self.audio_context_s is not None and self.audio_context_s < 0:
+            raise ValueError(f"sample.audio_context_s must be >= 0 or null (from the checkpoint), got {self.audio_context_s}")
+        if self.phase_routing is not None and self.phase_routing not in PHASE_ROUTINGS:
+            raise ValueError(f"sample.phase_routing must be one of {PHASE_ROUTINGS} or null, got {self.phase_routing!r}")
         if self.threads < 0:
             raise ValueError(f"sample.threads must be >= 0 (0 = torch default), got {self.threads}")
         if not 0 <= self.crf <= 51:
@@ -115,8 +138,11 @@ class SampleConfig:
 
 def resolve_checkpoint(cfg: SampleConfig, checkpoint: str | Path | None = None, encoders: str | Path | None = None) -> SampleConfig:
     """Fill dit / encoder paths from a checkpoint folder: CKPT (save_dit folder) or CKPT/dit; encoders
-    from ENCODERS/<name>, CKPT/<name> or the DiT folder's parent (e.g. a trainer's OUT/final plus
-    `--encoders M` from `actavatar models tiny --out M`). Values already set in `cfg` win."""
+    from ENCODERS/<name>, the source the DiT's conditioning.json records (when it resolves offline),
+    CKPT/<name> or the DiT folder's parent (e.g. a trainer's OUT/final plus `--encoders M` from
+    `actavatar models tiny --out M`). Values already set in `cfg` win."""
+    from train.contract import read_contract
+
     dit = Path(cfg.dit) if cfg.dit else None
     if checkpoint is not None:
         root = Path(checkpoint)
@@ -132,8 +158,14 @@ def resolve_checkpoint(cfg: SampleConfig, checkpoint: str | Path | None = None, 
     if not (dit / "config.json").is_file():
         raise FileNotFoundError(f"{dit}: no config.json (expected a DiT folder written by save_dit)")
     found: dict[str, str] = {"dit": str(dit)}
+    contract = read_contract(dit)
     for key, names in ENCODER_DIRS.items():
         if getattr(cfg, key):
+            continue
+        in_encoders = encoders is not None and any((Path(encoders) / n).is_dir() for n in names)
+        recorded = getattr(contract, key) if contract is not None else ""
+        if not in_encoders and source_resolves(recorded):  # --encoders DIR wins over the recorded source
+            found[key] = recorded
             continue
         bases = [Path(p) for p in (encoders, checkpoint) if p is not None] + [dit, dit.parent]
         where = [base / n for base in dict.fromkeys(bases) for n in names]
@@ -170,28 +202,30 @@ def fit_audio(audio: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
 
 
 def image_tensor(image: np.ndarray, width: int, height: int) -> torch.Tensor:
-    """uint8 (H, W, 3) -> (1, 3, height, width) in [-1, 1]: scale to cover, then centre crop."""
-    from PIL import Image
+    """uint8 (H, W, 3) -> (1, 3, height, width) in [-1, 1]: scale to cover, then centre crop, with the
+    function that prepares training windows (`model.resize.cover_crop`), so the reference matches
+    the first frame the model saw in training."""
+    from model.resize import cover_crop
 
-    img = Image.fromarray(np.ascontiguousarray(image[..., :3]))
-    scale = max(width / img.width, height / img.height)
-    size = (max(width, math.ceil(img.width * scale)), max(height, math.ceil(img.height * scale)))
-    img = img.resize(size, Image.Resampling.BICUBIC)
-    left, top = (size[0] - width) // 2, (size[1] - height) // 2
-    arr = np.asarray(img.crop((left, top, left + width, top + height)), dtype=np.float32)
-    return torch.from_numpy(arr / 127.5 - 1.0).permute(2, 0, 1)[None]
+    return cover_crop(torch.tensor(np.asarray(image)[..., :3]), height, width)  # a copy: PIL arrays are read-only
 
 
 class AvatarSampler:
     """Loads the DiT and encoders once; `__call__` turns one prompt into frames.
 
     Args:
-        cfg: a SampleConfig whose paths are resolved (see `resolve_checkpoint`).
+        cfg: a SampleConfig whose paths are resolved (see `resolve_checkpoint`); its "from the
+            checkpoint" settings are filled from the DiT's conditioning.json (`self.cfg` holds the result).
     """
 
     def __init__(self, cfg: SampleConfig) -> None:
+        from train.contract import read_contract
         from train.pretrained import load_audio_encoder, load_dit, load_text_encoder, load_vae
 
+        self.contract = read_contract(cfg.dit)
+        where = f"checkpoint {cfg.dit}"
+        cfg = settings_from_contract(cfg, self.contract, where)
+        warn_untrained_guidance(cfg, self.contract, where)
         self.cfg = cfg
         dtype = DTYPES[cfg.dtype]
         self.dit = load_dit(cfg.dit, device=cfg.device, dtype=dtype).eval()
@@ -205,6 +239,9 @@ class AvatarSampler:
 
             self.audio.load_state_dict(load_file(cfg.audio_layers), strict=False)
         self._check(mcfg)
+        if self.contract is not None and self.audio is not None and self.audio.feature_hz != self.contract.audio_feature_hz:
+            log.warning("audio encoder %s gives %g Hz features; %s was trained with %g Hz", cfg.audio_encoder,
+                        self.audio.feature_hz, where, self.contract.audio_feature_hz)
         self.mode = self._reference_mode(mcfg)
 
     def _check(self, mcfg: Any) -> None:
@@ -236,16 +273,47 @@ class AvatarSampler:
         return mode
 
     @torch.no_grad()
+    def conditions(self, caption: dict[str, Any], audio: np.ndarray, num_frames: int) -> dict[str, tuple[Any, dict[str, torch.Tensor]]]:
+        """{branch: (TextBatch, audio kwargs)} for "full" v(T, A), "text" v(T) and "uncond" v(∅).
+
+        `audio` is already fitted to `num_frames`. The "text" and "uncond" inputs come from
+        `model.guidance.unconditional_inputs`, as the trainer's condition dropout does.
+        """
+        from model.audio_windows import AudioWindowConfig, batch_audio_windows
+        from model.guidance import unconditional_inputs
+        from model.phase_layout import layout_from_annotation
+
+        from evaluation.prompt import annotation_for
+
+        cfg, dev, stride = self.cfg, torch.device(self.cfg.device), self.vae.temporal_stride
+        n_lat = (num_frames - 1) // stride + 1
+        layout = layout_from_annotation(annotation_for(caption, fps=cfg.fps, num_frames=num_frames), stride=stride,
+                                        routing=cfg.phase_routing)
+        text = self.text.encode_layouts([layout])
+        negative = self.text.encode_base(cfg.negative_prompt)
+        feats, audio_kw = None, {}
+        if self.audio is not None:
+            feats = self.audio(torch.from_numpy(audio)[None].to(dev))  # (1, Ta, C)
+            windows = AudioWindowConfig(context_s=cfg.audio_context_s, feature_hz=self.audio.feature_hz, stride=stride)
+            index, mask = batch_audio_windows(n_lat, [cfg.fps], [feats.shape[1]], windows)
+            audio_kw = {"audio_index": index.to(dev), "audio_mask": mask.to(dev)}
+        full_kw = {"audio": feats, **audio_kw} if feats is not None else {}
+
+        def dropped(drop_text: bool) -> tuple[Any, dict[str, torch.Tensor]]:
+            branch_text, zeros = unconditional_inputs(text, feats, negative, drop_text=torch.tensor([drop_text]),
+                                                      drop_audio=torch.tensor([True]))
+            # "drop" removes audio attention altogether: an option training never saw ("zeros" is what it saw)
+            return branch_text, ({} if feats is None or cfg.audio_uncond == "drop" else {"audio": zeros, **audio_kw})
+
+        return {"full": (text, full_kw), "text": dropped(False), "uncond": dropped(True)}
+
+    @torch.no_grad()
     def __call__(
         self, caption: dict[str, Any], image: np.ndarray | None, audio: np.ndarray, *,
         seed: int, num_frames: int = 0, progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 (T, H, W, 3) frames, float32 16 kHz audio of the same length)."""
-        from model.audio_windows import AudioWindowConfig, batch_audio_windows
-        from model.phase_layout import layout_from_annotation
         from model.reference import i2v_condition, i2v_input, ti2v_inject, ti2v_timesteps
-
-        from evaluation.prompt import annotation_for
 
         cfg, mcfg, dev = self.cfg, self.dit.config, torch.device(self.cfg.device)
         stride, space = self.vae.temporal_stride, self.vae.spatial_stride
@@ -254,16 +322,8 @@ class AvatarSampler:
         n_lat = (n - 1) // stride + 1
         shape = (1, self.vae.latent_channels, n_lat, cfg.height // space, cfg.width // space)
 
-        # 1. Conditions: PACA text (and the negative prompt, base only), audio windows, reference.
-        layout = layout_from_annotation(annotation_for(caption, fps=cfg.fps, num_frames=n), stride=stride)
-        negative = layout_from_annotation(annotation_for({"base": cfg.negative_prompt}, fps=cfg.fps, num_frames=n), stride=stride)
-        texts = {"cond": self.text.encode_layouts([layout]), "neg": self.text.encode_layouts([negative])}
-        audio_kw: dict[str, torch.Tensor] = {}
-        if self.audio is not None:
-            feats = self.audio(torch.from_numpy(audio)[None].to(dev))  # (1, Ta, C)
-            windows = AudioWindowConfig(context_s=cfg.audio_context_s, feature_hz=self.audio.feature_hz, stride=stride)
-            index, mask = batch_audio_windows(n_lat, [cfg.fps], [feats.shape[1]], windows)
-            audio_kw = {"audio": feats, "audio_index": index.to(dev), "audio_mask": mask.to(dev)}
+        # 1. Conditions per guidance branch (PACA text, audio windows), reference latents.
+        branches = self.conditions(caption, audio, n)
         ref = None
         if self.mode != "none":
             if image is None:
@@ -282,13 +342,7 @@ class AvatarSampler:
                 t = ti2v_timesteps(t, tuple(x.shape[2:]), mcfg.patch_size)
             elif self.mode == "i2v":
                 x = i2v_input(x, ref)
-            text = texts["neg" if branch == "uncond" else "cond"]
-            kw = dict(audio_kw)
-            if branch != "full" and kw:
-                if cfg.audio_uncond == "drop":
-                    kw = {}
-                else:
-                    kw["audio"] = torch.zeros_like(kw["audio"])
+            text, kw = branches[branch]
             return self.dit(x.to(dtype), t, text.tokens.to(dtype), block_ids=text.block_ids,
                             frame_phases=text.frame_phases, **{k: (v.to(dtype) if k == "audio" else v) for k, v in kw.items()})
 

@@ -9,6 +9,8 @@
     python -m evaluation.sample_cli ...                                         # the same without the console script
 
 `--prompt` takes the compact form above or JSON {"base": ..., "phases": [{"start_s", "end_s", "text"}]}.
+A trainer export's conditioning.json supplies the encoders, token budgets, audio context, negative
+prompt, phase routing and reference mode it was trained with, unless set here (evaluation/sample.py).
 Writes OUT/<key>.mp4 and OUT/<key>.json (caption, seed, settings). SampleConfig keys (width, height,
 num_frames, seed, sampler.steps, sampler.text.scale, sampler.audio.start, ...) come from the
 dataclass defaults, then --config YAML, then key=value.

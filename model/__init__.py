@@ -3,7 +3,7 @@ per-frame audio cross-attention and progressive audio-visual alignment, plus enc
 
 Pure torch (no file I/O, no torch.distributed); loaders live in `train/pretrained.py`.
 
-    registry.py         FLAVORS ("debug", "wan2.1-t2v-1.3b", "wan2.1-i2v-14b", "wan2.2-ti2v-5b"), build_model
+    registry.py         FLAVORS ("debug", "wan2.1-t2v-1.3b", "wan2.1-i2v-14b", "wan2.2-ti2v-5b"), build_model (Wan init)
     dit.py              DiTConfig, VideoDiT (patchify -> blocks -> head), fsdp_units()
     block.py            DiTBlock: self-attn, PACA text (+image) and audio cross-attn, FFN, adaLN
     attention.py        attention() dispatch, Attention module, self-attention processor, RoPE apply
@@ -14,6 +14,8 @@ Pure torch (no file I/O, no torch.distributed); loaders live in `train/pretraine
     phase_layout.py     annotation -> texts, latent-frame<->phase map, block ids, batch packing
     embeddings.py       timestep/text/image embeddings, 3D RoPE, FFN
     reference.py        Wan I2V / TI2V reference-image conditioning helpers
+    resize.py           cover_crop: the one frame / reference-image resize + centre crop (training and sampling)
+    guidance.py         unconditional_inputs: dropped text / audio for guidance (training dropout and sampling)
     text_encoder.py     UMT5 wrapper (base + phase blocks)
     audio_encoder.py    wav2vec2 wrapper (learned weighted sum of layers)
     vae.py              AutoencoderKLWan wrapper (normalised latents)

@@ -146,7 +146,8 @@ class VideoDiT(nn.Module):
     def init_weights(self) -> None:
         """Wan's initialisation (xavier linears, small embeddings, zero head); zero audio outputs.
 
-        Call after materialising a model built on the meta device.
+        Sets every parameter and non-persistent buffer, so it also completes a model materialised
+        with `to_empty` from the meta device (`build_model` calls it for you unless device="meta").
         """
         for m in self.modules():
             if isinstance(m, nn.Linear):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 PAD_BLOCK = -1
+ROUTINGS = ("per_frame", "global")  # phase -> latent frame routing (see `frame_phase_map`)
 _EPS_S = 1e-6  # seconds; boundaries closer than this do not count as overlap (float round-off)
 
 
@@ -42,12 +43,20 @@ def latent_frame_times(num_latent: int, fps: float, stride: int = 4) -> torch.Te
 
 
 def frame_phase_map(
-    phases: Sequence[tuple[float, float]], num_latent: int, fps: float, stride: int = 4
+    phases: Sequence[tuple[float, float]], num_latent: int, fps: float, stride: int = 4, routing: str = "per_frame"
 ) -> torch.Tensor:
-    """(F, 1 + P) bool: column 0 (base) is always True, column k is True where phase k overlaps frame f."""
+    """(F, 1 + P) bool: column 0 (base) is always True, column k is True where phase k overlaps frame f.
+
+    routing="global" makes every column True: each frame sees the base and all phases, i.e. the
+    timed captions act as one global caption through plain cross-attention (the PACA ablation arm).
+    """
+    if routing not in ROUTINGS:
+        raise ValueError(f"phase_routing must be one of {ROUTINGS}, got {routing!r}")
     times = latent_frame_times(num_latent, fps, stride)  # (F, 2)
     if not phases:
         return torch.ones(num_latent, 1, dtype=torch.bool)
+    if routing == "global":
+        return torch.ones(num_latent, 1 + len(phases), dtype=torch.bool)
     span = torch.tensor([[s, e] for s, e in phases], dtype=torch.float64)  # (P, 2)
     overlap = (span[None, :, 0] < times[:, None, 1] - _EPS_S) & (span[None, :, 1] > times[:, None, 0] + _EPS_S)
     return torch.cat([torch.ones(num_latent, 1, dtype=torch.bool), overlap], dim=1)
@@ -71,11 +80,13 @@ class PhaseLayout:
 
 
 def layout_from_annotation(
-    annotation: Mapping, *, stride: int = 4, num_video_frames: int | None = None, use_phases: bool = True
+    annotation: Mapping, *, stride: int = 4, num_video_frames: int | None = None, use_phases: bool = True,
+    routing: str = "per_frame",
 ) -> PhaseLayout:
     """Build the PACA layout from an annotation dict (DESIGN.md §3: caption.base, caption.phases,
     video.fps, video.num_frames). `num_video_frames` overrides video.num_frames (e.g. a training crop
-    of 4k+1 frames starting at the clip start); `use_phases=False` gives the base-only (stage 1) layout."""
+    of 4k+1 frames starting at the clip start); `use_phases=False` gives the base-only (stage 1) layout;
+    `routing` see `frame_phase_map`."""
     caption, video = annotation["caption"], annotation["video"]
     fps = float(video["fps"])
     n_video = int(video["num_frames"] if num_video_frames is None else num_video_frames)
@@ -87,7 +98,7 @@ def layout_from_annotation(
             raise ValueError(f"caption.phases[{i}] must have end_s > start_s, got {s}..{e}")
     return PhaseLayout(
         texts=(str(caption["base"]), *(str(p["text"]) for p in phases)),
-        frame_phases=frame_phase_map(spans, n_lat, fps, stride),
+        frame_phases=frame_phase_map(spans, n_lat, fps, stride, routing),
     )
 
 

@@ -72,6 +72,10 @@ class TextEncoder(nn.Module):
         hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (N, T, C)
         return [h[: int(n)] for h, n in zip(hidden, mask.sum(dim=1), strict=True)]
 
+    def encode_base(self, text: str) -> torch.Tensor:
+        """(n, C) features of one text encoded alone as a base block (the negative prompt of guidance)."""
+        return self.encode([text], self.max_base_tokens)[0]
+
     def encode_layouts(self, layouts: Sequence[PhaseLayout]) -> TextBatch:
         """Encode every sample's base and phase texts and pack them (block ids, frame maps) for PACA."""
         bases = self.encode([lay.texts[0] for lay in layouts], self.max_base_tokens)

@@ -22,11 +22,9 @@ _CORPUS = (
 
 
 def tiny_dit(seed: int = 0) -> VideoDiT:
-    """The `debug` flavour with Wan initialisation."""
+    """The `debug` flavour with Wan initialisation (`build_model` applies it)."""
     torch.manual_seed(seed)
-    model = build_model(FLAVORS["debug"]())
-    model.init_weights()
-    return model
+    return build_model(FLAVORS["debug"]())
 
 
 def tiny_diffusers_wan(seed: int = 0):

@@ -2,7 +2,7 @@
 
     OUT/checkpoints/step-000100/   DCP shards of model, optimiser, EMA, LR schedule, RNG, data position
     OUT/checkpoints/latest         name of the newest complete checkpoint (written last, atomically)
-    OUT/final/, OUT/ema/           `train.pretrained.save_dit` folders (load with `load_dit`)
+    OUT/final/, OUT/ema/           `train.pretrained.save_dit` folders (load with `load_dit`) + conditioning.json
 
 A checkpoint is written into `step-N.partial/` and renamed by rank 0 after every rank finished,
 so a crash never leaves a half checkpoint that resume would pick.
@@ -110,16 +110,24 @@ def full_tensor(t: torch.Tensor) -> torch.Tensor:
     return (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu()
 
 
-def export_dit(config: Any, state: dict[str, torch.Tensor], directory: str | os.PathLike, *, is_main: bool) -> Path | None:
-    """Rank 0 writes a `save_dit` folder holding `state` (a full state dict) with the model `config`."""
+def export_dit(
+    config: Any, state: dict[str, torch.Tensor], directory: str | os.PathLike, *, is_main: bool, contract: Any = None
+) -> Path | None:
+    """Rank 0 writes a `save_dit` folder holding `state` (a full state dict) with the model `config`,
+    and the run's `ConditioningContract` as conditioning.json when given."""
     from model.registry import build_model
+    from train.contract import write_contract
     from train.pretrained import save_dit
 
     if is_main:
+        # meta + to_empty: the weights come from `state`; init_weights only fills the
+        # non-persistent buffers (alignment schedule) a state dict does not carry
         model = build_model(config, device="meta").to_empty(device="cpu")
-        model.init_weights()  # recomputes non-persistent buffers (alignment schedule)
+        model.init_weights()
         model.load_state_dict(state)
         save_dit(model, directory)
+        if contract is not None:
+            write_contract(directory, contract)
     barrier()
     return Path(directory) if is_main else None
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.resize import cover_crop, cover_crop_box
 from train.buckets import Bucket
 
 AUDIO_RATE = 16000
@@ -75,10 +76,9 @@ def window_caption(annotation: Mapping[str, Any], plan: WindowPlan, max_phases: 
 
 
 def resize_crop_box(height: int, width: int, bucket: Bucket) -> tuple[float, int, int]:
-    """(scale, top, left): scale to cover the bucket, then centre-crop."""
-    scale = max(bucket.height / height, bucket.width / width)
-    new_h, new_w = max(bucket.height, round(height * scale)), max(bucket.width, round(width * scale))
-    return scale, (new_h - bucket.height) // 2, (new_w - bucket.width) // 2
+    """(scale, top, left) of `model.resize.cover_crop` for the bucket: scale to cover, then centre-crop."""
+    scale, _, top, left = cover_crop_box(height, width, bucket.height, bucket.width)
+    return scale, top, left
 
 
 def face_box_in_window(annotation: Mapping[str, Any], bucket: Bucket) -> torch.Tensor:
@@ -105,13 +105,9 @@ def cut_window(frames: torch.Tensor, audio: torch.Tensor, plan: WindowPlan, fps:
     b = plan.bucket
     if frames.shape[0] < plan.start_frame + b.frames:
         raise ValueError(f"clip has {frames.shape[0]} frames, window needs {plan.start_frame + b.frames}")
-    clip = frames[plan.start_frame : plan.start_frame + b.frames].permute(0, 3, 1, 2).float()  # (T, 3, H, W)
-    scale, top, left = resize_crop_box(clip.shape[2], clip.shape[3], b)
-    size = (max(b.height, round(clip.shape[2] * scale)), max(b.width, round(clip.shape[3] * scale)))
-    if size != tuple(clip.shape[2:]):
-        clip = F.interpolate(clip, size=size, mode="bilinear", antialias=True, align_corners=False)
-    clip = clip[:, :, top : top + b.height, left : left + b.width]  # (T, 3, H, W)
-    video = (clip / 127.5 - 1.0).clamp(-1, 1).permute(1, 0, 2, 3).contiguous()  # (3, T, H, W)
+    # the sampler prepares its reference image with the same function (model.resize)
+    clip = cover_crop(frames[plan.start_frame : plan.start_frame + b.frames], b.height, b.width)  # (T, 3, H, W)
+    video = clip.permute(1, 0, 2, 3).contiguous()  # (3, T, H, W)
     first = round(plan.start_frame / fps * AUDIO_RATE)
     n = round(b.frames / fps * AUDIO_RATE)
     piece = audio[first : first + n].float()

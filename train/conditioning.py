@@ -1,18 +1,22 @@
 """Frozen encoders that turn a data batch into DiT inputs: VAE latents, PACA text, audio windows.
 
 Media batches are encoded on the trainer's device (VAE, UMT5, wav2vec2, all frozen); latent
-batches from `actavatar encode` already hold the encoder outputs and only get packed.
+batches from `actavatar encode` already hold the encoder outputs and only get packed. The
+phase routing (`data.phase_routing`) shapes the frame->phase maps; `ModelInputs.with_dropped`
+applies guidance dropout with the sampler's own unconditional inputs (`model.guidance`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from model.audio_windows import AudioWindowConfig, batch_audio_windows
-from model.phase_layout import PhaseLayout, collate_text_blocks, frame_phase_map, num_latent_frames
+from model.guidance import unconditional_inputs
+from model.phase_layout import PhaseLayout, TextBatch, collate_text_blocks, frame_phase_map, num_latent_frames
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -54,6 +58,17 @@ class ModelInputs:
     audio_index: torch.Tensor  # (B, F, W)
     audio_mask: torch.Tensor  # (B, F, W)
     face_box: torch.Tensor  # (B, 4), NaN = none
+    negative: torch.Tensor | None = None  # (n, C) negative prompt base block; None = unknown (no text dropout)
+
+    def with_dropped(self, drop_text: torch.Tensor, drop_audio: torch.Tensor) -> ModelInputs:
+        """The same batch with the flagged samples' text / audio replaced by the unconditional inputs."""
+        if bool(drop_text.any()) and self.negative is None:
+            raise ValueError("guidance text dropout needs the negative prompt's features: latent shards written by an "
+                             "older `actavatar encode` have none; re-encode them or set guidance.text_drop=0 guidance.both_drop=0")
+        text = TextBatch(tokens=self.tokens, block_ids=self.block_ids, frame_phases=self.frame_phases)
+        negative = self.negative if self.negative is not None else self.tokens.new_zeros(0, self.tokens.shape[2])
+        text, audio = unconditional_inputs(text, self.audio, negative, drop_text=drop_text, drop_audio=drop_audio)
+        return dataclasses.replace(self, tokens=text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, audio=audio)
 
     def dit_kwargs(self) -> dict[str, torch.Tensor]:
         return {
@@ -74,11 +89,19 @@ class Conditioner:
         vae_stride: (t, h, w) VAE compression.
         device: where the encoders run.
         need_media_encoders: False for latent shards (no VAE; the text/audio encoders are skipped too).
+        phase_routing: "per_frame" or "global" (`data.phase_routing`).
+        negative_prompt: the caption of text-dropped samples (`guidance.negative_prompt`); media batches
+            encode it once here, latent batches carry the features `actavatar encode` stored.
     """
 
-    def __init__(self, config: EncodersConfig, *, text_len: int, vae_stride: tuple[int, int, int], device: torch.device, need_media_encoders: bool = True) -> None:
+    def __init__(
+        self, config: EncodersConfig, *, text_len: int, vae_stride: tuple[int, int, int], device: torch.device,
+        need_media_encoders: bool = True, phase_routing: str = "per_frame", negative_prompt: str = "",
+    ) -> None:
         self.config, self.text_len, self.vae_stride, self.device = config, text_len, vae_stride, device
+        self.phase_routing, self.negative_prompt = phase_routing, negative_prompt
         self.text = self.vae = self.audio = None
+        self.negative: torch.Tensor | None = None
         if need_media_encoders:
             from train.pretrained import load_audio_encoder, load_text_encoder, load_vae
 
@@ -92,6 +115,8 @@ class Conditioner:
             )
             self.vae = load_vae(config.vae, local_files_only=lo, device=device)
             self.audio = load_audio_encoder(config.audio, local_files_only=lo, device=device)
+            with torch.no_grad():
+                self.negative = self.text.encode_base(negative_prompt).float()
 
     @property
     def feature_hz(self) -> float:
@@ -114,7 +139,7 @@ class Conditioner:
     def layouts(self, batch: dict[str, Any], num_latent: int) -> list[PhaseLayout]:
         t = self.vae_stride[0]
         return [
-            PhaseLayout(texts=tuple(texts), frame_phases=frame_phase_map(spans, num_latent, fps, t))
+            PhaseLayout(texts=tuple(texts), frame_phases=frame_phase_map(spans, num_latent, fps, t, self.phase_routing))
             for texts, spans, fps in zip(batch["texts"], batch["spans"], batch["fps"], strict=True)
         ]
 
@@ -127,10 +152,12 @@ class Conditioner:
             audio = batch["audio_features"].to(self.device)
             blocks = [[b.to(self.device) for b in sample] for sample in batch["text_blocks"]]
             text = collate_text_blocks(blocks, [lay.frame_phases for lay in layouts], total=self.text_len)
+            negative = self._cached_negative(batch)
         else:
             latents = self.encode_video(batch["video"])
             audio = self.encode_audio(batch["audio"])
             text = self.text.encode_layouts(layouts)
+            negative = self.negative
         if latents.shape[2] != num_latent:
             raise ValueError(f"latents have {latents.shape[2]} frames, {batch['num_frames']} video frames need {num_latent}")
         windows = AudioWindowConfig(context_s=self.config.audio_context_s, feature_hz=self.feature_hz, stride=self.vae_stride[0])
@@ -144,4 +171,15 @@ class Conditioner:
             audio_index=index.to(self.device),
             audio_mask=mask.to(self.device),
             face_box=batch["face_box"],
+            negative=negative,
         )
+
+    def _cached_negative(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """The negative prompt features latent shards carry, after checking they encode our prompt."""
+        if "negative" not in batch:
+            return None
+        for key, prompt in zip(batch["key"], batch["negative_prompt"], strict=True):
+            if prompt != self.negative_prompt:
+                raise ValueError(f"latent sample {key} was encoded with negative prompt {prompt!r}, guidance.negative_prompt is "
+                                 f"{self.negative_prompt!r}: re-run `actavatar encode` with guidance.negative_prompt set, or match it")
+        return batch["negative"][0].to(self.device)

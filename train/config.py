@@ -1,5 +1,8 @@
 """`TrainConfig`: the trainer's root config, nesting each component's own config, plus the stage options.
 
+Sections: stage, model (architecture, `train.model_init`), encoders, guidance (condition dropout),
+data, flow, optim, ema, parallel, checkpoint, log.
+
     cfg = load_config(TrainConfig, "configs/train/stage1_debug.yaml", ["optim.lr=1e-4"])
 """
 
@@ -13,6 +16,7 @@ from train.checkpoint import CheckpointConfig
 from train.conditioning import EncodersConfig
 from train.data import DataConfig
 from train.ema import EMAConfig
+from train.guidance_dropout import GuidanceDropoutConfig
 from train.metrics import LogConfig
 from train.model_init import ModelConfig
 from train.objective import FlowConfig
@@ -65,6 +69,7 @@ class TrainConfig:
         steps: optimiser steps in total (a resumed run continues up to this).
         seed: model init and noise seed.
         use_gpu: train on CUDA when present.
+        guidance: condition dropout for classifier-free guidance (see `train.guidance_dropout`).
     """
 
     output_dir: str = "runs/train"
@@ -74,6 +79,7 @@ class TrainConfig:
     stage: StageConfig = field(default_factory=StageConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     encoders: EncodersConfig = field(default_factory=EncodersConfig)
+    guidance: GuidanceDropoutConfig = field(default_factory=GuidanceDropoutConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(shards="-"))
     flow: FlowConfig = field(default_factory=FlowConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -8,6 +8,8 @@ Per rank the stream is endless: epoch e shuffles the shard list with (seed, e) a
 r = rank * workers + worker every readers-th shard (so shards >= ranks x workers is required).
 Each sample is planned from its annotation alone (bucket, window, caption mode), batched per
 bucket, and only then decoded, so resuming at batch n skips the first n batches without decoding.
+Latent samples also carry the negative prompt's features (`negative`, for guidance dropout) and
+the prompt they encode (`negative_prompt`, checked against `guidance.negative_prompt`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset.annotation import parse_annotation
 from dataset.reader import LogAndContinue, SampleDecoder, is_local_url, list_shards, tar_expansion
+from model.phase_layout import ROUTINGS
 from train.buckets import Bucket, bucket_batches, choose_bucket
 from train.clip_window import (
     WindowPlan,
@@ -43,7 +46,8 @@ from train.clip_window import (
 
 log = logging.getLogger(__name__)
 
-LATENT_MEMBERS = ("json", "window.json", "latents.npy", "text.npy", "audio.npy")
+# negative.npy: the negative prompt's base-block features (guidance dropout without a text encoder)
+LATENT_MEMBERS = ("json", "window.json", "latents.npy", "text.npy", "audio.npy", "negative.npy")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -60,6 +64,9 @@ class DataConfig:
     require_phases: drop clips without phase captions.
     max_phases: phases kept per window (text budget).
     random_window: random window start within the clip (False: the clip start).
+    phase_routing: which phases a latent frame's queries see: "per_frame" (PACA: the phases
+        overlapping the frame) or "global" (every phase of the window: the global-caption ablation
+        through plain cross-attention). Recorded in the checkpoint's conditioning.json for sampling.
     """
 
     shards: str = ""
@@ -73,6 +80,7 @@ class DataConfig:
     require_phases: bool = False
     max_phases: int = 8
     random_window: bool = True
+    phase_routing: Literal["per_frame", "global"] = "per_frame"
 
     def __post_init__(self) -> None:
         if not self.shards:
@@ -87,6 +95,8 @@ class DataConfig:
                 raise ValueError(f"data.{key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.phase_prob <= 1.0:
             raise ValueError(f"data.phase_prob must be in [0, 1], got {self.phase_prob}")
+        if self.phase_routing not in ROUTINGS:
+            raise ValueError(f"data.phase_routing must be one of {ROUTINGS}, got {self.phase_routing!r}")
 
 
 def check_shards(urls: Sequence[str], min_count: int) -> None:
@@ -108,6 +118,19 @@ def check_shards(urls: Sequence[str], min_count: int) -> None:
                     raise ValueError(f"data.shards: shard {path} is empty (no samples)")
         except tarfile.TarError as err:
             raise ValueError(f"data.shards: shard {path} is not a readable tar: {err}") from None
+
+
+def first_window(urls: Sequence[str]) -> dict[str, Any] | None:
+    """window.json of the first sample of the first local latent shard (what `actavatar encode`
+    recorded: encoders, negative prompt, feature rate); None for remote shards."""
+    local = [u.removeprefix("file://") for u in urls if is_local_url(u)]
+    if not local:
+        return None
+    with tarfile.open(local[0], mode="r:") as tar:
+        for member in tar:
+            if member.name.endswith(".window.json"):
+                return json.loads(tar.extractfile(member).read())
+    raise ValueError(f"data.shards: {local[0]} holds no .window.json (not a latent shard written by `actavatar encode`)")
 
 
 def worker_skip(start_batch: int, worker: int, num_workers: int) -> int:
@@ -213,11 +236,15 @@ class ClipStream(IterableDataset):
         if self.config.kind == "latents":
             out["latents"] = torch.from_numpy(_npy(raw["latents.npy"])).float()
             text = torch.from_numpy(_npy(raw["text.npy"])).float()
-            lengths = json.loads(raw["window.json"])["text_lengths"]
+            window = json.loads(raw["window.json"])
+            lengths = window["text_lengths"]
             blocks = list(torch.split(text, lengths))
             # the cached blocks are base + every phase of the window; keep the ones in `texts`
             out["text_blocks"] = blocks[: len(texts)]
             out["audio_features"] = torch.from_numpy(_npy(raw["audio.npy"])).float()
+            if "negative.npy" in raw:  # shards of an older `actavatar encode` have none
+                out["negative"] = torch.from_numpy(_npy(raw["negative.npy"])).float()
+                out["negative_prompt"] = window.get("negative_prompt", "")
             return out
         decoded = self._decoder(raw)
         out["video"], out["audio"] = cut_window(decoded["frames"], decoded["audio"], plan, fps)
@@ -236,8 +263,9 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("video", "audio", "latents", "audio_features"):
         if key in samples[0]:
             batch[key] = torch.stack([s[key] for s in samples])
-    if "text_blocks" in samples[0]:
-        batch["text_blocks"] = [s["text_blocks"] for s in samples]
+    for key in ("text_blocks", "negative", "negative_prompt"):
+        if all(key in s for s in samples):
+            batch[key] = [s[key] for s in samples]
     return batch
 
 

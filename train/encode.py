@@ -1,9 +1,12 @@
 """Precompute encoder outputs into latent shards: VAE latents, UMT5 text blocks, audio features.
 
-Each media sample becomes one window (the clip start, in the bucket `choose_bucket` picks) with
-members `json` (the annotation, unchanged), `window.json` (bucket, start frame, text block
-lengths, feature rate), `latents.npy` (z, F, h, w), `text.npy` (base + phase blocks concatenated,
-(L, C)) and `audio.npy` (Ta, C). Training reads them with `data.kind=latents`.
+Each media sample becomes one window at the clip start (default) or several windows starting at
+frames 0, s, 2s, ... (`windows_per_clip`, `window_stride`), in the bucket `choose_bucket` picks,
+so a latent corpus keeps some of the variety of random windows. Members per window: `json` (the
+clip's annotation, unchanged), `window.json` (bucket, start frame, text block lengths, feature
+rate, negative prompt, encoder sources), `latents.npy` (z, F, h, w), `text.npy` (base + phase
+blocks concatenated, (L, C)), `audio.npy` (Ta, C) and `negative.npy` (the negative prompt's base
+block, for guidance dropout without a text encoder). Training reads them with `data.kind=latents`.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ import io
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from dataset.reader import SampleDecoder, shard_pipeline
 from dataset.writer import ShardWriter, ShardWriterConfig
-from train.buckets import choose_bucket, parse_buckets
+from train.buckets import Bucket, choose_bucket, parse_buckets
 from train.clip_window import WindowPlan, cut_window, window_caption
 from train.conditioning import Conditioner
 from train.config import TrainConfig
@@ -35,21 +39,57 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def encode_corpus(config: TrainConfig, out_dir: str | Path, *, max_samples: int = 1000, overwrite: bool = False, device: str = "cpu") -> dict[str, int]:
+def window_starts(num_frames: int, window: int, *, count: int = 1, stride: int = 0) -> list[int]:
+    """Start frames 0, s, 2s, ... of the full windows of `window` frames in a clip of `num_frames`.
+
+    Args:
+        count: at most this many windows (0 = every window that fits).
+        stride: frames between starts (0 = `window`: back-to-back windows).
+    """
+    step = stride or window
+    starts = list(range(0, num_frames - window + 1, step))
+    return starts[:count] if count else starts
+
+
+def _window_keys(key: str, n: int, multi: bool) -> list[str]:
+    # one window keeps the clip's key (the layout before multi-window encoding existed)
+    return [f"{key}_w{i:04d}" for i in range(n)] if multi else [key]
+
+
+def encode_corpus(
+    config: TrainConfig, out_dir: str | Path, *, max_samples: int = 1000, overwrite: bool = False, device: str = "cpu",
+    windows_per_clip: int = 1, window_stride: int = 0, batch_size: int = 4,
+) -> dict[str, int]:
     """Encode every usable sample of `config.data.shards` into latent shards under `out_dir`.
 
-    Returns counts: {"written": n, "too_short": m}.
+    Args:
+        windows_per_clip: windows per clip (0 = every full window); != 1 names them `<key>_w0000`, ...
+        window_stride: frames between window starts (0 = the window length).
+        batch_size: windows per VAE / audio encoder call.
+    Returns counts: {"written": windows, "clips": clips, "too_short": clips without a bucket}.
     """
+    for key, value in (("windows_per_clip", windows_per_clip), ("window_stride", window_stride)):
+        if value < 0:
+            raise ValueError(f"{key} must be >= 0, got {value}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     arch = dit_config(config.model)
     check_config(config, arch)
     from dataset.reader import list_shards
 
     check_shards(list_shards(config.data.shards), 1)
     buckets = parse_buckets(config.data.buckets)
-    cond = Conditioner(config.encoders, text_len=arch.text_len, vae_stride=arch.vae_stride, device=torch.device(device))
+    cond = Conditioner(config.encoders, text_len=arch.text_len, vae_stride=arch.vae_stride, device=torch.device(device),
+                       negative_prompt=config.guidance.negative_prompt)
+    negative = _npy(cond.negative.cpu().numpy().astype(np.float32))
+    header = {"negative_prompt": config.guidance.negative_prompt, "feature_hz": cond.feature_hz,
+              "encoders": {"text": config.encoders.text, "vae": config.encoders.vae, "audio": config.encoders.audio}}
     decoder = SampleDecoder(video=True, audio=True)
-    counts = {"written": 0, "too_short": 0}
-    writer_cfg = ShardWriterConfig(max_samples=max_samples)
+    counts = {"written": 0, "clips": 0, "too_short": 0}
+    multi = windows_per_clip != 1
+    # window keys do not match the annotation's clip key, which the writer's schema check insists on;
+    # the annotations were validated when the media shards were written
+    writer_cfg = ShardWriterConfig(max_samples=max_samples, validate=not multi)
     with ShardWriter(out_dir, writer_cfg, required_members=LATENT_MEMBERS, overwrite=overwrite) as writer:
         for raw in shard_pipeline(config.data.shards, decode="none"):
             sample = decoder(raw)
@@ -59,27 +99,39 @@ def encode_corpus(config: TrainConfig, out_dir: str | Path, *, max_samples: int 
             if bucket is None:
                 counts["too_short"] += 1
                 continue
-            plan = WindowPlan(bucket, 0, True)
-            fps = float(v["fps"])
-            texts, _ = window_caption(ann, plan, config.data.max_phases)
-            video, audio = cut_window(sample["frames"], sample["audio"], plan, fps)
-            latents = cond.encode_video(video[None])[0].cpu().numpy().astype(np.float32)
-            blocks = cond.encode_text_blocks(texts)
-            feats = cond.encode_audio(audio[None])[0].cpu().numpy().astype(np.float32)
-            window = {
-                "bucket": str(bucket),
-                "start_frame": 0,
-                "text_lengths": [int(b.shape[0]) for b in blocks],
-                "feature_hz": cond.feature_hz,
-            }
-            writer.write({
-                "__key__": raw["__key__"],
-                "json": ann,
-                "window.json": json.dumps(window).encode(),
-                "latents.npy": _npy(latents),
-                "text.npy": _npy(torch.cat(blocks).cpu().numpy().astype(np.float32)),
-                "audio.npy": _npy(feats),
-            })
-            counts["written"] += 1
-    log.info("encoded %d sample(s) into %s (%d too short for every bucket)", counts["written"], out_dir, counts["too_short"])
+            starts = window_starts(int(v["num_frames"]), bucket.frames, count=windows_per_clip, stride=window_stride)
+            keys = _window_keys(raw["__key__"], len(starts), multi)
+            for i in range(0, len(starts), batch_size):
+                for item in _encode_windows(cond, config, sample, bucket, starts[i : i + batch_size], keys[i : i + batch_size]):
+                    window = {**item.pop("window"), **header}
+                    writer.write({**item, "json": ann, "window.json": json.dumps(window).encode(), "negative.npy": negative},
+                                 row={"key": item["__key__"]})
+                    counts["written"] += 1
+            counts["clips"] += 1
+    log.info("encoded %d window(s) of %d clip(s) into %s (%d too short for every bucket)",
+             counts["written"], counts["clips"], out_dir, counts["too_short"])
     return counts
+
+
+def _encode_windows(
+    cond: Conditioner, config: TrainConfig, sample: dict[str, Any], bucket: Bucket, starts: list[int], keys: list[str]
+) -> list[dict[str, Any]]:
+    """Members of the windows starting at `starts` (one VAE and one audio encoder call for all)."""
+    fps = float(sample["annotation"]["video"]["fps"])
+    plans = [WindowPlan(bucket, start, True) for start in starts]
+    cuts = [cut_window(sample["frames"], sample["audio"], plan, fps) for plan in plans]
+    latents = cond.encode_video(torch.stack([video for video, _ in cuts])).cpu().numpy().astype(np.float32)
+    feats = cond.encode_audio(torch.stack([audio for _, audio in cuts])).cpu().numpy().astype(np.float32)
+    out = []
+    for i, (plan, key) in enumerate(zip(plans, keys, strict=True)):
+        texts, _ = window_caption(sample["annotation"], plan, config.data.max_phases)
+        blocks = cond.encode_text_blocks(texts)
+        window = {"bucket": str(bucket), "start_frame": plan.start_frame, "text_lengths": [int(b.shape[0]) for b in blocks]}
+        out.append({
+            "__key__": key,
+            "window": window,
+            "latents.npy": _npy(latents[i]),
+            "text.npy": _npy(torch.cat(blocks).cpu().numpy().astype(np.float32)),
+            "audio.npy": _npy(feats[i]),
+        })
+    return out

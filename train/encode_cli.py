@@ -4,7 +4,10 @@
         data.shards=demo-out/corpus encoders.text=TINY/umt5 encoders.vae=TINY/vae encoders.audio=TINY/wav2vec2
     python -m train.encode_cli ...   (the same without the console script)
 
-Then train with `data.kind=latents data.shards=runs/latents`.
+Then train with `data.kind=latents data.shards=runs/latents`. `--windows-per-clip 0 --window-stride 24`
+writes every full window starting at frames 0, 24, 48, ... (keys `<key>_w0000`, ...) instead of one
+window at the clip start. The negative prompt of guidance dropout (`guidance.negative_prompt`) is
+encoded into every sample; training with another one fails at start.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ def _encode(args: argparse.Namespace) -> int:
     from train.encode import encode_corpus
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
-    counts = encode_corpus(cfg, args.out, max_samples=args.max_samples, overwrite=args.overwrite, device=args.device)
-    print(f"wrote {counts['written']} sample(s) to {args.out} ({counts['too_short']} clip(s) shorter than every bucket)")
+    counts = encode_corpus(cfg, args.out, max_samples=args.max_samples, overwrite=args.overwrite, device=args.device,
+                           windows_per_clip=args.windows_per_clip, window_stride=args.window_stride, batch_size=args.batch_size)
+    print(f"wrote {counts['written']} window(s) of {counts['clips']} clip(s) to {args.out} "
+          f"({counts['too_short']} clip(s) shorter than every bucket)")
     return 0
 
 
@@ -34,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-samples", type=int, default=1000, help="samples per latent shard (default 1000)")
     parser.add_argument("--device", default="cpu", help="torch device for the encoders (default cpu)")
     parser.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
+    parser.add_argument("--windows-per-clip", type=int, default=1, metavar="N",
+                        help="windows per clip (default 1: the clip start; 0: every full window)")
+    parser.add_argument("--window-stride", type=int, default=0, metavar="FRAMES",
+                        help="frames between window starts (default 0: the window length, no overlap)")
+    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="windows per encoder call (default 4)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="TrainConfig overrides")
     parser.set_defaults(func=_encode)
 

@@ -72,14 +72,23 @@ def save_dit(model: VideoDiT, directory: str | os.PathLike) -> Path:
     return out
 
 
-def load_dit(directory: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> VideoDiT:
-    """Load a folder written by `save_dit`."""
+def load_dit(
+    directory: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+    config: DiTConfig | None = None,
+) -> VideoDiT:
+    """Load a folder written by `save_dit`.
+
+    Args:
+        config: build this architecture instead of the folder's config.json, e.g. with another
+            attention backend or PACA option (the weights must fit it: the state dict loads strictly).
+    """
     from safetensors.torch import load_file
 
     path = Path(directory)
     if not (path / DIT_CONFIG).is_file():
         raise FileNotFoundError(f"{path}: no {DIT_CONFIG} (expected a folder written by save_dit)")
-    config = dit_config_from_dict(json.loads((path / DIT_CONFIG).read_text()))
+    if config is None:
+        config = dit_config_from_dict(json.loads((path / DIT_CONFIG).read_text()))
     model = _materialize(config, device, dtype)
     model.load_state_dict(load_file(str(path / DIT_WEIGHTS), device=str(device)))
     return model

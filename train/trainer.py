@@ -5,7 +5,8 @@
 
 Stage 1 learns audio-visual correspondence from base captions (by default only the audio
 modules train). `train.stage2.Stage2Trainer` overrides the freezing, the parameter groups and
-the loss; nothing else branches on the stage.
+the loss; nothing else branches on the stage. Every step applies guidance dropout (`guidance.*`);
+the exports carry conditioning.json (`train.contract`) so sampling builds the inputs training saw.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from train.buckets import parse_buckets
 from train.checkpoint import Checkpointer, ema_full_state, export_dit, full_state_dict
 from train.conditioning import Conditioner, ModelInputs
 from train.config import TrainConfig
-from train.data import ClipStream, build_loader, check_shards
+from train.contract import ConditioningContract, training_contract
+from train.data import ClipStream, build_loader, check_shards, first_window
 from train.ema import EMA, clean_name
+from train.guidance_dropout import draw_drops
 from train.metrics import MetricLogger, memory_gb
 from train.model_init import build_dit, dit_config
 from train.objective import add_noise, flow_loss, lip_region, region_weight, sample_sigmas, timesteps_from_sigmas, velocity_target
@@ -50,7 +53,7 @@ def check_config(cfg: TrainConfig, arch: DiTConfig) -> None:
     for bucket in parse_buckets(cfg.data.buckets):
         bucket.check(arch.vae_stride[0], spatial)
     if arch.audio is None:
-        raise ValueError(f"model {cfg.model.init_from or cfg.model.flavor!r} has no audio branch (model.audio is null)")
+        raise ValueError(f"model {cfg.model.origin!r} has no audio branch (model.audio is null)")
     budget = cfg.encoders.max_base_tokens + (cfg.data.max_phases * cfg.encoders.max_phase_tokens if cfg.data.phase_prob > 0 else 0)
     if budget > arch.text_len:
         raise ValueError(
@@ -59,6 +62,20 @@ def check_config(cfg: TrainConfig, arch: DiTConfig) -> None:
         )
     if cfg.stage.reference == "first_frame" and arch.in_channels != arch.out_channels:
         raise ValueError(f"stage.reference='first_frame' needs in_channels == out_channels, got {arch.in_channels} != {arch.out_channels}")
+
+
+def check_latent_window(cfg: TrainConfig, window: dict[str, Any] | None) -> None:
+    """Latent shards must carry the negative prompt text dropout trains with (checked on the first
+    sample at start; every batch is checked again in `Conditioner`)."""
+    if window is None or not cfg.guidance.drops_text:
+        return
+    if "negative_prompt" not in window:
+        raise ValueError("data.shards: these latent shards hold no negative prompt features (written by an older "
+                         "`actavatar encode`); re-encode them, or train without text dropout: guidance.text_drop=0 guidance.both_drop=0")
+    if window["negative_prompt"] != cfg.guidance.negative_prompt:
+        raise ValueError(f"data.shards: latent shards were encoded with negative prompt {window['negative_prompt']!r}, "
+                         f"guidance.negative_prompt is {cfg.guidance.negative_prompt!r}: set guidance.negative_prompt to the "
+                         "shards' value or re-run `actavatar encode` with it")
 
 
 def audio_prefixes(arch: DiTConfig) -> tuple[str, ...]:
@@ -85,7 +102,10 @@ class Stage1Trainer:
         self.arch = dit_config(config.model)
         check_config(config, self.arch)
         # shards are checked before any model loads: a wrong path fails in seconds
-        check_shards(list_shards(config.data.shards), self.dist.world_size * max(config.data.num_workers, 1))
+        shards = list_shards(config.data.shards)
+        check_shards(shards, self.dist.world_size * max(config.data.num_workers, 1))
+        window = first_window(shards) if config.data.kind == "latents" else None
+        check_latent_window(config, window)
         self.audio_prefixes = audio_prefixes(self.arch)
         self.sharded = use_fsdp(config.parallel, self.dist.world_size)
         full_state = None
@@ -98,8 +118,10 @@ class Stage1Trainer:
         self.model = parallelize(dit, config.parallel, self.device, self.dist.world_size, full_state)
         self.conditioner = Conditioner(
             config.encoders, text_len=self.arch.text_len, vae_stride=self.arch.vae_stride, device=self.device,
-            need_media_encoders=config.data.kind == "media",
+            need_media_encoders=config.data.kind == "media", phase_routing=config.data.phase_routing,
+            negative_prompt=config.guidance.negative_prompt,
         )
+        self.contract = self.conditioning_contract(window)
         self.optimizer = build_optimizer(self.param_groups(), config.optim)
         self.scheduler = build_scheduler(self.optimizer, config.optim, config.steps)
         self.ema = EMA(self.model, config.ema) if config.ema.decay > 0 else None
@@ -125,7 +147,21 @@ class Stage1Trainer:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         return flow_loss(pred, target, weight, frame_mask), {}
 
+    def conditioning_contract(self, window: dict[str, Any] | None) -> ConditioningContract:
+        """What the exports record in conditioning.json (latent shards name the encoders they used)."""
+        window = window or {}
+        feature_hz = self.conditioner.feature_hz if self.conditioner.audio is not None else window.get("feature_hz", 50.0)
+        return training_contract(self.config, self.arch, feature_hz=feature_hz, sources=window.get("encoders"))
+
     # -- one step --------------------------------------------------------------------------
+
+    def drop_conditions(self, inputs: ModelInputs) -> ModelInputs:
+        """Guidance dropout (`guidance.*`): one uniform draw per sample from the seeded noise generator,
+        so an exact resume replays the same drops; off = no draw (the noise stream is unchanged)."""
+        if not self.config.guidance.enabled:
+            return inputs
+        drop_text, drop_audio = draw_drops(self.config.guidance, inputs.latents.shape[0], self.noise_rng)
+        return inputs.with_dropped(drop_text.to(self.device), drop_audio.to(self.device))
 
     def forward_backward_step(self, inputs: ModelInputs) -> tuple[torch.Tensor, dict[str, float]]:
         """Noise the latents, predict the velocity, backpropagate the loss; returns (loss, extras)."""
@@ -154,7 +190,7 @@ class Stage1Trainer:
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
-        inputs = self.conditioner(batch)
+        inputs = self.drop_conditions(self.conditioner(batch))
         self.optimizer.zero_grad(set_to_none=True)
         loss, extras = self.forward_backward_step(inputs)
         grad_norm = self._clip_gradients()
@@ -246,12 +282,13 @@ class Stage1Trainer:
         return metrics
 
     def export(self) -> None:
-        """OUT/final (and OUT/ema) as `save_dit` folders (collective under FSDP)."""
+        """OUT/final (and OUT/ema) as `save_dit` folders with conditioning.json (collective under FSDP)."""
         state = full_state_dict(self.model)
         state = {clean_name(k.removeprefix("module.")): v for k, v in state.items()}
-        export_dit(self.arch, state, self.out / "final", is_main=self.dist.is_main)
+        export_dit(self.arch, state, self.out / "final", is_main=self.dist.is_main, contract=self.contract)
         if self.ema is not None:
-            export_dit(self.arch, ema_full_state(state, self.ema.shadow, is_main=self.dist.is_main), self.out / "ema", is_main=self.dist.is_main)
+            ema_state = ema_full_state(state, self.ema.shadow, is_main=self.dist.is_main)
+            export_dit(self.arch, ema_state, self.out / "ema", is_main=self.dist.is_main, contract=self.contract)
 
     # -- resumable state -------------------------------------------------------------------
 

@@ -96,7 +96,6 @@ def test_i2v_checkpoint_concatenates_the_reference(tiny_models, inputs, tmp_path
     from train.pretrained import save_dit
 
     model = build_model(dataclasses.replace(FLAVORS["debug"](), in_channels=2 * 4 + 4))  # z=4 + mask 4 + cond 4
-    model.init_weights()
     save_dit(model, tmp_path / "i2v")
     with pytest.raises(FileNotFoundError, match="no vae for checkpoint"):
         resolve_checkpoint(SampleConfig(), tmp_path / "i2v")
@@ -107,3 +106,119 @@ def test_i2v_checkpoint_concatenates_the_reference(tiny_models, inputs, tmp_path
     assert sampler.mode == "i2v"
     frames, _ = sampler({"base": "x", "phases": []}, np.zeros((32, 32, 3), np.uint8), np.zeros(4000, np.float32), seed=0)
     assert frames.shape == (5, 32, 32, 3)
+
+
+def test_training_dropout_feeds_the_samplers_unconditional_inputs(tiny_models):
+    """The trainer's dropped conditions are the very tensors the sampler's guidance branches feed."""
+    import torch
+
+    from evaluation.sample import fit_audio
+    from train.conditioning import Conditioner, EncodersConfig
+
+    n, negative = 9, "blurry, static"
+    caption = {"base": "A puppet talks.", "phases": [{"start_s": 0.0, "end_s": 0.2, "text": "waves"},
+                                                      {"start_s": 0.2, "end_s": 0.36, "text": "nods"}]}
+    audio = fit_audio((0.1 * np.random.default_rng(1).standard_normal(6000)).astype(np.float32), n, 25.0)
+    sampler = AvatarSampler(resolve_checkpoint(SampleConfig(width=32, height=32, negative_prompt=negative), tiny_models))
+    branches = sampler.conditions(caption, audio, n)
+    encoders = EncodersConfig(text=str(tiny_models / "umt5"), vae=str(tiny_models / "vae"), audio=str(tiny_models / "wav2vec2"))
+    cond = Conditioner(encoders, text_len=sampler.dit.config.text_len, vae_stride=(4, 8, 8), device=torch.device("cpu"),
+                       negative_prompt=negative)
+    batch = {"num_frames": n, "fps": [25.0], "texts": [("A puppet talks.", "waves", "nods")], "spans": [[(0.0, 0.2), (0.2, 0.36)]],
+             "video": torch.zeros(1, 3, n, 32, 32), "audio": torch.from_numpy(audio)[None], "face_box": torch.full((1, 4), float("nan"))}
+    inputs = cond(batch)
+    for branch, (drop_text, drop_audio) in {"full": (False, False), "text": (False, True), "uncond": (True, True)}.items():
+        got = inputs.with_dropped(torch.tensor([drop_text]), torch.tensor([drop_audio]))
+        text, kw = branches[branch]
+        for name in ("tokens", "block_ids", "frame_phases"):
+            assert torch.equal(getattr(got, name), getattr(text, name)), (branch, name)
+        for name in ("audio", "audio_index", "audio_mask"):
+            assert torch.equal(getattr(got, name), kw[name]), (branch, name)
+    uncond = branches["uncond"][0]
+    assert uncond.block_ids.max() == 0 and not uncond.frame_phases[..., 1:].any() and not branches["uncond"][1]["audio"].any()
+    # the same DiT output as the sampler's former unconditional text: the negative prompt's own layout
+    from model.phase_layout import layout_from_annotation
+
+    from evaluation.prompt import annotation_for
+
+    former = sampler.text.encode_layouts([layout_from_annotation(annotation_for({"base": negative}, fps=25.0, num_frames=n))])
+    assert torch.equal(former.tokens, uncond.tokens) and torch.equal(former.block_ids, uncond.block_ids)
+    with torch.no_grad():  # off Wan's zero head, so the outputs depend on the text
+        for param in sampler.dit.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    x, t, kw = torch.randn(1, 4, 3, 4, 4), torch.tensor([500.0]), branches["uncond"][1]
+    a = sampler.dit(x, t, uncond.tokens, block_ids=uncond.block_ids, frame_phases=uncond.frame_phases, **kw)
+    b = sampler.dit(x, t, former.tokens, block_ids=former.block_ids, frame_phases=former.frame_phases, **kw)
+    assert torch.equal(a, b) and a.abs().sum() > 0
+
+
+def _with_contract(tiny_models, folder, **changes):
+    import shutil
+
+    from model.resize import PREPROCESSING
+    from train.contract import ConditioningContract, write_contract
+
+    shutil.copytree(tiny_models / "dit", folder)
+    values = dict(text_encoder=str(tiny_models / "umt5"), text_dim=32, text_len=64, max_base_tokens=8, max_phase_tokens=4,
+                  phase_routing="global", vae=str(tiny_models / "vae"), vae_z_dim=4, vae_stride=(4, 8, 8),
+                  audio_encoder=str(tiny_models / "wav2vec2"), audio_dim=32, audio_feature_hz=50.0, audio_context_s=0.08,
+                  fps=25.0, reference="none", image_preprocessing=PREPROCESSING, text_drop=0.1, audio_drop=0.1,
+                  both_drop=0.1, negative_prompt="blurry", audio_uncond="zeros", buckets=("9x32x32",))
+    write_contract(folder, ConditioningContract(**{**values, **changes}))
+    return folder
+
+
+def test_conditioning_json_sets_the_defaults(tiny_models, tmp_path, caplog):
+    ckpt = _with_contract(tiny_models, tmp_path / "ckpt")
+    cfg = resolve_checkpoint(SampleConfig(width=32, height=32, max_frames=5, sampler=SamplerConfig(steps=1, solver="euler")), ckpt)
+    # no encoders next to the copy: the recorded sources are used (they exist locally)
+    recorded = (str(tiny_models / "umt5"), str(tiny_models / "vae"), str(tiny_models / "wav2vec2"))
+    assert (cfg.text_encoder, cfg.vae, cfg.audio_encoder) == recorded
+    with caplog.at_level("WARNING"):
+        sampler = AvatarSampler(cfg)
+    assert not caplog.records
+    used = sampler.cfg
+    assert (used.max_base_tokens, used.max_phase_tokens, used.audio_context_s, used.negative_prompt, used.phase_routing) == (
+        8, 4, 0.08, "blurry", "global")
+    assert sampler.mode == "none" and sampler.text.max_base_tokens == 8  # reference "none": no image needed
+    caption = {"base": "x", "phases": [{"start_s": 0.0, "end_s": 0.04, "text": "y"}]}
+    frames, _ = sampler(caption, None, np.zeros(4000, np.float32), seed=0)
+    assert frames.shape == (5, 32, 32, 3)
+    text, _ = sampler.conditions(caption, np.zeros(3200, np.float32), 5)["full"]
+    assert text.frame_phases.all()  # global routing: every frame sees the phase that covers frame 0 only
+
+
+def test_explicit_settings_that_contradict_training_warn(tiny_models, tmp_path, caplog):
+    ckpt = _with_contract(tiny_models, tmp_path / "ckpt", text_drop=0.0, audio_drop=0.0, both_drop=0.0)
+    cfg = resolve_checkpoint(SampleConfig(width=32, height=32, max_base_tokens=16, negative_prompt="", reference="ti2v"), ckpt)
+    with caplog.at_level("WARNING", logger="evaluation"):
+        sampler = AvatarSampler(cfg)
+    messages = "\n".join(r.getMessage() for r in caplog.records)
+    assert "sample.max_base_tokens=16 differs from 8" in messages and "sample.negative_prompt='' differs from 'blurry'" in messages
+    assert "sample.reference='ti2v' differs from 'none'" in messages
+    # defaults text 5 / audio 4 on a checkpoint trained without dropout
+    assert "trained without dropping text and audio together" in messages and "trained without audio dropout" in messages
+    assert sampler.cfg.max_base_tokens == 16 and sampler.mode == "ti2v"  # explicit values win
+    caplog.clear()
+    guided_off = SamplerConfig(text=GuidanceConfig(scale=1.0), audio=GuidanceConfig(scale=1.0))
+    with caplog.at_level("WARNING", logger="evaluation"):
+        AvatarSampler(resolve_checkpoint(SampleConfig(width=32, height=32, sampler=guided_off), ckpt))
+    assert not caplog.records
+
+
+def test_without_conditioning_json_the_old_defaults_hold(tiny_models, caplog):
+    with caplog.at_level("WARNING", logger="evaluation"):
+        sampler = AvatarSampler(resolve_checkpoint(SampleConfig(width=32, height=32), tiny_models))
+    used = sampler.cfg
+    assert sampler.contract is None and not caplog.records
+    assert (used.max_base_tokens, used.max_phase_tokens, used.audio_context_s, used.negative_prompt, used.phase_routing) == (
+        256, 32, 0.04, "", "per_frame")
+    assert sampler.mode == "ti2v"  # auto: from the DiT's in_channels, as before
+
+
+def test_missing_recorded_encoders_fall_back_to_the_search(tiny_models, tmp_path):
+    ckpt = _with_contract(tiny_models, tmp_path / "ckpt", text_encoder=str(tmp_path / "gone"), vae="Org/not-cached-anywhere")
+    cfg = resolve_checkpoint(SampleConfig(), ckpt, encoders=tiny_models)
+    assert (cfg.text_encoder, cfg.vae) == (str(tiny_models / "umt5"), str(tiny_models / "vae"))
+    with pytest.raises(FileNotFoundError, match="no vae for checkpoint"):
+        resolve_checkpoint(SampleConfig(), ckpt)

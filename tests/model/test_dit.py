@@ -17,8 +17,7 @@ N_LAT, H, W, TOK = 5, 4, 4, 4
 
 def _model(**overrides):
     torch.manual_seed(0)
-    model = build_model(dataclasses.replace(FLAVORS["debug"](), **overrides))
-    model.init_weights()
+    model = build_model(dataclasses.replace(FLAVORS["debug"](), **overrides))  # Wan's init
     with torch.no_grad():  # move off Wan's zero head / zero audio outputs, as after some training
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)

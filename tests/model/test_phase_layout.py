@@ -33,6 +33,21 @@ def test_frame_phase_map_overlap_and_gaps():
     assert fmap[2].tolist() == [True, True, True]
 
 
+def test_global_routing_shows_every_phase_to_every_frame(make_annotation):
+    phases = [(0.0, 0.2), (0.36, 0.6)]
+    fmap = frame_phase_map(phases, num_latent=5, fps=25.0, routing="global")
+    assert fmap.shape == (5, 3) and fmap.all()
+    assert frame_phase_map([], num_latent=5, fps=25.0, routing="global").shape == (5, 1)
+    lay = layout_from_annotation(make_annotation([(0.0, 0.3, "raises hand"), (0.3, 0.68, "nods")]), routing="global")
+    assert lay.frame_phases.all()
+    # padding stays hidden: a global sample next to one with more phases keeps False columns past its own
+    text = collate_text_blocks([[torch.ones(2, 4), torch.ones(1, 4)], [torch.ones(1, 4)] * 3],
+                               [fmap[:, :2], frame_phase_map(phases, 5, 25.0, routing="global")])
+    assert text.frame_phases[0, :, 2].any().item() is False and text.frame_phases[1].all()
+    with pytest.raises(ValueError, match="phase_routing must be one of"):
+        frame_phase_map(phases, num_latent=5, fps=25.0, routing="everywhere")
+
+
 def test_layout_from_annotation(make_annotation):
     annotation = make_annotation
     lay = layout_from_annotation(annotation([(0.0, 0.3, "raises hand"), (0.3, 0.68, "nods")]))

@@ -33,7 +33,6 @@ def test_dit_config_round_trip():
 
 def test_save_and_load_dit(tmp_path):
     model = build_model(dataclasses.replace(FLAVORS["debug"](), alignment=AlignmentConfig(schedule="learned")))
-    model.init_weights()
     save_dit(model, tmp_path / "dit")
     loaded = load_dit(tmp_path / "dit")
     assert loaded.config == model.config

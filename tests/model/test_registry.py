@@ -42,3 +42,33 @@ def test_debug_flavour_runs_and_overrides():
     assert get_config("debug", num_layers=3).num_layers == 3
     with pytest.raises(ValueError, match="model.flavor.*'huge'"):
         get_config("huge")
+
+
+def test_build_model_applies_wan_init_unless_meta():
+    torch.manual_seed(3)
+    model = build_model(FLAVORS["debug"]())
+    # Wan's init, not PyTorch's default: zero head, zero audio outputs, unit norms, zero biases
+    assert not model.proj_out.weight.any() and not model.blocks[0].audio_attn.to_out.weight.any()
+    assert not model.blocks[0].ffn.proj_in.bias.any()  # PyTorch's default would be uniform, not zero
+    assert model.patch_embed.weight.abs().sum() > 0
+    # the same seed gives the same weights as building on meta and initialising by hand (no hidden second init)
+    torch.manual_seed(3)
+    by_hand = build_model(FLAVORS["debug"](), device="meta").to_empty(device="cpu")
+    by_hand.init_weights()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), by_hand.state_dict().values(), strict=True))
+    meta = build_model(FLAVORS["debug"](), device="meta")
+    assert all(p.is_meta for p in meta.parameters())
+
+
+def test_init_weights_sets_every_value_of_a_materialised_model():
+    import dataclasses
+
+    from model.alignment import AlignmentConfig
+
+    cfg = dataclasses.replace(FLAVORS["debug"](), image_dim=16, image_pos_embed_len=4, alignment=AlignmentConfig(schedule="learned"))
+    model = build_model(cfg, device="meta").to_empty(device="cpu")
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            t.fill_(float("nan"))
+    model.init_weights()
+    assert [n for n, t in (*model.named_parameters(), *model.named_buffers()) if torch.isnan(t).any()] == []
