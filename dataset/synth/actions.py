@@ -34,6 +34,7 @@ _MIN_SAT = 140
 _MIN_VAL = 22  # low: a fade darkens the puppet but keeps its hues
 _MIN_TORSO_FRACTION = 0.01  # of the frame area
 _REST_TOL = 0.09  # W units: an arm this close to its rest pose is at rest
+_REST_TOL_PX = 2.6  # ... or this many pixels: in 64 px H.264 clips a resting glove jitters by ~2 px
 _SPLIT_TOL = 0.6  # W units: an arm passing this close to rest between two phases ends a run
 _HEAD_MOTION_MIN = 0.45  # quadrature magnitude (1.0 = the drawn amplitude) for nod / shake
 _TILT_MIN_DEG = 4.5
@@ -72,6 +73,20 @@ def _blob_near(mask: np.ndarray, target: tuple[float, float], min_area: float) -
     return float(centroids[best, 0]), float(centroids[best, 1])
 
 
+def _fill(hsv: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Shirt or glove pixels inside each component's box (`stats` rows of connectedComponentsWithStats).
+
+    A hand in front of the chest (pointing) notches the shirt, and in small H.264 clips the glove's
+    blurred rim notches it further: for the shape test a glove counts as torso. (The box itself,
+    which gives position and scale, stays the shirt's own.)
+    """
+    cover = _mask(hsv, _COLOURS["shirt"]) | _mask(hsv, _COLOURS["rglove"]) | _mask(hsv, _COLOURS["lglove"])
+    total = cv2.integral((cover > 0).astype(np.uint8))  # (h + 1, w + 1) summed-area table
+    x0, y0 = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    x1, y1 = x0 + stats[:, cv2.CC_STAT_WIDTH], y0 + stats[:, cv2.CC_STAT_HEIGHT]
+    return (total[y1, x1] - total[y0, x1] - total[y1, x0] + total[y0, x0]).astype(np.float64)
+
+
 def _find_torso(hsv: np.ndarray) -> tuple[float, float, float] | None:
     """(neck x, neck y, shoulder width) in pixels of the puppet to read, or None."""
     h, w = hsv.shape[:2]
@@ -79,7 +94,7 @@ def _find_torso(hsv: np.ndarray) -> tuple[float, float, float] | None:
     areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
     # A torso is a filled, upright block below the head (not, say, blue sky): check its shape.
     boxes = stats[1:, cv2.CC_STAT_WIDTH].astype(np.float64) * stats[1:, cv2.CC_STAT_HEIGHT]
-    torso_like = ((areas >= _MIN_TORSO_FRACTION * h * w) & (areas >= 0.75 * boxes)
+    torso_like = ((areas >= _MIN_TORSO_FRACTION * h * w) & (_fill(hsv, stats[1:]) >= 0.75 * boxes)
                   & (stats[1:, cv2.CC_STAT_HEIGHT] >= 0.6 * stats[1:, cv2.CC_STAT_WIDTH])
                   & (stats[1:, cv2.CC_STAT_TOP] >= 0.5 * stats[1:, cv2.CC_STAT_WIDTH]))
     areas = np.where(torso_like, areas, 0.0)
@@ -159,12 +174,12 @@ def _arm_zone(rh: np.ndarray, lh: np.ndarray) -> str | None:
     return None
 
 
-def _label_arm_runs(labels: list[str], rh: np.ndarray, lh: np.ndarray, found: np.ndarray) -> None:
+def _label_arm_runs(labels: list[str], rh: np.ndarray, lh: np.ndarray, found: np.ndarray, rest_tol: np.ndarray) -> None:
     r_rest = np.array(rig.REST[1])
     l_rest = np.array((-rig.REST[1][0], rig.REST[1][1]))
     dist = np.fmax(np.hypot(*(rh - r_rest).T), np.hypot(*(lh - l_rest).T))  # NaN only if both are
     dist = np.where(found & np.isfinite(dist), dist, 0.0)
-    active = dist > _REST_TOL
+    active = dist > rest_tol
     t, n = 0, len(labels)
     while t < n:
         if not active[t]:
@@ -255,7 +270,9 @@ def classify_poses(poses: np.ndarray, fps: float = 25.0) -> list[str]:
         elif mag[0][t] > _HEAD_MOTION_MIN:
             labels[t] = "shake_head"
     # 2. Arms override the head: the puppet never moves its head while acting with an arm.
-    _label_arm_runs(labels, rh, lh, found)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rest_tol = np.fmax(_REST_TOL, _REST_TOL_PX / poses[:, 1])  # NaN scale (no puppet) -> _REST_TOL
+    _label_arm_runs(labels, rh, lh, found, rest_tol)
     return labels
 
 

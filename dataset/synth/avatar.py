@@ -49,7 +49,8 @@ class PuppetRenderer:
     def __init__(self) -> None:
         self._sprite = _load_face_sprite()
 
-    def draw(self, canvas: np.ndarray, anchor: tuple[float, float], scale: float, pose: rig.Pose) -> None:
+    def draw(self, canvas: np.ndarray, anchor: tuple[float, float], scale: float, pose: rig.Pose, *,
+             glove_scale: float = 1.0, point_glove_scale: float = rig.POINT_GLOVE_SCALE) -> None:
         """Draw one puppet.
 
         Args:
@@ -57,6 +58,9 @@ class PuppetRenderer:
             anchor: pixel position of the neck base (middle of the shoulder line).
             scale: shoulder width in pixels (the rig's unit W).
             pose: what the puppet does in this frame.
+            glove_scale: glove radius relative to `rig.GLOVE_RADIUS` (bigger gloves keep their colour
+                through 4:2:0 chroma in very small clips).
+            point_glove_scale: extra factor on the pointing hand (it is nearer the camera).
         """
         ax, ay = anchor
 
@@ -87,9 +91,10 @@ class PuppetRenderer:
         if pose.pointing:
             self._line(canvas, px(pose.right_elbow), px(pose.right_hand), rig.SLEEVE_RGB, thick)
         # 5. Gloves last: nothing ever covers a hand, so the reader always sees both.
-        right_r = rig.GLOVE_RADIUS * scale * (rig.POINT_GLOVE_SCALE if pose.pointing else 1.0)
+        glove_r = rig.GLOVE_RADIUS * scale * glove_scale
+        right_r = glove_r * (point_glove_scale if pose.pointing else 1.0)
         cv2.circle(canvas, px(pose.right_hand), _fx(right_r), rig.RIGHT_GLOVE_RGB, -1, cv2.LINE_AA, _SHIFT)
-        cv2.circle(canvas, px(pose.left_hand), _fx(rig.GLOVE_RADIUS * scale), rig.LEFT_GLOVE_RGB, -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(canvas, px(pose.left_hand), _fx(glove_r), rig.LEFT_GLOVE_RGB, -1, cv2.LINE_AA, _SHIFT)
 
     @staticmethod
     def _line(canvas: np.ndarray, a: tuple[int, int], b: tuple[int, int], color: tuple[int, int, int], thick: int) -> None:

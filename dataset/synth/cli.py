@@ -2,6 +2,7 @@
 
     actavatar synth --out OUT --videos 10 --seed 0
     actavatar synth --out OUT --videos 2 --min-duration 8 --max-duration 12 --resolutions 320x180
+    actavatar synth --out OUT --videos 40 --profile mechanism --resolutions 320x180   # benchmark corpus
     actavatar synth --config configs/synth.yaml --out OUT crf=23   # YAML, then key=value, then flags
     python -m dataset.synth.cli --out OUT ...                      # the same without the console script
 
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataset.command import standalone_main
 
 # flag dest -> SynthConfig key; flags default to None so only the ones given override YAML.
-_FLAGS = ("out", "videos", "seed", "min_duration", "max_duration", "resolutions", "workers", "crf", "preset")
+_FLAGS = ("out", "videos", "seed", "min_duration", "max_duration", "resolutions", "workers", "crf", "preset", "profile")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -54,6 +55,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="parallel render processes (default 0: one per CPU)")
     parser.add_argument("--crf", type=int, help="x264 quality, lower is better (default 21)")
     parser.add_argument("--preset", help="x264 speed preset (default superfast)")
+    parser.add_argument("--profile", choices=("default", "mechanism"),
+                        help="default: varied corpus (negatives, textures, fades, VFR, head and arm actions); "
+                             "mechanism: the benchmark corpus of `actavatar bench mechanism` (talking shots on plain "
+                             "walls, 25 fps, the five arm actions only, balanced, 1-2 s each)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing synthetic corpus in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--config", help="YAML file with SynthConfig values (flags and key=value win over it)")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dataset.atomic import atomic_open, atomic_write_bytes
+from dataset.synth.plan import PROFILES
 
 _RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
 _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
@@ -34,6 +35,10 @@ class SynthConfig:
         workers: processes rendering videos in parallel (0: one per CPU, at most `videos`).
         crf, preset: x264 quality and speed.
         overwrite: replace an existing corpus in `out` (only its synth files are touched).
+        profile: "default" (varied: negatives, textured walls, fades, several frame and sample
+            rates, head and arm actions) or "mechanism" (the `actavatar bench mechanism` corpus:
+            talking shots only on plain grey walls, hard cuts, 25 fps / 16 kHz, the five arm
+            actions only, balanced, 1-2 s each, idle gaps of 0.6-1.2 s between some of them).
     """
 
     out: str
@@ -46,6 +51,7 @@ class SynthConfig:
     crf: int = 21
     preset: str = "superfast"
     overwrite: bool = False
+    profile: str = "default"
 
     def __post_init__(self) -> None:
         if not str(self.out).strip():
@@ -62,6 +68,8 @@ class SynthConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in [0, 51], got {self.crf}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
         if self.preset not in _PRESETS:
             raise ValueError(f"preset must be one of {', '.join(_PRESETS)}, got {self.preset!r}")
         self.resolution_list()  # validates
@@ -107,11 +115,14 @@ def _render_one(cfg: SynthConfig, index: int) -> dict[str, Any]:
         cv2.setNumThreads(1)  # parallelism comes from worker processes
         _WORKER["renderer"], _WORKER["synth"] = PuppetRenderer(), WordSynth()
     plan = plan_video(cfg.seed, index, min_duration=cfg.min_duration, max_duration=cfg.max_duration,
-                      resolutions=cfg.resolution_list())
+                      resolutions=cfg.resolution_list(), profile=cfg.profile)
     rel = f"raw/{plan.video_id}.mp4"
     with atomic_open(Path(cfg.out) / rel) as handle:
         audios = render_video(plan, handle, _WORKER["renderer"], _WORKER["synth"], crf=cfg.crf, preset=cfg.preset)
-    return build_record(plan, audios, seed=cfg.seed, file=rel)
+    record = build_record(plan, audios, seed=cfg.seed, file=rel)
+    if cfg.profile != "default":  # default records stay as they were
+        record["profile"] = cfg.profile
+    return record
 
 
 def _prepare(cfg: SynthConfig) -> Path:

@@ -26,6 +26,13 @@ _VFR_TICKS = (20, 24, 30)  # frame durations of 1/30, 1/25 and 1/20 s
 MIN_SHOT_S = 2.5
 MIN_PHASE_S = 0.5
 FADE_S = 0.4  # each side of a fade through black
+PROFILES = ("default", "mechanism")
+# The mechanism profile (the `actavatar bench mechanism` corpus): timing control, not visual variety.
+MECHANISM_ACTION_S = (1.0, 2.0)  # each arm action
+MECHANISM_IDLE_S = (0.6, 1.2)  # idle gaps between actions
+MECHANISM_IDLE_PROB = 0.5  # chance of an idle gap after an action (else the next action follows)
+MECHANISM_SHOT_S = 8.0  # mean shot length: long shots keep more frames after trimming
+MECHANISM_GREYS = (96, 128, 160, 192)  # plain backgrounds; consecutive shots differ (cuts stay visible)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,7 @@ class ShotPlan:
     seed: int
     phases: tuple[Phase, ...]
     scene_image: str | None = None
+    plain_grey: int | None = None  # a uniform background of this grey level instead of the studio wall
 
     @property
     def num_avatars(self) -> int:
@@ -65,6 +73,7 @@ class VideoPlan:
     vfr: bool
     sample_rate: int
     shots: tuple[ShotPlan, ...]
+    profile: str = "default"  # see PROFILES
 
     @property
     def num_frames(self) -> int:
@@ -143,9 +152,93 @@ def schedule_phases(rng: np.random.Generator, times_s: np.ndarray, start: int, e
     return tuple(phases)
 
 
+class ActionBag:
+    """Draws arm actions so that each appears equally often: a shuffled round of all of them, then
+    the next round, never the same action twice in a row (balance across a corpus without counting)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng, self.pending, self.last = rng, [], None
+
+    def draw(self) -> str:
+        if not self.pending:
+            self.pending = [str(a) for a in self.rng.permutation(rig.ARM_ACTIONS)]
+            if self.pending[0] == self.last:  # rounds join without a repeat
+                self.pending.append(self.pending.pop(0))
+        self.last = self.pending.pop(0)
+        return self.last
+
+
+def schedule_arm_phases(rng: np.random.Generator, times_s: np.ndarray, start: int, end: int,
+                        bag: ActionBag) -> tuple[Phase, ...]:
+    """Mechanism profile: cover frames [start, end) with arm actions of MECHANISM_ACTION_S seconds,
+    sometimes separated by idle gaps of MECHANISM_IDLE_S; the shot opens and closes with idle."""
+    t0, t_end = times_s[start], times_s[end]
+    cuts: list[tuple[float, str]] = [(t0, "idle")]
+    t = t0 + rng.uniform(*MECHANISM_IDLE_S)
+    while True:
+        length = rng.uniform(*MECHANISM_ACTION_S)
+        if t + length > t_end - MIN_PHASE_S:
+            break
+        cuts.append((t, bag.draw()))
+        t += length
+        if rng.random() < MECHANISM_IDLE_PROB:
+            gap = rng.uniform(*MECHANISM_IDLE_S)
+            if t + gap > t_end - MIN_PHASE_S:
+                break  # the closing idle covers the rest (at least MIN_PHASE_S)
+            cuts.append((t, "idle"))
+            t += gap
+    cuts.append((t, "idle"))
+    bounds = [int(np.searchsorted(times_s, c, side="left")) for c, _ in cuts] + [end]
+    phases: list[Phase] = []
+    for (_, label), a, b in zip(cuts, bounds[:-1], bounds[1:]):
+        b = min(b, end)
+        if b <= a:
+            continue
+        if phases and phases[-1].label == label:  # idle after a closing gap: merge
+            phases[-1] = Phase(phases[-1].start_frame, b, label)
+            continue
+        phases.append(Phase(a, b, label))
+    return tuple(phases)
+
+
+def _plan_mechanism(seed: int, index: int, *, min_duration: float, max_duration: float,
+                    resolutions: tuple[tuple[int, int], ...]) -> VideoPlan:
+    """Mechanism profile: talking shots only (one puppet, speech), plain grey backgrounds, hard cuts,
+    25 fps and 16 kHz, arm actions only (balanced), 1-2 s each."""
+    rng = np.random.default_rng([seed, index, 1])
+    width, height = resolutions[index % len(resolutions)]
+    rate, time_base, pts = _timeline("25", float(rng.uniform(min_duration, max_duration)), rng)
+    times = pts.astype(np.float64) * float(time_base)
+    count = max(1, min(int(round(times[-1] / MECHANISM_SHOT_S)), int(times[-1] // MIN_SHOT_S)))
+    weights = rng.uniform(0.8, 1.2, size=count)
+    spare = times[-1] - count * MIN_SHOT_S
+    edges = np.concatenate([[0.0], np.cumsum(MIN_SHOT_S + spare * weights / weights.sum())])
+    frame_edges = [int(np.searchsorted(times, e, side="left")) for e in edges[:-1]] + [pts.size - 1]
+    bag = ActionBag(np.random.default_rng([seed, index, 2]))
+    shots, grey = [], None
+    for i in range(count):
+        start, end = frame_edges[i], frame_edges[i + 1]
+        shot_seed = int(rng.integers(2**31))
+        grey = int(rng.choice([g for g in MECHANISM_GREYS if g != grey]))
+        shots.append(ShotPlan(
+            kind="talk", start_frame=start, end_frame=end, transition="start" if i == 0 else "cut",
+            fade_in=0, fade_out=0, seed=shot_seed,
+            phases=schedule_arm_phases(np.random.default_rng(shot_seed), times, start, end, bag),
+            plain_grey=grey,
+        ))
+    return VideoPlan(index=index, video_id=f"synth_{index:05d}", width=width, height=height, rate=rate,
+                     time_base=time_base, pts=pts, vfr=False, sample_rate=16000, shots=tuple(shots),
+                     profile="mechanism")
+
+
 def plan_video(seed: int, index: int, *, min_duration: float, max_duration: float,
-               resolutions: tuple[tuple[int, int], ...]) -> VideoPlan:
-    """The complete plan of raw video `index` of the corpus with `seed`."""
+               resolutions: tuple[tuple[int, int], ...], profile: str = "default") -> VideoPlan:
+    """The complete plan of raw video `index` of the corpus with `seed` (and `profile`, see PROFILES)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if profile == "mechanism":
+        return _plan_mechanism(seed, index, min_duration=min_duration, max_duration=max_duration,
+                               resolutions=resolutions)
     rng = np.random.default_rng([seed, index])
     width, height = resolutions[index % len(resolutions)]
     duration = float(rng.uniform(min_duration, max_duration))

@@ -17,6 +17,11 @@ from dataset.synth.video_writer import RawVideoWriter
 
 _SINGLE_SCALE = 1.0 / 2.66  # shoulder width / frame height that fits raised hands and resting gloves
 _TWO_SCALE = 0.9 * _SINGLE_SCALE
+# Mechanism profile: the clips are cut to 64 px squares of the full frame height, so leave a margin
+# round every reach (raised gloves, the waving hand at 1.5 W) and draw gloves bigger: at 64 px a
+# glove of the default size loses its colour to 4:2:0 chroma and H.264.
+_MECHANISM_SCALE = 1.0 / 3.3
+_MECHANISM_GLOVE_SCALE = 1.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +54,16 @@ def shot_audio(shot: ShotPlan, n_samples: int, sample_rate: int, synth: WordSynt
     return ShotAudio(np.zeros(n_samples, np.float32), "silence", None)
 
 
-def _layout(shot: ShotPlan, width: int, height: int, rng: np.random.Generator) -> list[tuple[float, float, float]]:
+def _layout(shot: ShotPlan, width: int, height: int, rng: np.random.Generator,
+            profile: str = "default") -> list[tuple[float, float, float]]:
     """(neck x, neck y, shoulder width) in pixels for each puppet of the shot."""
     if shot.num_avatars == 0:
         return []
+    if profile == "mechanism":  # centred with a margin on every side (see _MECHANISM_SCALE)
+        scale = _MECHANISM_SCALE * height * rng.uniform(0.97, 1.0)
+        reach_up, reach_down = rig.TOP_EXTENT + 0.1, rig.BOTTOM_EXTENT + 0.1
+        y = (height - (reach_up + reach_down) * scale) / 2 + reach_up * scale
+        return [(width / 2 + rng.uniform(-0.3, 0.3) * scale, y, scale)]
     if shot.num_avatars == 2:
         scale = _TWO_SCALE * height
         y = height * 0.02 + rig.TOP_EXTENT * scale + rng.uniform(0, 0.04) * height
@@ -113,10 +124,14 @@ def render_video(plan: VideoPlan, out: BinaryIO | str | Path, renderer: PuppetRe
             local = times[shot.start_frame:shot.end_frame + 1] - shot_t0
             mouth = (mouth_envelope(audio.speech.samples, plan.sample_rate, local[:-1], local[-1])
                      if audio.speech is not None else np.zeros(local.size - 1))
-            puppets = _layout(shot, plan.width, plan.height, rng)
+            puppets = _layout(shot, plan.width, plan.height, rng, plan.profile)
+            gloves = ({"glove_scale": _MECHANISM_GLOVE_SCALE, "point_glove_scale": 1.0} if plan.profile == "mechanism"
+                      else {})
             sway = rng.uniform(0, 2 * math.pi, size=2)
             if shot.kind == "scene":
                 pan = scenes.PanningScene(shot.scene_image or scenes.SCENE_IMAGES[0], plan.height, plan.width, rng)
+            elif shot.plain_grey is not None:
+                background = np.full((plan.height, plan.width, 3), shot.plain_grey, np.uint8)
             else:
                 background = scenes.studio_background(rng, plan.height, plan.width)
             phase_of = _phase_index(shot)
@@ -136,7 +151,7 @@ def render_video(plan: VideoPlan, out: BinaryIO | str | Path, renderer: PuppetRe
                                            mouth=float(mouth[i]) if k == 0 else 0.0)
                         dx = 0.012 * scale * math.sin(2 * math.pi * 0.23 * t_mid + sway[0])
                         dy = 0.006 * scale * math.sin(2 * math.pi * 0.31 * t_mid + sway[1])
-                        renderer.draw(frame, (x + dx, y + dy), scale, pose)
+                        renderer.draw(frame, (x + dx, y + dy), scale, pose, **gloves)
                 if gains[frame_index] < 1.0:
                     frame = (frame.astype(np.float32) * gains[frame_index] + 0.5).astype(np.uint8)
                 writer.write(frame, int(plan.pts[frame_index]))

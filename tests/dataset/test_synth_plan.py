@@ -116,3 +116,68 @@ def test_reader_input_contract() -> None:
     with pytest.raises(ValueError, match="uint8"):
         detect_actions([np.zeros((8, 8), np.uint8)])
     assert detect_actions(np.zeros((0, 8, 8, 3), np.uint8)) == []
+
+
+def test_mechanism_profile_plans_talking_shots_with_balanced_arm_actions() -> None:
+    plans = [plan_video(5, i, min_duration=28, max_duration=34, resolutions=((320, 180),), profile="mechanism")
+             for i in range(12)]
+    counts = dict.fromkeys(rig.ARM_ACTIONS, 0)
+    for p in plans:
+        assert p.profile == "mechanism" and not p.vfr and str(p.rate) == "25" and p.sample_rate == 16000
+        assert {s.kind for s in p.shots} == {"talk"} and {s.transition for s in p.shots[1:]} == {"cut"}
+        assert all(s.fade_in == s.fade_out == 0 for s in p.shots)
+        greys = [s.plain_grey for s in p.shots]
+        assert all(g is not None for g in greys) and all(a != b for a, b in zip(greys, greys[1:]))  # cuts stay visible
+        t = p.times_s
+        for shot in p.shots:
+            assert shot.phases[0].start_frame == shot.start_frame and shot.phases[-1].end_frame == shot.end_frame
+            assert shot.phases[0].label == shot.phases[-1].label == "idle"
+            for a, b in zip(shot.phases, shot.phases[1:]):
+                assert a.end_frame == b.start_frame and a.label != b.label
+            for ph in shot.phases:
+                seconds = t[ph.end_frame] - t[ph.start_frame]
+                assert ph.label == "idle" or ph.label in rig.ARM_ACTIONS
+                if ph.label != "idle":
+                    assert 1.0 - 0.04 <= seconds <= 2.0 + 0.04  # one frame of rounding each side
+                    counts[ph.label] += 1
+    # an action bag per video: every action appears equally often, up to one per video
+    assert min(counts.values()) >= max(counts.values()) - len(plans), counts
+    assert min(counts.values()) >= 20
+
+
+def test_mechanism_profile_is_reproducible_and_leaves_the_default_alone() -> None:
+    kw = dict(min_duration=10, max_duration=12, resolutions=RES)
+    assert plan_video(2, 1, **kw, profile="mechanism").shots == plan_video(2, 1, **kw, profile="mechanism").shots
+    a, b = plan_video(2, 1, **kw), plan_video(2, 1, **kw, profile="default")
+    assert a.shots == b.shots and np.array_equal(a.pts, b.pts) and b.profile == "default"
+    with pytest.raises(ValueError, match="profile must be one of"):
+        plan_video(2, 1, **kw, profile="fancy")
+    with pytest.raises(ValueError, match="profile must be one of default, mechanism, got 'fancy'"):
+        SynthConfig(out="x", profile="fancy")
+
+
+def test_reader_labels_mechanism_renders_at_64_px() -> None:
+    """The mechanism profile's framing and big gloves read back at the benchmark's 64 px after H.264."""
+    import io
+
+    import av
+    import cv2
+
+    from dataset.media import encode_mp4
+
+    renderer = PuppetRenderer()
+    h, w = 180, 320
+    scale = h / 3.3
+    reach_up, reach_down = rig.TOP_EXTENT + 0.1, rig.BOTTOM_EXTENT + 0.1
+    neck = (w / 2, (h - (reach_up + reach_down) * scale) / 2 + reach_up * scale)
+    for label in ("idle", *rig.ARM_ACTIONS):
+        frames = []
+        for t in np.linspace(0.0, 1.5, 38):
+            frame = np.full((h, w, 3), 128, np.uint8)
+            renderer.draw(frame, neck, scale, rig.pose_at(label, t, 1.5), glove_scale=1.6, point_glove_scale=1.0)
+            x0 = int(neck[0] - h / 2)
+            frames.append(cv2.resize(frame[:, x0:x0 + h], (64, 64), interpolation=cv2.INTER_AREA))
+        with av.open(io.BytesIO(encode_mp4(np.stack(frames), fps=25, crf=20))) as container:
+            small = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        labels = detect_actions(small)
+        assert labels[8:30] == [label] * 22, (label, labels)
