@@ -38,6 +38,10 @@ _REST_TOL_PX = 2.6  # ... or this many pixels: in 64 px H.264 clips a resting gl
 _SPLIT_TOL = 0.6  # W units: an arm passing this close to rest between two phases ends a run
 _HEAD_MOTION_MIN = 0.45  # quadrature magnitude (1.0 = the drawn amplitude) for nod / shake
 _TILT_MIN_DEG = 4.5
+# Pixel floors for tiny clips (64 px): ear-cup centroids jitter by about a pixel there, which is a
+# tilt of several degrees and the whole amplitude of a nod; motion below these is not read as one.
+_TILT_MIN_PX = 3.0  # vertical offset between the ear cups
+_HEAD_NOISE_PX = 2.5  # head displacement
 
 # Feature columns of `read_poses` (positions in pixels of the working resolution).
 FEATURES = ("found", "scale", "cx", "cy", "rhx", "rhy", "lhx", "lhy", "hx", "hy", "angle")
@@ -259,11 +263,15 @@ def classify_poses(poses: np.ndarray, fps: float = 25.0) -> list[str]:
             head[a:b] = np.where(np.isfinite(block), (block - _running_median(block, half)) / scale, 0.0)
     vel = np.zeros_like(head)
     vel[1:-1] = (head[2:] - head[:-2]) * (fps / 2.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        noise = _HEAD_NOISE_PX / poses[:, 1]  # W units; NaN without a puppet
+        cup_offset_px = np.abs(np.sin(np.radians(angle))) * 2 * rig.CUP_OFFSET[0] * poses[:, 1]
     mag = []
     for axis, amp, hz in ((0, rig.SHAKE_AMPLITUDE, rig.SHAKE_HZ), (1, rig.NOD_AMPLITUDE, rig.NOD_HZ)):
+        amp = np.fmax(amp, noise)  # a pixel of jitter is not a nod
         mag.append(np.hypot(head[:, axis] / amp, vel[:, axis] / (amp * 2 * np.pi * hz)))
     for t in np.flatnonzero(found):
-        if np.isfinite(angle[t]) and abs(angle[t]) > _TILT_MIN_DEG:
+        if np.isfinite(angle[t]) and abs(angle[t]) > _TILT_MIN_DEG and cup_offset_px[t] >= _TILT_MIN_PX:
             labels[t] = "tilt_head"
         elif mag[1][t] > _HEAD_MOTION_MIN and mag[1][t] >= mag[0][t]:
             labels[t] = "nod"

@@ -50,7 +50,8 @@ class PuppetRenderer:
         self._sprite = _load_face_sprite()
 
     def draw(self, canvas: np.ndarray, anchor: tuple[float, float], scale: float, pose: rig.Pose, *,
-             glove_scale: float = 1.0, point_glove_scale: float = rig.POINT_GLOVE_SCALE) -> None:
+             glove_scale: float = 1.0, point_glove_scale: float = rig.POINT_GLOVE_SCALE, arm_scale: float = 1.0,
+             sleeve_rgb: tuple[int, int, int] = rig.SLEEVE_RGB) -> None:
         """Draw one puppet.
 
         Args:
@@ -61,21 +62,23 @@ class PuppetRenderer:
             glove_scale: glove radius relative to `rig.GLOVE_RADIUS` (bigger gloves keep their colour
                 through 4:2:0 chroma in very small clips).
             point_glove_scale: extra factor on the pointing hand (it is nearer the camera).
+            arm_scale: arm thickness relative to `rig.ARM_THICKNESS`.
+            sleeve_rgb: sleeve colour (keep it desaturated: the reader's colour masks must not see it).
         """
         ax, ay = anchor
 
         def px(p: tuple[float, float]) -> tuple[int, int]:
             return _fx(ax + scale * p[0]), _fx(ay + scale * p[1])
 
-        thick = max(1, int(round(rig.ARM_THICKNESS * scale)))
+        thick = max(1, int(round(rig.ARM_THICKNESS * arm_scale * scale)))
         arms = (
             (rig.SHOULDER, pose.right_elbow, pose.right_hand),
             ((-rig.SHOULDER[0], rig.SHOULDER[1]), pose.left_elbow, pose.left_hand),
         )
         # 1. Arms behind the torso: their roots disappear under the shoulders like real arms.
         for shoulder, elbow, hand in arms:
-            self._line(canvas, px(shoulder), px(elbow), rig.SLEEVE_RGB, thick)
-            self._line(canvas, px(elbow), px(hand), rig.SLEEVE_RGB, thick)
+            self._line(canvas, px(shoulder), px(elbow), sleeve_rgb, thick)
+            self._line(canvas, px(elbow), px(hand), sleeve_rgb, thick)
         # 2. Torso, neckline and neck.
         cv2.fillPoly(canvas, [np.array([px(p) for p in rig.TORSO], np.int32)], rig.SHIRT_RGB, cv2.LINE_AA, _SHIFT)
         neckline = np.array([px((-0.10, -0.01)), px((0.10, -0.01)), px((0.0, 0.14))], np.int32)
@@ -89,7 +92,7 @@ class PuppetRenderer:
         self._draw_headphones(canvas, head, scale, pose.head_angle)
         # 4. A pointing forearm comes towards the camera, in front of the torso.
         if pose.pointing:
-            self._line(canvas, px(pose.right_elbow), px(pose.right_hand), rig.SLEEVE_RGB, thick)
+            self._line(canvas, px(pose.right_elbow), px(pose.right_hand), sleeve_rgb, thick)
         # 5. Gloves last: nothing ever covers a hand, so the reader always sees both.
         glove_r = rig.GLOVE_RADIUS * scale * glove_scale
         right_r = glove_r * (point_glove_scale if pose.pointing else 1.0)

@@ -32,7 +32,7 @@ MECHANISM_ACTION_S = (1.0, 2.0)  # each arm action
 MECHANISM_IDLE_S = (0.6, 1.2)  # idle gaps between actions
 MECHANISM_IDLE_PROB = 0.5  # chance of an idle gap after an action (else the next action follows)
 MECHANISM_SHOT_S = 8.0  # mean shot length: long shots keep more frames after trimming
-MECHANISM_GREYS = (96, 128, 160, 192)  # plain backgrounds; consecutive shots differ (cuts stay visible)
+MECHANISM_GREYS = (80, 104, 128, 152)  # plain backgrounds, darker than the light sleeves; consecutive shots differ
 
 
 @dataclass(frozen=True, slots=True)

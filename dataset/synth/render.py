@@ -18,10 +18,19 @@ from dataset.synth.video_writer import RawVideoWriter
 _SINGLE_SCALE = 1.0 / 2.66  # shoulder width / frame height that fits raised hands and resting gloves
 _TWO_SCALE = 0.9 * _SINGLE_SCALE
 # Mechanism profile: the clips are cut to 64 px squares of the full frame height, so leave a margin
-# round every reach (raised gloves, the waving hand at 1.5 W) and draw gloves bigger: at 64 px a
-# glove of the default size loses its colour to 4:2:0 chroma and H.264.
-_MECHANISM_SCALE = 1.0 / 3.3
-_MECHANISM_GLOVE_SCALE = 1.6
+# round every reach (raised gloves, the waving hand at 1.5 W); draw gloves bigger (at 64 px a glove
+# of the default size loses its colour to 4:2:0 chroma and H.264) and arms thick and light (a thin
+# grey sleeve on a grey wall is the last thing a small VAE learns to reconstruct, so the pose would
+# be lost before the DiT ever sees it; dark sleeves would not do: glove chroma bleeding into dark
+# pixels reads as highly saturated glove and drags the reader's glove centroids along the arm).
+_MECHANISM_SCALE = 1.0 / 3.4
+MECHANISM_LOOK = {"glove_scale": 2.0, "point_glove_scale": 1.0, "arm_scale": 1.8, "sleeve_rgb": (222, 222, 228)}
+
+
+def mechanism_reach(margin: float = 0.12) -> tuple[float, float]:
+    """(above, below) the neck in W units that a mechanism-profile puppet can reach, gloves included."""
+    extra = (MECHANISM_LOOK["glove_scale"] - 1.0) * rig.GLOVE_RADIUS  # TOP/BOTTOM_EXTENT hold a default glove
+    return rig.TOP_EXTENT + extra + margin, rig.BOTTOM_EXTENT + extra + margin
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +70,7 @@ def _layout(shot: ShotPlan, width: int, height: int, rng: np.random.Generator,
         return []
     if profile == "mechanism":  # centred with a margin on every side (see _MECHANISM_SCALE)
         scale = _MECHANISM_SCALE * height * rng.uniform(0.97, 1.0)
-        reach_up, reach_down = rig.TOP_EXTENT + 0.1, rig.BOTTOM_EXTENT + 0.1
+        reach_up, reach_down = mechanism_reach()
         y = (height - (reach_up + reach_down) * scale) / 2 + reach_up * scale
         return [(width / 2 + rng.uniform(-0.3, 0.3) * scale, y, scale)]
     if shot.num_avatars == 2:
@@ -125,8 +134,7 @@ def render_video(plan: VideoPlan, out: BinaryIO | str | Path, renderer: PuppetRe
             mouth = (mouth_envelope(audio.speech.samples, plan.sample_rate, local[:-1], local[-1])
                      if audio.speech is not None else np.zeros(local.size - 1))
             puppets = _layout(shot, plan.width, plan.height, rng, plan.profile)
-            gloves = ({"glove_scale": _MECHANISM_GLOVE_SCALE, "point_glove_scale": 1.0} if plan.profile == "mechanism"
-                      else {})
+            look = MECHANISM_LOOK if plan.profile == "mechanism" else {}
             sway = rng.uniform(0, 2 * math.pi, size=2)
             if shot.kind == "scene":
                 pan = scenes.PanningScene(shot.scene_image or scenes.SCENE_IMAGES[0], plan.height, plan.width, rng)
@@ -151,7 +159,7 @@ def render_video(plan: VideoPlan, out: BinaryIO | str | Path, renderer: PuppetRe
                                            mouth=float(mouth[i]) if k == 0 else 0.0)
                         dx = 0.012 * scale * math.sin(2 * math.pi * 0.23 * t_mid + sway[0])
                         dy = 0.006 * scale * math.sin(2 * math.pi * 0.31 * t_mid + sway[1])
-                        renderer.draw(frame, (x + dx, y + dy), scale, pose, **gloves)
+                        renderer.draw(frame, (x + dx, y + dy), scale, pose, **look)
                 if gains[frame_index] < 1.0:
                     frame = (frame.astype(np.float32) * gains[frame_index] + 0.5).astype(np.uint8)
                 writer.write(frame, int(plan.pts[frame_index]))

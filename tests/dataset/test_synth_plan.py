@@ -164,17 +164,18 @@ def test_reader_labels_mechanism_renders_at_64_px() -> None:
     import cv2
 
     from dataset.media import encode_mp4
+    from dataset.synth.render import MECHANISM_LOOK, mechanism_reach
 
     renderer = PuppetRenderer()
     h, w = 180, 320
-    scale = h / 3.3
-    reach_up, reach_down = rig.TOP_EXTENT + 0.1, rig.BOTTOM_EXTENT + 0.1
+    scale = h / 3.4
+    reach_up, reach_down = mechanism_reach()
     neck = (w / 2, (h - (reach_up + reach_down) * scale) / 2 + reach_up * scale)
     for label in ("idle", *rig.ARM_ACTIONS):
         frames = []
         for t in np.linspace(0.0, 1.5, 38):
-            frame = np.full((h, w, 3), 128, np.uint8)
-            renderer.draw(frame, neck, scale, rig.pose_at(label, t, 1.5), glove_scale=1.6, point_glove_scale=1.0)
+            frame = np.full((h, w, 3), 104, np.uint8)
+            renderer.draw(frame, neck, scale, rig.pose_at(label, t, 1.5), **MECHANISM_LOOK)
             x0 = int(neck[0] - h / 2)
             frames.append(cv2.resize(frame[:, x0:x0 + h], (64, 64), interpolation=cv2.INTER_AREA))
         with av.open(io.BytesIO(encode_mp4(np.stack(frames), fps=25, crf=20))) as container:
