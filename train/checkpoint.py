@@ -33,16 +33,21 @@ class CheckpointConfig:
     keep: newest checkpoints kept (older ones are deleted).
     resume: continue from OUT/checkpoints/latest when it exists.
     export_final: write OUT/final (and OUT/ema with EMA on) as safetensors at the end.
+    snapshot_every: also export the sampling weights (EMA when on, else the model) every N steps to
+        OUT/snapshots/step-NNNNNN (0 = never): learning curves sample them after training.
     """
 
     every: int = 0
     keep: int = 2
     resume: bool = True
     export_final: bool = True
+    snapshot_every: int = 0
 
     def __post_init__(self) -> None:
         if self.every < 0:
             raise ValueError(f"checkpoint.every must be >= 0, got {self.every}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"checkpoint.snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.keep < 1:
             raise ValueError(f"checkpoint.keep must be >= 1, got {self.keep}")
 

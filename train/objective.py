@@ -27,6 +27,8 @@ class FlowConfig:
     logit_mean / logit_std: parameters of the logit-normal draw.
     lip_weight: loss weight inside the lip region (1.0 = no extra weight).
     lip_box: lip region as (x0, y0, x1, y1) fractions of the face box (lower-middle part by default).
+    motion_weight: extra loss weight where the video moves (0 = none; see `motion_weight`): a body
+        part that moves covers few latent cells, so a plain MSE is met by copying the first frame.
     """
 
     shift: float = 5.0
@@ -35,6 +37,7 @@ class FlowConfig:
     logit_std: float = 1.0
     lip_weight: float = 1.0
     lip_box: tuple[float, float, float, float] = (0.2, 0.6, 0.8, 1.0)
+    motion_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.shift <= 0:
@@ -45,6 +48,8 @@ class FlowConfig:
             raise ValueError(f"flow.logit_std must be > 0, got {self.logit_std}")
         if self.lip_weight < 1.0:
             raise ValueError(f"flow.lip_weight must be >= 1, got {self.lip_weight}")
+        if self.motion_weight < 0:
+            raise ValueError(f"flow.motion_weight must be >= 0, got {self.motion_weight}")
         x0, y0, x1, y1 = self.lip_box
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
             raise ValueError(f"flow.lip_box must be 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {self.lip_box}")
@@ -102,6 +107,15 @@ def region_weight(boxes: torch.Tensor, grid: tuple[int, int], weight: float) -> 
     inside = in_y[:, :, None] & in_x[:, None, :]  # (B, h, w)
     out = torch.where(inside, torch.tensor(weight), torch.tensor(1.0))
     return out[:, None, None]  # (B, 1, 1, h, w)
+
+
+def motion_weight(x0: torch.Tensor, weight: float) -> torch.Tensor:
+    """(B, C, F, h, w) clean latents -> (B, 1, F, h, w) weights 1 + weight * d / max(d), where d is the
+    channel-mean distance of each latent cell from the same cell of latent frame 0 (the reference):
+    cells where the body moves count up to 1 + weight times a still background cell."""
+    d = (x0.float() - x0[:, :, :1].float()).abs().mean(dim=1, keepdim=True)  # (B, 1, F, h, w)
+    peak = d.flatten(1).amax(dim=1).clamp(min=1e-6).view(-1, 1, 1, 1, 1)
+    return 1.0 + weight * d / peak
 
 
 def flow_loss(

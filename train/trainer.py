@@ -29,7 +29,7 @@ from model.dit import DiTConfig
 from model.registry import build_model
 from model.reference import ti2v_inject, ti2v_timesteps
 from train.buckets import parse_buckets
-from train.checkpoint import Checkpointer, ema_full_state, export_dit, full_state_dict
+from train.checkpoint import Checkpointer, ema_full_state, export_dit, full_state_dict, step_dir_name
 from train.conditioning import Conditioner, ModelInputs
 from train.config import TrainConfig
 from train.contract import ConditioningContract, training_contract
@@ -38,7 +38,16 @@ from train.ema import EMA, clean_name
 from train.guidance_dropout import draw_drops
 from train.metrics import MetricLogger, memory_gb
 from train.model_init import build_dit, dit_config
-from train.objective import add_noise, flow_loss, lip_region, region_weight, sample_sigmas, timesteps_from_sigmas, velocity_target
+from train.objective import (
+    add_noise,
+    flow_loss,
+    lip_region,
+    motion_weight,
+    region_weight,
+    sample_sigmas,
+    timesteps_from_sigmas,
+    velocity_target,
+)
 from train.optim import ParamGroup, build_optimizer, build_scheduler
 from train.parallelize import autocast, default_device, init_distributed, parallelize, use_fsdp
 
@@ -182,6 +191,9 @@ class Stage1Trainer:
         if cfg.flow.lip_weight > 1:
             boxes = lip_region(inputs.face_box, cfg.flow.lip_box)
             weight = region_weight(boxes, tuple(x0.shape[3:]), cfg.flow.lip_weight).to(self.device)
+        if cfg.flow.motion_weight > 0:
+            moving = motion_weight(x0, cfg.flow.motion_weight)
+            weight = moving if weight is None else weight * moving
         with autocast(self.device, cfg.parallel, self.sharded):
             pred = self.model(x_t, timestep, inputs.tokens, **inputs.dit_kwargs())
         loss, extras = self.compute_loss(pred, target, inputs, weight, frame_mask)
@@ -273,6 +285,8 @@ class Stage1Trainer:
                 if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
                     self.checkpointer.save(self.state_dict(), self.step)
                     saved_at = self.step
+                if cfg.checkpoint.snapshot_every and self.step % cfg.checkpoint.snapshot_every == 0:
+                    self.export_snapshot()
             if saved_at != self.step:
                 self.checkpointer.save(self.state_dict(), self.step)
             if cfg.checkpoint.export_final and self.step == cfg.steps:
@@ -289,6 +303,15 @@ class Stage1Trainer:
         if self.ema is not None:
             ema_state = ema_full_state(state, self.ema.shadow, is_main=self.dist.is_main)
             export_dit(self.arch, ema_state, self.out / "ema", is_main=self.dist.is_main, contract=self.contract)
+
+    def export_snapshot(self) -> None:
+        """OUT/snapshots/step-N: the weights sampling would use now (EMA when on), for learning curves."""
+        state = full_state_dict(self.model)
+        state = {clean_name(k.removeprefix("module.")): v for k, v in state.items()}
+        if self.ema is not None:
+            state = ema_full_state(state, self.ema.shadow, is_main=self.dist.is_main)
+        target = self.out / "snapshots" / step_dir_name(self.step)
+        export_dit(self.arch, state, target, is_main=self.dist.is_main, contract=self.contract)
 
     # -- resumable state -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from train.objective import (
     add_noise,
     flow_loss,
     lip_region,
+    motion_weight,
     region_weight,
     sample_sigmas,
     shift_sigma,
@@ -70,3 +71,15 @@ def test_flow_loss_weighting_and_frame_mask():
 def test_flow_config_rejects(kwargs):
     with pytest.raises(ValueError, match="flow."):
         FlowConfig(**kwargs)
+
+
+def test_motion_weight_marks_cells_that_move():
+    x0 = torch.zeros(2, 4, 3, 2, 2)
+    x0[0, :, 2, 1, 1] = 2.0  # sample 0: one cell moves in frame 2
+    w = motion_weight(x0, 4.0)
+    assert w.shape == (2, 1, 3, 2, 2)
+    assert w[0, 0, 2, 1, 1] == 5.0  # the moving cell: 1 + weight
+    assert torch.all(w[0].flatten()[:-1] == 1.0)  # every other cell (and frame 0) keeps 1
+    assert torch.all(w[1] == 1.0)  # a still clip is weighted uniformly
+    with pytest.raises(ValueError, match="motion_weight"):
+        FlowConfig(motion_weight=-1.0)

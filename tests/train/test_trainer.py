@@ -116,3 +116,26 @@ def test_bad_configs_fail_at_start(latents, tmp_path, corpus):
         build_trainer(_latent_cfg(empty, tmp_path, 1)).train()
     with pytest.raises(ValueError, match="readers"):
         build_trainer(_latent_cfg(latents, tmp_path, 1, "data.num_workers=8")).train()
+
+
+def test_snapshots_hold_the_ema_at_their_step(latents, tmp_path):
+    from train.pretrained import load_dit
+
+    trainer = build_trainer(_latent_cfg(latents, tmp_path, 4, "ema.decay=0.5", "checkpoint.snapshot_every=2"))
+    trainer.train()
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["step-000002", "step-000004"]
+    final = load_dit(tmp_path / "snapshots" / "step-000004").state_dict()
+    early = load_dit(tmp_path / "snapshots" / "step-000002").state_dict()
+    assert all(torch.equal(final[k], v) for k, v in trainer.ema.shadow.items())  # the last snapshot is the EMA export
+    assert any(not torch.equal(early[k], final[k]) for k in final)
+    assert (tmp_path / "snapshots" / "step-000002" / "conditioning.json").is_file()
+
+
+def test_motion_weight_changes_the_loss(latents, tmp_path):
+    def first_loss(*extra):
+        cfg = _latent_cfg(latents, tmp_path, 1, "data.shuffle_buffer=0", "checkpoint.export_final=false", *extra)
+        trainer = build_trainer(cfg)
+        return trainer.train_step(next(trainer.batches_from(0)))["loss"]
+
+    assert first_loss() == first_loss()  # same seed, same batch, same noise
+    assert first_loss() != first_loss("flow.motion_weight=8")
