@@ -22,7 +22,9 @@ from dataset.command import add_global_flags, run_command
 # Only groups whose work exists are listed: a missing group is absent, not a placeholder.
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "data": ("build, check and inspect corpora (shards + manifest)", ("dataset.cli", "annotate.cli")),
-    "models": ("build tiny random-weight models with the real architectures", ("actavatar.models_cli",)),
+    "models": ("build tiny random-weight models with the real architectures, train a compact VAE",
+               ("actavatar.models_cli", "train.vae_cli")),
+    "bench": ("benchmarks that train and measure: the PACA mechanism on exact ground truth", ("evaluation.mechanism.cli",)),
 }
 
 # Single commands (no subcommands): name -> (one-line help, module with `configure(parser)`).

@@ -8,7 +8,7 @@ values) and turns library errors into one line naming the key and the value.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,13 +38,15 @@ def parse_overrides(overrides: Sequence[str]) -> Any:
     return OmegaConf.from_dotlist(list(overrides))
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Build `cls` from its defaults, an optional YAML file and `key=value` overrides.
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (), *,
+                preset: Mapping[str, Any] | None = None) -> T:
+    """Build `cls` from its defaults, a preset, an optional YAML file and `key=value` overrides.
 
     Args:
         cls: a (frozen) dataclass type, possibly with nested dataclass fields.
         path: YAML file with values for some of the fields.
         overrides: dotlist strings such as `writer.max_samples=100`.
+        preset: nested values applied before the YAML file (e.g. a command's named preset).
 
     Raises:
         ConfigError: unknown key, value of the wrong type, or a `__post_init__` check failing.
@@ -55,6 +57,9 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     layers = [OmegaConf.structured(cls)]
     where = "defaults"
     try:
+        if preset:
+            where = "preset"
+            layers.append(OmegaConf.create(dict(preset)))
         if path is not None:
             path = Path(path)
             if not path.is_file():

@@ -11,7 +11,8 @@ folder by `synth_to_benchmark`: one clip per avatar shot (or per window of `max_
 phase times relative to the clip, labels kept, frames re-encoded at the corpus' nominal fps.
 A corpus of WebDataset shards (`actavatar data run` output, a shards folder, a tar, a text file of
 shard URLs or a brace pattern) is unpacked by `shards_to_benchmark`: every clip whose caption has
-phases, its annotation, mp4 and wav as they are in the shards.
+phases, its annotation, mp4 and wav as they are in the shards (with `max_frames`: consecutive
+windows of that many frames, keys `<clip key>_wNNNN`, phases and words moved to window time).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ _BASE = {  # base captions of the synthetic shot kinds (the corpus has no free-t
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BenchmarkConfig:
     """Args:
-        max_frames: synthetic corpora: cut each avatar shot into clips of this many frames (1 + 4k;
-            0 = one clip per whole shot).
+        max_frames: cut each avatar shot (synthetic corpora) or each clip (shard corpora) into
+            windows of this many frames (1 + 4k; 0 = one clip per whole shot / clip).
         max_clips: keep at most this many clips (0 = all), in corpus order.
     """
 
@@ -193,15 +194,73 @@ def shards_to_benchmark(shards: str | Path, out: str | Path, cfg: BenchmarkConfi
         if not (doc.get("caption") or {}).get("phases"):
             log.info("benchmark: %s has no phase captions; skipped", key)
             continue
-        (out / f"{key}.json").write_bytes(sample["json"])
-        (out / f"{key}.mp4").write_bytes(sample["mp4"])
-        if "wav" in sample:
-            (out / f"{key}.wav").write_bytes(sample["wav"])
-        kept += 1
+        if cfg.max_frames:
+            for window_key, files in clip_windows(doc, sample, cfg.max_frames):
+                for ext, data in files.items():
+                    (out / f"{window_key}.{ext}").write_bytes(data)
+                kept += 1
+                if cfg.max_clips and kept >= cfg.max_clips:
+                    break
+        else:
+            (out / f"{key}.json").write_bytes(sample["json"])
+            (out / f"{key}.mp4").write_bytes(sample["mp4"])
+            if "wav" in sample:
+                (out / f"{key}.wav").write_bytes(sample["wav"])
+            kept += 1
         if cfg.max_clips and kept >= cfg.max_clips:
             break
     if not kept:
         raise ValueError(f"{shards}: no clip with phase captions in these shards (a benchmark needs prompts)")
+    return out
+
+
+def window_annotation(doc: dict[str, Any], key: str, a: int, b: int) -> dict[str, Any]:
+    """The annotation of frames [a, b) of a clip: phases clipped to the window and moved to its time
+    (a phase keeps its `label`), words likewise; the rest as in the clip."""
+    fps = float(doc["video"]["fps"])
+    t0, t1 = a / fps, b / fps
+    out = json.loads(json.dumps(doc))
+    phases = []
+    for p in (doc.get("caption") or {}).get("phases") or []:
+        s, e = max(float(p["start_s"]), t0), min(float(p["end_s"]), t1)
+        if e > s + 1e-6:
+            phases.append({**p, "start_s": round(s - t0, 6), "end_s": round(e - t0, 6)})
+    out["caption"]["phases"] = phases
+    out["key"] = key
+    out["video"].update(num_frames=b - a, duration_s=round((b - a) / fps, 6))
+    out["audio"]["num_samples"] = int(round((b - a) / fps * AUDIO_RATE))
+    out["source"] = {**doc.get("source", {}), "clip_key": doc.get("key"), "start_frame": a, "end_frame": b}
+    transcript = out.get("transcript")
+    if transcript and transcript.get("words"):
+        transcript["words"] = [{**w, "start_s": round(float(w["start_s"]) - t0, 6), "end_s": round(float(w["end_s"]) - t0, 6)}
+                               for w in transcript["words"] if t0 <= float(w["start_s"]) and float(w["end_s"]) <= t1]
+    return out
+
+
+def clip_windows(doc: dict[str, Any], sample: dict[str, bytes], size: int) -> list[tuple[str, dict[str, bytes]]]:
+    """Consecutive windows of `size` frames of one shard sample (a clip shorter than `size` is skipped):
+    [(window key, {"json", "mp4", "wav", "png": bytes})], keys `<clip key>_wNNNN` (NNNN = first frame)."""
+    import io
+
+    from PIL import Image
+
+    from dataset.media import decode_mp4, decode_wav, encode_mp4, encode_wav
+
+    frames = decode_mp4(sample["mp4"])
+    fps = float(doc["video"]["fps"])
+    audio = decode_wav(sample["wav"])[0] if "wav" in sample else np.zeros(int(len(frames) / fps * AUDIO_RATE), np.float32)
+    out = []
+    for a in range(0, len(frames) - size + 1, size):
+        key = f"{doc['key']}_w{a:04d}"
+        ann = window_annotation(doc, key, a, a + size)
+        first = int(round(a / fps * AUDIO_RATE))
+        wav = np.zeros(ann["audio"]["num_samples"], np.float32)
+        seg = audio[first : first + wav.size]
+        wav[: seg.size] = seg
+        png = io.BytesIO()
+        Image.fromarray(frames[a]).save(png, format="PNG")
+        out.append((key, {"json": (json.dumps(ann, indent=2) + "\n").encode(), "mp4": encode_mp4(frames[a : a + size], wav, fps=fps),
+                          "wav": encode_wav(wav), "png": png.getvalue()}))
     return out
 
 

@@ -123,3 +123,36 @@ def test_benchmark_from_webdataset_shards(toy_corpus, tmp_path):
     with pytest.raises(ValueError, match="is not <source_id>_<clip>"):
         prepare_benchmark(evil, tmp_path / "c")
     assert not (tmp_path.parent / "escape.json").exists()
+
+
+def test_shard_benchmark_windows(toy_corpus, tmp_path):
+    """benchmark.max_frames cuts each shard clip into consecutive windows, phases moved to window time."""
+    from dataset.media import decode_mp4, decode_wav
+    from evaluation.benchmark import prepare_benchmark
+    from dataset.reader import shard_pipeline
+
+    folder = prepare_benchmark(toy_corpus, tmp_path, BenchmarkConfig(max_frames=17))
+    clips = {s["__key__"]: s for s in shard_pipeline(toy_corpus)}
+    keys = sorted(p.stem for p in folder.glob("*.json"))
+    expected = sorted(f"{k}_w{a:04d}" for k, s in clips.items() for a in range(0, s["frames"].shape[0] - 17 + 1, 17))
+    assert keys == expected and keys
+    for key in keys:
+        clip_key, first = key.rsplit("_w", 1)
+        first = int(first)
+        clip = clips[clip_key]
+        ann = json.loads((folder / f"{key}.json").read_text())
+        assert ann["key"] == key and ann["video"]["num_frames"] == 17 and ann["source"]["start_frame"] == first
+        frames = decode_mp4((folder / f"{key}.mp4").read_bytes())
+        assert frames.shape[0] == 17
+        # the window's frames are the clip's (re-encoded: close, not identical)
+        assert abs(frames.astype(int) - clip["frames"].numpy()[first:first + 17].astype(int)).mean() < 12
+        wav, rate = decode_wav((folder / f"{key}.wav").read_bytes())
+        assert rate == 16000 and wav.size == ann["audio"]["num_samples"] == round(17 / 25 * 16000)
+        t0, t1 = first / 25, (first + 17) / 25
+        truth = [(max(p["start_s"], t0) - t0, min(p["end_s"], t1) - t0, p["text"])
+                 for p in clip["annotation"]["caption"]["phases"] if min(p["end_s"], t1) > max(p["start_s"], t0) + 1e-6]
+        got = [(p["start_s"], p["end_s"], p["text"]) for p in ann["caption"]["phases"]]
+        assert len(got) == len(truth)
+        for (a, b, text), (c, d, text2) in zip(got, truth):
+            assert abs(a - c) < 1e-5 and abs(b - d) < 1e-5 and text == text2
+    assert len(jobs_from_benchmark(folder)) == len(keys)

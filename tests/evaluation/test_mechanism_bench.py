@@ -1,0 +1,86 @@
+"""`actavatar bench mechanism --scale smoke`: every step of the benchmark runs, resumes and reports.
+
+The smoke scale trains for a few steps only: its numbers mean nothing, its structure is the full
+benchmark's (every arm, both sampling variants, every metric, the chance level, the plots, the
+exported checkpoints and the test benchmark that `actavatar eval` re-scores).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from actavatar.cli import main as actavatar
+from evaluation.mechanism.config import ARMS
+from evaluation.mechanism.report import COLUMNS
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the synthetic corpus speaks with espeak-ng")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mech") / "run"
+    assert actavatar(["bench", "mechanism", "--out", str(out), "--scale", "smoke", "--threads", "2"]) == 0
+    return out
+
+
+def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
+    report = json.loads((run / "report" / "report.json").read_text())
+    assert report["scale"] == "smoke" and set(report["arms"]) == set(ARMS)
+    rows = report["rows"]
+    for arm in ARMS:
+        for variant in ("unguided", "guided"):
+            row = rows[f"{arm} ({variant})"]
+            assert all(key in row for key, _ in COLUMNS) and row["steps"] == 6
+            assert isinstance(row["text_swap_increase"], float)
+    for name in ("reader on the real test windows (ceiling)", "VAE reconstruction (ceiling)", "copy the reference frame",
+                 "always the most frequent label"):
+        assert all(key in rows[name] for key, _ in COLUMNS)
+    # the reader on the real windows is the ceiling: it reads the truth nearly perfectly
+    assert rows["reader on the real test windows (ceiling)"]["frame_accuracy"] > 0.9
+    vocabulary = rows["always the most frequent label"]["vocabulary"]
+    assert "idle" in vocabulary and set(vocabulary) <= {"idle", "raise_right_hand", "raise_left_hand", "wave_right_hand",
+                                                       "both_hands_up", "point_forward"}
+    assert report["chance"]["new_action_accuracy"] == pytest.approx(1 / len(vocabulary))
+    assert set(report["learning_curves"]) == set(ARMS) and all(report["learning_curves"][a] for a in ARMS)
+    table = (run / "report" / "report.md").read_text()
+    assert "| paca (unguided) |" in table and "chance" in table
+    for plot in ("loss_curves", "learning_curves", "timelines", "contact_sheet"):
+        assert (run / "report" / "plots" / f"{plot}.png").is_file()
+
+
+def test_arms_are_ordinary_checkpoints_and_configs(run: Path) -> None:
+    for arm in ARMS:
+        ema = run / "train" / arm / "ema"
+        contract = json.loads((ema / "conditioning.json").read_text())
+        assert contract["phase_routing"] == ("global" if arm == "global" else "per_frame")
+        assert contract["reference"] == "ti2v" and contract["text_drop"] > 0
+        config = json.loads((run / "train" / arm / "config.yaml").read_text())
+        assert config["stage"]["name"] == "stage2"
+    stage1 = json.loads((run / "train" / "stage1" / "config.yaml").read_text())
+    constant = json.loads((run / "train" / "stage1_constant" / "config.yaml").read_text())
+    assert stage1["model"]["alignment"]["schedule"] == "linear" and constant["model"]["alignment"]["schedule"] == "constant"
+    assert {k: v for k, v in stage1.items() if k not in ("model", "output_dir")} == \
+           {k: v for k, v in constant.items() if k not in ("model", "output_dir")}  # same budget, data and seed
+
+
+def test_eval_rescores_an_arm_on_the_benchmark(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rescore"
+    assert actavatar(["eval", "--checkpoint", f"paca={run / 'train' / 'paca' / 'ema'}", "--benchmark", str(run / "benchmark"),
+                      "--out", str(out), "--metrics", "actions", "--actions", "synthetic", "--no-progress",
+                      "sample.sampler.steps=2"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["metrics"]["paca"]["num_videos"] == len(list((run / "benchmark").glob("*.json")))
+
+
+def test_rerun_resumes_without_retraining(run: Path) -> None:
+    before = {p: p.stat().st_mtime for p in (run / "train").glob("*/ema/model.safetensors")}
+    timings = json.loads((run / "timings.json").read_text())
+    assert actavatar(["bench", "mechanism", "--out", str(run), "--scale", "smoke", "--threads", "2"]) == 0
+    after = {p: p.stat().st_mtime for p in (run / "train").glob("*/ema/model.safetensors")}
+    assert before == after and len(before) == 6
+    again = json.loads((run / "timings.json").read_text())
+    assert again["train"] - timings["train"] < 5.0  # nothing retrained

@@ -1,0 +1,78 @@
+"""The mechanism benchmark's phase-timing scores on hand-made label sequences with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from evaluation.mechanism.scores import aggregate, chance_levels, majority, phase_frames, score_window
+
+FPS = 25.0
+# 50 frames: idle 0-9 (in progress at the reference frame), raise 10-29, wave 30-44, idle 45-49 (5 frames: too short)
+PHASES = [
+    {"start_s": 0.0, "end_s": 0.4, "label": "idle"},
+    {"start_s": 0.4, "end_s": 1.2, "label": "raise_right_hand"},
+    {"start_s": 1.2, "end_s": 1.8, "label": "wave_right_hand"},
+    {"start_s": 1.8, "end_s": 2.0, "label": "idle"},
+]
+
+
+def labels(*runs: tuple[str, int]) -> list[str]:
+    return [label for label, n in runs for _ in range(n)]
+
+
+def test_phase_frames_and_majority() -> None:
+    assert phase_frames(0.4, 1.2, 50, FPS) == range(10, 30)
+    assert phase_frames(1.8, 9.0, 50, FPS) == range(45, 50)  # clipped to the window
+    assert phase_frames(0.39999999, 0.4, 50, FPS) == range(10, 10)  # float round-off is not a frame
+    assert majority(["a", "b", "b", "a"]) == "a"  # ties: the first to reach the top count
+    assert majority(["idle", "wave", "wave"]) == "wave"
+
+
+def test_perfect_copy_and_late_reader() -> None:
+    perfect = labels(("idle", 10), ("raise_right_hand", 20), ("wave_right_hand", 15), ("idle", 5))
+    scored, covered, agree = score_window(perfect, PHASES, FPS, min_frames=10)
+    assert [p.label for p in scored] == ["idle", "raise_right_hand", "wave_right_hand"]  # the 5-frame idle is not scored
+    assert [p.new for p in scored] == [False, True, True]
+    assert covered == agree == 50
+    out = aggregate([(scored, covered, agree)])
+    assert out["new_action_accuracy"] == 1.0 and out["num_new_action_phases"] == 2
+    assert out["temporal_iou"] == 1.0 and out["frame_accuracy"] == 1.0 and math.isnan(out["new_idle_accuracy"])
+
+    # copying the reference frame: idle everywhere
+    copy = aggregate([score_window(["idle"] * 50, PHASES, FPS)])
+    assert copy["new_action_accuracy"] == 0.0 and copy["phase_accuracy"] == pytest.approx(1 / 3)
+    assert copy["frame_accuracy"] == pytest.approx(15 / 50) and copy["temporal_iou"] == 0.0
+
+    # the right actions, 6 frames late: still performed (majority), IoU < 1
+    late = labels(("idle", 16), ("raise_right_hand", 20), ("wave_right_hand", 14))
+    out = aggregate([score_window(late, PHASES, FPS)])
+    assert out["new_action_accuracy"] == 1.0
+    assert out["temporal_iou"] == pytest.approx(((14 / 26) + (9 / 20)) / 2)
+
+
+def test_leaks_balance_and_counts() -> None:
+    # raise done in both action phases: raise performed but leaked into wave's span; wave not performed
+    leaky = labels(("idle", 10), ("raise_right_hand", 35), ("idle", 5))
+    scored, _, _ = score_window(leaky, PHASES, FPS)
+    raise_phase = next(p for p in scored if p.label == "raise_right_hand")
+    assert raise_phase.performed and raise_phase.leaked
+    out = aggregate([score_window(leaky, PHASES, FPS)])
+    assert out["new_action_accuracy"] == 0.5 and out["exclusive_accuracy"] == pytest.approx(1 / 3)
+    # balanced: raise 1/1 in window A and 0/1 in window B, wave 1/1 -> (0.5 + 1) / 2; pooled 2/3... over 4 phases
+    a = score_window(labels(("idle", 10), ("raise_right_hand", 20), ("wave_right_hand", 20)), PHASES, FPS)
+    b = score_window(labels(("idle", 30), ("wave_right_hand", 20)), PHASES, FPS)
+    out = aggregate([a, b])
+    assert out["per_action"] == {"raise_right_hand": 0.5, "wave_right_hand": 1.0}
+    assert out["new_action_balanced"] == pytest.approx(0.75) and out["new_action_accuracy"] == pytest.approx(0.75)
+    assert out["num_new_action_phases"] == 4 and out["num_phases"] == 6
+
+
+def test_new_idle_and_chance() -> None:
+    phases = [{"start_s": 0.0, "end_s": 0.8, "label": "wave_right_hand"}, {"start_s": 0.8, "end_s": 2.0, "label": "idle"}]
+    stays = aggregate([score_window(labels(("wave_right_hand", 20), ("idle", 30)), phases, FPS)])
+    keeps_waving = aggregate([score_window(["wave_right_hand"] * 50, phases, FPS)])
+    assert stays["new_idle_accuracy"] == 1.0 and keeps_waving["new_idle_accuracy"] == 0.0
+    assert math.isnan(stays["new_action_accuracy"])  # the only action was in progress at the reference frame
+    assert chance_levels(["idle", "a", "b", "c"])["new_action_accuracy"] == 0.25
