@@ -110,12 +110,28 @@ def clip_annotation(record: dict[str, Any], shot: dict[str, Any], key: str, a: i
             "caption": {"base": _BASE.get(shot["kind"], _BASE["talk"]), "phases": phases}}
 
 
-def synth_to_benchmark(corpus: str | Path, out: str | Path, cfg: BenchmarkConfig = BenchmarkConfig()) -> Path:
-    """Write a benchmark folder (mp4 + wav + png + json per clip) from a synthetic corpus; returns `out`."""
+def window_files(frames: np.ndarray, audio: np.ndarray, a: int, b: int, first_sample: int, ann: dict[str, Any]) -> dict[str, bytes]:
+    """The files of one benchmark clip, frames [a, b) of a video: {"mp4" (audio muxed in), "wav"
+    (the audio from `first_sample`, zero-padded to the annotation's length), "png" (the first frame,
+    the reference image), "json" (`ann`)}."""
+    import io
+
     from PIL import Image
 
-    from dataset.atomic import atomic_write_bytes
     from dataset.media import encode_mp4, encode_wav
+
+    wav = np.zeros(ann["audio"]["num_samples"], np.float32)
+    seg = audio[first_sample : first_sample + wav.size]
+    wav[: seg.size] = seg
+    png = io.BytesIO()
+    Image.fromarray(frames[a]).save(png, format="PNG")
+    return {"mp4": encode_mp4(frames[a:b], wav, fps=float(ann["video"]["fps"])), "wav": encode_wav(wav), "png": png.getvalue(),
+            "json": (json.dumps(ann, indent=2) + "\n").encode()}
+
+
+def synth_to_benchmark(corpus: str | Path, out: str | Path, cfg: BenchmarkConfig = BenchmarkConfig()) -> Path:
+    """Write a benchmark folder (mp4 + wav + png + json per clip) from a synthetic corpus; returns `out`."""
+    from dataset.atomic import atomic_write_bytes
     from evaluation.video_folder import decode_mp4_audio, read_frames
 
     corpus, out = Path(corpus), Path(out)
@@ -144,15 +160,8 @@ def synth_to_benchmark(corpus: str | Path, out: str | Path, cfg: BenchmarkConfig
                 key = f"{record['video_id']}_{count:04d}"
                 ann = clip_annotation(record, shot, key, a, b, fps)
                 t0 = int(round(times[a] * AUDIO_RATE)) if a < len(times) else int(round(a / fps * AUDIO_RATE))
-                n_audio = ann["audio"]["num_samples"]
-                wav = np.zeros(n_audio, np.float32)
-                seg = audio[t0 : t0 + n_audio]
-                wav[: seg.size] = seg
-                clip = frames[a:b]
-                atomic_write_bytes(out / f"{key}.mp4", encode_mp4(clip, wav, fps=fps))
-                atomic_write_bytes(out / f"{key}.wav", encode_wav(wav))
-                Image.fromarray(clip[0]).save(out / f"{key}.png")
-                atomic_write_bytes(out / f"{key}.json", (json.dumps(ann, indent=2) + "\n").encode())
+                for ext, data in window_files(frames, audio, a, b, t0, ann).items():
+                    atomic_write_bytes(out / f"{key}.{ext}", data)
                 count += 1
                 if cfg.max_clips and count >= cfg.max_clips:
                     log.info("benchmark: %d clip(s) from %s -> %s", count, corpus, out)
@@ -178,6 +187,7 @@ def shards_to_benchmark(shards: str | Path, out: str | Path, cfg: BenchmarkConfi
     import webdataset as wds
 
     from dataset.annotation import parse_annotation
+    from dataset.atomic import atomic_write_bytes
     from dataset.reader import list_shards
     from dataset.schema import SAMPLE_KEY_RE
 
@@ -197,15 +207,14 @@ def shards_to_benchmark(shards: str | Path, out: str | Path, cfg: BenchmarkConfi
         if cfg.max_frames:
             for window_key, files in clip_windows(doc, sample, cfg.max_frames):
                 for ext, data in files.items():
-                    (out / f"{window_key}.{ext}").write_bytes(data)
+                    atomic_write_bytes(out / f"{window_key}.{ext}", data)
                 kept += 1
                 if cfg.max_clips and kept >= cfg.max_clips:
                     break
         else:
-            (out / f"{key}.json").write_bytes(sample["json"])
-            (out / f"{key}.mp4").write_bytes(sample["mp4"])
-            if "wav" in sample:
-                (out / f"{key}.wav").write_bytes(sample["wav"])
+            for ext in ("json", "mp4", "wav"):
+                if ext in sample:
+                    atomic_write_bytes(out / f"{key}.{ext}", sample[ext])
             kept += 1
         if cfg.max_clips and kept >= cfg.max_clips:
             break
@@ -240,27 +249,16 @@ def window_annotation(doc: dict[str, Any], key: str, a: int, b: int) -> dict[str
 def clip_windows(doc: dict[str, Any], sample: dict[str, bytes], size: int) -> list[tuple[str, dict[str, bytes]]]:
     """Consecutive windows of `size` frames of one shard sample (a clip shorter than `size` is skipped):
     [(window key, {"json", "mp4", "wav", "png": bytes})], keys `<clip key>_wNNNN` (NNNN = first frame)."""
-    import io
-
-    from PIL import Image
-
-    from dataset.media import decode_mp4, decode_wav, encode_mp4, encode_wav
+    from dataset.media import decode_mp4, decode_wav
 
     frames = decode_mp4(sample["mp4"])
     fps = float(doc["video"]["fps"])
-    audio = decode_wav(sample["wav"])[0] if "wav" in sample else np.zeros(int(len(frames) / fps * AUDIO_RATE), np.float32)
+    audio = decode_wav(sample["wav"])[0] if "wav" in sample else np.zeros(0, np.float32)
     out = []
     for a in range(0, len(frames) - size + 1, size):
         key = f"{doc['key']}_w{a:04d}"
         ann = window_annotation(doc, key, a, a + size)
-        first = int(round(a / fps * AUDIO_RATE))
-        wav = np.zeros(ann["audio"]["num_samples"], np.float32)
-        seg = audio[first : first + wav.size]
-        wav[: seg.size] = seg
-        png = io.BytesIO()
-        Image.fromarray(frames[a]).save(png, format="PNG")
-        out.append((key, {"json": (json.dumps(ann, indent=2) + "\n").encode(), "mp4": encode_mp4(frames[a : a + size], wav, fps=fps),
-                          "wav": encode_wav(wav), "png": png.getvalue()}))
+        out.append((key, window_files(frames, audio, a, a + size, int(round(a / fps * AUDIO_RATE)), ann)))
     return out
 
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataset.command import standalone_main
 
 HELP = "train a compact Wan-architecture VAE (AutoencoderKLWan) on a corpus of clips"
-_FLAGS = {"steps": "steps", "window_steps": "window_steps", "frames": "frames", "size": "size", "batch_size": "batch_size", "lr": "lr",
-          "seed": "seed", "threads": "threads", "z_dim": "arch.z_dim", "base_dim": "arch.base_dim"}
+_FLAGS = ("steps", "window_steps", "frames", "size", "batch_size", "lr", "seed", "threads")  # VaeTrainConfig keys
+_ARCH_FLAGS = ("z_dim", "base_dim")  # VaeArchConfig keys
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -27,10 +27,8 @@ def _train(args: argparse.Namespace) -> int:
     from train.vae_train import VaeTrainConfig, train_vae
 
     overrides = [f"data={args.data}", f"out={args.out}"]
-    for flag, key in _FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{key}={value}")
+    keys = [(flag, flag) for flag in _FLAGS] + [(flag, f"arch.{flag}") for flag in _ARCH_FLAGS]
+    overrides += [f"{key}={getattr(args, flag)}" for flag, key in keys if getattr(args, flag) is not None]
     overrides += list(args.overrides)
     report = train_vae(load_config(VaeTrainConfig, args.config, overrides), progress=not args.no_progress)
     print(f"train-vae: {report['steps']} steps -> {args.out}; held-out reconstruction: {json.dumps(report['reconstruction'])}")

@@ -52,15 +52,16 @@ class VaeStepConfig:
     """Args:
     path: an existing VAE folder to use instead of training one ("" = train it on the train split).
     steps / window_steps / batch_size / lr / z_dim: `actavatar models train-vae` settings (its last
-        `window_steps` steps on whole windows of `window_frames`, `batch_size` per step).
+        `window_steps` steps on whole windows of `window_frames`, `batch_size` per step); null =
+        train-vae's own default (`train.vae_train.VaeTrainConfig` / `VaeArchConfig`).
     """
 
     path: str = ""
-    steps: int = 900
-    window_steps: int = 200
-    batch_size: int = 2
-    lr: float = 3e-3
-    z_dim: int = 16
+    steps: int | None = None
+    window_steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    z_dim: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
