@@ -145,17 +145,29 @@ def decode_audio(source: bytes | BinaryIO, sample_rate: int = AUDIO_SAMPLE_RATE)
     return samples, start or 0.0
 
 
-def decode_mp4(data: bytes) -> np.ndarray:
-    """mp4 bytes -> uint8 (T, H, W, 3) RGB frames, every frame decoded."""
+def decode_mp4_timed(data: bytes) -> tuple[np.ndarray, np.ndarray, float]:
+    """mp4 bytes -> (uint8 (T, H, W, 3) RGB frames, (T,) presentation times in seconds, average fps).
+
+    Times come from each frame's timestamp (variable frame rate files keep theirs); a frame without
+    one gets the previous time plus one average frame duration."""
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
                 raise MediaError("no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            fps = float(stream.average_rate or stream.guessed_rate or 0.0) or float(VIDEO_FPS)
+            frames, times = [], []
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                times.append(float(frame.time) if frame.time is not None else (times[-1] + 1.0 / fps if times else 0.0))
     except av.error.FFmpegError as err:
         raise MediaError(f"not a decodable mp4: {err}") from None
     if not frames:
         raise MediaError("mp4 has a video stream but no decodable frames")
-    return np.stack(frames)
+    return np.stack(frames), np.asarray(times, dtype=np.float64), fps
+
+
+def decode_mp4(data: bytes) -> np.ndarray:
+    """mp4 bytes -> uint8 (T, H, W, 3) RGB frames, every frame decoded."""
+    return decode_mp4_timed(data)[0]

@@ -50,7 +50,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     for key, value in (("fid_weights", args.fid_weights), ("i3d", args.i3d), ("syncnet", args.syncnet),
-                       ("face_embedder", args.face_embedder), ("device", args.device)):
+                       ("face_embedder", args.face_embedder), ("device", args.device), ("faces.crop", args.face_crop),
+                       ("faces.model", args.face_model)):
         if value is not None:
             overrides.append(f"{key}={value}")
     if args.metrics is not None:
@@ -132,6 +133,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--i3d", metavar="PATH", help="i3d_torchscript.pt (StyleGAN-V FVD detector)")
     parser.add_argument("--syncnet", metavar="PATH", help="syncnet_v2.model (syncnet_python)")
     parser.add_argument("--face-embedder", metavar="PATH", help="TorchScript face-recognition network (identity)")
+    parser.add_argument("--face-crop", choices=("face_track", "whole_frame"),
+                        help="what Sync and identity score: face_track (default; syncnet_python's pipeline: detect, track, "
+                             "crop; clips without a track get a per-clip note) or whole_frame (frames squashed to 224x224, "
+                             "not comparable with published Sync-C/Sync-D); tracking settings: faces.min_track=N ...")
+    parser.add_argument("--face-model", metavar="PATH", help="face detector .tflite for face tracks (default: fetched once, "
+                        "see annotate/face_detector.py)")
     parser.add_argument("--metrics", metavar="LIST", help="comma-separated subset of fid,fvd,sync,identity,actions (default: all)")
     parser.add_argument("--device", help="torch device (default cpu)")
     parser.add_argument("--config", metavar="YAML", help="EvalConfig values (e.g. configs/eval/*.yaml)")

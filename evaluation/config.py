@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from evaluation.action_accuracy import ActionScoreConfig
 from evaluation.action_judge import JudgeConfig
 from evaluation.benchmark import BenchmarkConfig
+from evaluation.face_crops import FaceTrackConfig
 from evaluation.fid import FIDConfig
 from evaluation.fvd import FVDConfig
 from evaluation.identity import IdentityConfig
@@ -25,6 +26,8 @@ class EvalConfig:
         syncnet: syncnet_v2.model (syncnet_python's state dict).
         face_embedder: TorchScript face-recognition network for identity similarity.
         device: torch device for every network ("cpu", "cuda", "cuda:1").
+        faces: how Sync and identity find faces (evaluation/face_crops.py): face tracks cropped as
+            syncnet_python does (default) or whole frames (`faces.crop=whole_frame`).
         timelines: how many samples per run get a per-phase timeline plot (actions only).
         sample: how `--checkpoint` runs sample the benchmark (evaluation/sample.py; its paths come
             from each checkpoint).
@@ -43,6 +46,7 @@ class EvalConfig:
     fvd: FVDConfig = field(default_factory=FVDConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    faces: FaceTrackConfig = field(default_factory=FaceTrackConfig)
     actions: ActionScoreConfig = field(default_factory=ActionScoreConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)

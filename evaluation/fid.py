@@ -96,7 +96,9 @@ class FIDAccumulator:
         device = self.metric.real_features_sum.device
         for start in range(0, len(images), self.cfg.batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.cfg.batch_size]))
-            self.metric.update(batch.permute(0, 3, 1, 2).to(device), real=real)  # (B, 3, H, W) uint8
+            # contiguous NCHW: a permuted (channels-last strided) batch takes other conv kernels and moves
+            # features by ~1e-6 relative; contiguous input gives pytorch-fid's features bit for bit.
+            self.metric.update(batch.permute(0, 3, 1, 2).contiguous().to(device), real=real)  # (B, 3, H, W) uint8
         self.counts[real] += len(images)
 
     def reset_fake(self) -> None:

@@ -172,6 +172,7 @@ class FIDInceptionFeatures(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
         # uint8 [0, 255] (torchmetrics' normalize=False) or float [0, 1] (normalize=True).
+        images = images.contiguous()  # NCHW memory layout, as pytorch-fid's loader gives (exact features)
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         size = (self.resize.size, self.resize.size)
         if tuple(x.shape[-2:]) != size:

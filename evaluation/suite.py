@@ -6,6 +6,12 @@ VLM judge, `evaluation.action_judge`, or on synthetic data the exact `detect_act
 Anything missing becomes `skipped[run][metric] = reason`; a weights path that is given but wrong
 is an error (WeightsError), never a silent skip. Reference statistics are computed once and reused
 for every run, so several checkpoints land side by side in one report.
+
+Sync and identity see what syncnet_python's pipeline gives SyncNet: the video at 25 fps (other
+rates resampled, nearest frame), 16 kHz mono audio, and 224×224 crops of the clip's face track
+(`faces.crop=face_track`, evaluation/face_crops.py; Sync uses the audio of the track's frames
+only). A clip without a face track gets a per-clip note and no score. `faces.crop=whole_frame`
+scores whole frames instead, and the protocol says so.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import torch
 
 from evaluation.action_accuracy import ActionScoreConfig, ClipActionScore, DetectActions, aggregate_actions, score_clip
 from evaluation.config import EvalConfig
+from evaluation.face_crops import FaceTrack, FaceTracker, NoFaceTrack, build_face_tracker
 from evaluation.fid import FIDAccumulator
 from evaluation.fvd import DETECTOR_KWARGS, I3DFeatures, fvd_result, load_i3d
 from evaluation.identity import identity_similarity, load_face_embedder
 from evaluation.inception import load_fid_inception
-from evaluation.sync import CropFaces, SyncResult, aggregate_sync, sync_scores
+from evaluation.sync import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS, SyncResult, aggregate_sync, sync_scores
 from evaluation.syncnet import load_syncnet
-from evaluation.video_folder import list_videos, read_audio, read_frames, read_phases, read_reference_image
+from evaluation.video_folder import Video, list_videos, read_audio, read_phases, read_reference_image, read_video, resample_fps
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +88,17 @@ def protocol(cfg: EvalConfig, models: Mapping[str, Any]) -> dict[str, Any]:
     if "fvd" in models:
         out["fvd"] = {"features": "I3D Kinetics-400 logits (400-d)", "detector_kwargs": DETECTOR_KWARGS,
                       "num_frames": cfg.fvd.num_frames, "frame_stride": cfg.fvd.frame_stride, "clips_per_video": cfg.fvd.clips_per_video,
-                      "fps": cfg.fvd.fps, "statistic": "StyleGAN-V (covariance / N), scipy sqrtm", "weights": cfg.i3d}
+                      "start": cfg.fvd.describe_start(), "seed": cfg.fvd.seed, "max_clips": cfg.fvd.max_clips,
+                      "fps": cfg.fvd.fps, "frame_rate": "native (clips are not resampled)",
+                      "statistic": "StyleGAN-V (covariance / N), scipy sqrtm", "weights": cfg.i3d}
+    if "sync" in models or "identity" in models:
+        out["faces"] = cfg.faces.describe()
     if "sync" in models:
         out["sync"] = {"algorithm": "syncnet_python SyncNetInstance.evaluate", "vshift": cfg.sync.vshift,
                        "offsets": 2 * cfg.sync.vshift + 1, "window_frames": 5, "mfcc": "13 x 100 Hz (python_speech_features)",
-                       "aggregate": "mean over clips", "weights": cfg.syncnet}
+                       "fps": f"{VIDEO_FPS} (other rates resampled to it, nearest frame, as ffmpeg -r 25)",
+                       "audio": f"{AUDIO_RATE} Hz mono" + (", the face track's span" if cfg.faces.crop == "face_track" else ""),
+                       "faces": cfg.faces.crop, "aggregate": "mean over clips", "weights": cfg.syncnet}
     if "identity" in models:
         out["identity"] = {"input_size": cfg.identity.input_size, "frame_stride": cfg.identity.frame_stride,
                            "aggregate": "mean cosine over frames, then over clips", "weights": cfg.face_embedder}
@@ -103,14 +116,51 @@ def _run_metric(name: str, skipped: dict[str, str], fn: Any) -> Any:
         return None
 
 
+def _face_track(tracker: FaceTracker, frames: np.ndarray, cache: dict[str, FaceTrack | str]) -> FaceTrack | str:
+    """The clip's face track, or the reason it has none (computed once, shared by Sync and identity)."""
+    if "track" not in cache:
+        try:
+            cache["track"] = tracker.track(frames)
+        except NoFaceTrack as err:
+            cache["track"] = str(err)
+    return cache["track"]
+
+
+def _sync_clip(net: Any, video25: np.ndarray, audio: tuple[np.ndarray, int], tracker: FaceTracker | None,
+               cache: dict[str, Any], cfg: EvalConfig) -> SyncResult | str:
+    """One clip's Sync on its face track (the track's frames and audio span) or on whole frames."""
+    samples, rate = audio
+    if tracker is None:
+        return sync_scores(net, video25, samples, rate, cfg=cfg.sync)
+    track = _face_track(tracker, video25, cache)
+    if isinstance(track, str):
+        return track
+    return sync_scores(net, track.crops, samples[track.start * SAMPLES_PER_FRAME : track.stop * SAMPLES_PER_FRAME], rate, cfg=cfg.sync)
+
+
+def _identity_clip(net: Any, image: np.ndarray, video25: np.ndarray, tracker: FaceTracker | None,
+                   cache: dict[str, Any], cfg: EvalConfig) -> float | str:
+    if tracker is None:
+        return identity_similarity(net, image, video25, cfg=cfg.identity)
+    track = _face_track(tracker, video25, cache)
+    if isinstance(track, str):
+        return track
+    try:
+        reference = tracker.crop_image(image)
+    except NoFaceTrack as err:
+        return str(err)
+    return identity_similarity(net, reference[0], track.crops, cfg=cfg.identity)
+
+
 def evaluate_folders(
     cfg: EvalConfig, runs: Mapping[str, str | Path], reference: str | Path, *,
-    detect_actions: DetectActions | None = None, judge: ScoreActions | None = None, crop_faces: CropFaces | None = None,
+    detect_actions: DetectActions | None = None, judge: ScoreActions | None = None, face_tracker: FaceTracker | None = None,
 ) -> dict[str, Any]:
     """Report dict ({metrics, skipped, details, per_clip, protocol, timelines}) for every run.
 
     Phase-level actions are scored by `judge` (e.g. `evaluation.action_judge.ActionJudge`) or, on
-    synthetic data, from the per-frame labels of `detect_actions`.
+    synthetic data, from the per-frame labels of `detect_actions`. Sync and identity use
+    `face_tracker` (default: one on our face detector, built when `faces.crop=face_track`).
     """
     reference = Path(reference)
     ref_videos = list_videos(reference)
@@ -119,13 +169,24 @@ def evaluate_folders(
     if judge is not None and detect_actions is not None:
         raise ValueError("give detect_actions or judge, not both")
     models, base_skipped = _load_models(cfg, judge or (exact_scorer(detect_actions, cfg.actions) if detect_actions else None))
+    own_tracker = face_tracker is None and cfg.faces.crop == "face_track" and ("sync" in models or "identity" in models)
+    tracker = build_face_tracker(cfg.faces) if own_tracker else (face_tracker if cfg.faces.crop == "face_track" else None)
+    try:
+        return _evaluate(cfg, runs, reference, ref_videos, models, base_skipped, tracker)
+    finally:
+        if own_tracker:
+            tracker.close()
+
+
+def _evaluate(cfg: EvalConfig, runs: Mapping[str, str | Path], reference: Path, ref_videos: dict[str, Path],
+              models: dict[str, Any], base_skipped: dict[str, str], tracker: FaceTracker | None) -> dict[str, Any]:
 
     # 1. Reference statistics, once for all runs.
     fid_acc = FIDAccumulator(models["fid"], cfg.fid) if "fid" in models else None
-    fvd_real = I3DFeatures(models["fvd"], cfg.fvd) if "fvd" in models else None
+    fvd_real = I3DFeatures(models["fvd"], cfg.fvd, real=True) if "fvd" in models else None
     if fid_acc or fvd_real:
         for path in ref_videos.values():
-            frames = read_frames(path)
+            frames = read_video(path).frames
             if fid_acc:
                 fid_acc.add_video(frames, real=True)
             if fvd_real:
@@ -133,7 +194,6 @@ def evaluate_folders(
 
     report: dict[str, Any] = {"metrics": {}, "skipped": {}, "details": {}, "per_clip": {}, "timelines": [],
                               "protocol": protocol(cfg, models)}
-    fps = cfg.fvd.fps
     for run, folder in runs.items():
         gen_videos = list_videos(folder)
         keys = [k for k in gen_videos if k in ref_videos]
@@ -153,7 +213,10 @@ def evaluate_folders(
 
         # 2. One pass over the generated videos; every metric takes what it needs.
         for key in keys:
-            frames = read_frames(gen_videos[key])
+            video: Video = read_video(gen_videos[key])
+            frames, fps = video.frames, video.fps
+            video25 = frames if abs(fps - VIDEO_FPS) < 1e-3 else resample_fps(video, VIDEO_FPS)  # SyncNet's rate
+            faces: dict[str, Any] = {}
             if fid_acc:
                 fid_acc.add_video(frames, real=False)
             if fvd_fake:
@@ -163,16 +226,23 @@ def evaluate_folders(
                 if audio is None:
                     per_clip[key]["sync"] = "no audio"
                 else:
-                    res = _run_metric("sync", per_clip[key], lambda: sync_scores(models["sync"], frames, *audio, crop_faces=crop_faces, cfg=cfg.sync))
-                    if res is not None:
+                    res = _run_metric("sync", per_clip[key], lambda: _sync_clip(models["sync"], video25, audio, tracker, faces, cfg))
+                    if isinstance(res, str):
+                        per_clip[key]["sync"] = res
+                    elif res is not None:
                         syncs.append(res)
                         per_clip[key].update(av_offset=res.offset, sync_c=res.confidence, sync_d=res.min_dist)
             if "identity" in models:
-                ref_frames = read_frames(ref_videos[key]) if not any((reference / f"{key}{s}").is_file() for s in (".png", ".jpg", ".jpeg")) else None
+                ref_frames = read_video(ref_videos[key]).frames if not any((reference / f"{key}{s}").is_file() for s in (".png", ".jpg", ".jpeg")) else None
                 image, source = read_reference_image(reference, key, ref_frames)
-                sim = identity_similarity(models["identity"], image, frames, crop_faces=crop_faces, cfg=cfg.identity)
-                identities.append(sim)
-                per_clip[key].update(identity=sim, identity_reference=source)
+                sim = _identity_clip(models["identity"], image, video25, tracker, faces, cfg)
+                if isinstance(sim, str):
+                    per_clip[key]["identity"] = sim
+                else:
+                    identities.append(sim)
+                    per_clip[key].update(identity=sim, identity_reference=source)
+            if isinstance(faces.get("track"), FaceTrack):
+                per_clip[key]["face_track"] = [faces["track"].start, faces["track"].stop]
             if "actions" in models:
                 phases = read_phases(reference, key)
                 if phases is None:
@@ -202,9 +272,13 @@ def evaluate_folders(
                 metrics.update({k: v for k, v in aggregate_sync(syncs).items() if k != "num_clips"})
                 details["sync"] = {"num_clips": len(syncs), "offsets": [r.offset for r in syncs]}
             else:
-                skipped["sync"] = "no clip could be scored (no audio, or fewer than 6 frames)"
+                skipped["sync"] = "no clip could be scored (no audio, no face track, or fewer than 6 frames; see per_clip)"
         if "identity" in models:
-            metrics["identity"] = float(np.mean(identities))
+            if identities:
+                metrics["identity"] = float(np.mean(identities))
+                details["identity"] = {"num_clips": len(identities)}
+            else:
+                skipped["identity"] = "no clip could be scored (no face track or no face in the reference; see per_clip)"
         if "actions" in models:
             if action_clips:
                 agg = aggregate_actions(action_clips)

@@ -8,8 +8,9 @@ Per clip (25 fps face crops + 16 kHz mono audio):
      `pairwise_distance` to audio windows i-vshift … i+vshift (31 offsets for vshift = 15).
   4. mdist = mean over windows per offset; Sync-D = min(mdist); Sync-C = median(mdist) - min(mdist);
      AV offset = vshift - argmin (> 0: the lips lag the audio by that many frames).
-Dataset figures are plain means over clips. Faces: clips are taken to be face crops already unless a
-`crop_faces` callable (frames -> crops, e.g. from annotate/face_detector.py) is given.
+Dataset figures are plain means over clips. Faces: `sync_scores` takes the frames it is given as face
+crops (or a `crop_faces` hook); `evaluation.suite.evaluate_folders` first resamples to 25 fps and
+builds syncnet_python's face track and crops (evaluation/face_crops.py), as `run_pipeline.py` does.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Read a folder of evaluation videos: `<key>.mp4` (+ `<key>.wav`, `<key>.png|jpg`, `<key>.json`).
 
 Generated and reference folders are matched by key (file stem). Audio comes from `<key>.wav` when
-present, else from the mp4's audio stream (resampled to 16 kHz mono with PyAV). The identity
+present, else from the mp4's audio stream; either way resampled to 16 kHz mono with PyAV (what
+syncnet_python's `ffmpeg -ac 1 -ar 16000` gives). `read_video` keeps each frame's timestamp so
+`resample_fps` can bring any frame rate to SyncNet's 25 fps. The identity
 reference is `<key>.png`/`.jpg` in the reference folder, else the reference video's first frame.
 Phases come from the annotation JSON (`caption.phases`, DESIGN §3), the phase text being the label.
 """
@@ -9,14 +11,24 @@ Phases come from the annotation JSON (`caption.phases`, DESIGN §3), the phase t
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dataset.media import MediaError, decode_audio, decode_mp4, decode_wav
+from dataset.media import MediaError, decode_audio, decode_mp4, decode_mp4_timed
 
 AUDIO_RATE = 16000
+
+
+@dataclass(frozen=True, slots=True)
+class Video:
+    """Decoded frames with their presentation times (seconds) and the stream's average frame rate."""
+
+    frames: np.ndarray  # uint8 (T, H, W, 3) RGB
+    times: np.ndarray  # (T,) float64
+    fps: float
 
 
 def list_videos(folder: str | Path) -> dict[str, Path]:
@@ -35,6 +47,34 @@ def read_frames(path: Path) -> np.ndarray:
         raise MediaError(f"{path}: {err}") from None
 
 
+def read_video(path: Path) -> Video:
+    """Frames, their times and the frame rate; errors name the file."""
+    try:
+        frames, times, fps = decode_mp4_timed(path.read_bytes())
+    except MediaError as err:
+        raise MediaError(f"{path}: {err}") from None
+    return Video(frames, times, fps)
+
+
+def resample_fps(video: Video, fps: float) -> np.ndarray:
+    """Frames at a constant `fps`: output frame i shows the input frame nearest in time to t0 + i/fps
+    (what `ffmpeg -r 25` and its fps filter do, up to tie-breaking); the duration is kept, so
+    frames are dropped (30 -> 25 fps) or repeated (24 -> 25 fps). Variable frame rates work too."""
+    if len(video.frames) == 0:
+        return video.frames
+    times = video.times - video.times[0]
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / video.fps
+    count = max(1, int(round((times[-1] + step) * fps)))
+    want = np.arange(count) / fps
+    right = np.clip(np.searchsorted(times, want), 1, len(times) - 1) if len(times) > 1 else np.zeros(count, int)
+    if len(times) > 1:
+        left = right - 1
+        nearest = np.where(want - times[left] <= times[right] - want, left, right)
+    else:
+        nearest = right
+    return video.frames[nearest]
+
+
 def decode_mp4_audio(data: bytes, sample_rate: int = AUDIO_RATE) -> np.ndarray | None:
     """The first audio stream of mp4 bytes as float32 mono at `sample_rate`, or None without audio."""
     decoded = decode_audio(data, sample_rate)
@@ -46,9 +86,12 @@ def read_audio(video: Path) -> tuple[np.ndarray, int] | None:
     wav = video.with_suffix(".wav")
     if wav.is_file():
         try:
-            return decode_wav(wav.read_bytes())
+            decoded = decode_audio(wav.read_bytes(), AUDIO_RATE)
         except MediaError as err:
             raise MediaError(f"{wav}: {err}") from None
+        if decoded is None:
+            raise MediaError(f"{wav}: no audio stream")
+        return decoded[0], AUDIO_RATE
     try:
         audio = decode_mp4_audio(video.read_bytes())
     except MediaError as err:

@@ -172,7 +172,7 @@ class MechanismConfig:
 def _preset(scale: str) -> dict:
     if scale == "smoke":  # every code path in a few minutes: tiny corpus, a few steps per stage
         return {"arms": list(ARMS), "window_frames": 17,
-                "corpus": {"train_videos": 2, "test_videos": 1, "min_duration": 8.0, "max_duration": 9.0},
+                "corpus": {"train_videos": 1, "test_videos": 1, "min_duration": 8.0, "max_duration": 9.0},
                 "vae": {"steps": 2, "window_steps": 1, "batch_size": 2},
                 "model": {"dim": 32, "num_layers": 2, "num_heads": 2, "ffn_dim": 64},
                 "train": {"stage1_steps": 2, "stage2_steps": 4, "batch_size": 2, "warmup_steps": 0, "window_stride": 16,

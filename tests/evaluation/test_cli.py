@@ -40,7 +40,8 @@ def test_eval_all_metrics_two_runs_side_by_side(folders, tiny_weights, tmp_path,
         "--generated", str(folders / "good"), "--generated", f"shifted={folders / 'bad'}", "--reference", str(folders / "ref"),
         "--out", str(out), "--fid-weights", str(tiny_weights["fid_weights"]), "--i3d", str(tiny_weights["i3d"]),
         "--syncnet", str(tiny_weights["syncnet"]), "--face-embedder", str(tiny_weights["face_embedder"]),
-        "fid.dims=64", "fid.frame_stride=4", "fvd.num_frames=10", "sync.batch_size=8",
+        "--face-crop", "whole_frame",  # block-colour videos have no face to track
+        "fid.dims=64", "fid.frame_stride=4", "fvd.num_frames=10", "fvd.start=0", "sync.batch_size=8",
     ])
     assert rc == 0
     printed = capsys.readouterr().out
@@ -59,6 +60,8 @@ def test_eval_all_metrics_two_runs_side_by_side(folders, tiny_weights, tmp_path,
     assert set(report["per_clip"]["good"]["a_0000"]) >= {"av_offset", "sync_c", "sync_d", "identity"}
     assert report["per_clip"]["good"]["a_0000"]["identity_reference"] == "a_0000.mp4 frame 0"
     assert "antialias=False" in report["protocol"]["fid"]["resize"] and report["protocol"]["sync"]["offsets"] == 31
+    assert report["protocol"]["faces"]["crop"] == report["protocol"]["sync"]["faces"] == "whole_frame"
+    assert report["protocol"]["fvd"]["start"] == "every clip at frame 0" and report["protocol"]["fvd"]["max_clips"] == 2048
     assert (out / "report.md").is_file() and (out / "plots" / "metric_fid.png").is_file()
 
 

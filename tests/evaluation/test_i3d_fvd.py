@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from evaluation.frechet import frechet_distance, gaussian_stats
-from evaluation.fvd import FVDConfig, I3DFeatures, compute_fvd, fvd_from_features, load_i3d, video_clips
+from evaluation.fvd import FVDConfig, I3DFeatures, compute_fvd, fvd_from_features, fvd_result, load_i3d, video_clips
 from evaluation.i3d import InceptionI3d, export_torchscript
 from evaluation.weights import WeightsError
 
@@ -107,3 +107,66 @@ def test_fvd_zero_for_identical_sets_larger_for_shifted(detector):
 def test_config_validation_names_key():
     with pytest.raises(ValueError, match="fvd.num_frames must be >= 10, got 4"):
         FVDConfig(num_frames=4)
+
+
+class FirstPixel(torch.nn.Module):
+    """Stand-in detector: the first pixel of every frame of a clip (B, 3, T, H, W) -> (B, T)."""
+
+    def forward(self, x, rescale=True, resize=True, return_features=True):
+        return x[:, 0, :, 0, 0].float()
+
+
+def _numbered(frames: int) -> np.ndarray:
+    return np.arange(frames)[:, None, None, None].repeat(2, 1).repeat(2, 2).repeat(3, 3).astype(np.uint8)
+
+
+def test_reference_clips_start_at_seeded_random_offsets_generated_clips_at_zero():
+    cfg = FVDConfig(num_frames=10, frame_stride=2, seed=3)
+    starts = {}
+    for seed in (3, 4):
+        real = I3DFeatures(FirstPixel(), FVDConfig(num_frames=10, frame_stride=2, seed=seed), real=True)
+        for _ in range(40):
+            real.add_video(_numbered(40))
+        feats = real.result()
+        assert (np.diff(feats, axis=1) == 2).all()  # consecutive, strided
+        starts[seed] = feats[:, 0]
+    # StyleGAN-V: offsets uniform in [0, T - n*stride + stride - 1] = [0, 21]; seeded.
+    assert starts[3].min() >= 0 and starts[3].max() <= 21 and len(set(starts[3])) > 5
+    again = I3DFeatures(FirstPixel(), cfg, real=True)
+    for _ in range(40):
+        again.add_video(_numbered(40))
+    assert (again.result()[:, 0] == starts[3]).all() and not (starts[3] == starts[4]).all()
+    fake = I3DFeatures(FirstPixel(), cfg)  # generated: always frame 0
+    fake.add_video(_numbered(40))
+    first = I3DFeatures(FirstPixel(), FVDConfig(num_frames=10, start="0"), real=True)
+    first.add_video(_numbered(40))
+    assert fake.result()[0, 0] == 0 and first.result()[0, 0] == 0
+    with pytest.raises(ValueError, match="fvd.start must be one of"):
+        FVDConfig(start="middle")
+
+
+def test_max_clips_caps_each_side_first_in_order_and_is_reported():
+    cfg = FVDConfig(num_frames=10, start="0", max_clips=3)
+    acc = I3DFeatures(FirstPixel(), cfg, real=True)
+    for i in range(5):
+        acc.add_video(_numbered(10) + i)
+    assert list(acc.result()[:, 0]) == [0, 1, 2] and acc.capped == 2
+    fake = I3DFeatures(FirstPixel(), cfg)
+    for i in range(4):
+        fake.add_video(_numbered(10) + 10 * i)
+    res = fvd_result(acc, fake, cfg)
+    assert (res.num_real_clips, res.num_fake_clips, res.capped_clips) == (3, 3, 3)
+    assert res.start == "every clip at frame 0"
+    assert "random offset (seed 0)" in FVDConfig().describe_start() and FVDConfig().max_clips == 2048
+
+
+def test_tiny_i3d_features_vary_and_fvd_ranks_a_near_copy_below_a_different_set(detector):
+    cfg = FVDConfig(num_frames=16, start="0", batch_size=4)
+    real = _videos(6, seed=11)
+    rng = np.random.default_rng(0)
+    near = [np.clip(v.astype(int) + rng.integers(-2, 3, v.shape), 0, 255).astype(np.uint8) for v in real]
+    other = _videos(6, seed=12, shift=-30.0)
+    feats = _features(detector, real, cfg)
+    # PyTorch's default init gave every clip the same logits (covariance trace ~1e-12).
+    assert np.trace(np.cov(feats.T)) > 1e-3 * np.mean(feats**2) * feats.shape[1]
+    assert compute_fvd(real, near, detector, cfg).fvd < 0.1 * compute_fvd(real, other, detector, cfg).fvd

@@ -27,30 +27,57 @@ def extractor():
     return FIDInceptionFeatures(random_fid_inception(seed=0), dims=192)
 
 
-def test_matches_pytorch_fid_architecture_exactly():
+@pytest.fixture(scope="module")
+def pytorch_fid_with_our_weights(tmp_path_factory):
+    """pytorch-fid's own InceptionV3, built by its own loader from our random state dict: its weights
+    download (torch.hub.load_state_dict_from_url) is pointed at a local file through TORCH_HOME."""
     pf = pytest.importorskip("pytorch_fid.inception")
+    import os
+
     net = random_fid_inception(seed=1)
-    # Build pytorch-fid's network with our random weights instead of its download.
-    tvm = pf._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-    for name, module in (("Mixed_5b", pf.FIDInceptionA(192, 32)), ("Mixed_5c", pf.FIDInceptionA(256, 64)),
-                         ("Mixed_5d", pf.FIDInceptionA(288, 64)), ("Mixed_6b", pf.FIDInceptionC(768, 128)),
-                         ("Mixed_6c", pf.FIDInceptionC(768, 160)), ("Mixed_6d", pf.FIDInceptionC(768, 160)),
-                         ("Mixed_6e", pf.FIDInceptionC(768, 192)), ("Mixed_7b", pf.FIDInceptionE_1(1280)),
-                         ("Mixed_7c", pf.FIDInceptionE_2(2048))):
-        setattr(tvm, name, module)
-    tvm.load_state_dict(net.state_dict(), strict=True)
-    original = pf.fid_inception_v3
-    pf.fid_inception_v3 = lambda: tvm
+    home = tmp_path_factory.mktemp("torch_home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(net.state_dict(), home / "hub" / "checkpoints" / pf.FID_WEIGHTS_URL.rsplit("/", 1)[-1])
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
     try:
-        ref = pf.InceptionV3([3]).eval()
+        blocks = {dims: pf.InceptionV3([pf.InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval() for dims in (64, 2048)}
     finally:
-        pf.fid_inception_v3 = original
-    images = torch.from_numpy(_frames(2, seed=3, size=120)).permute(0, 3, 1, 2)
-    ours = FIDInceptionFeatures(net)(images)
+        if old is None:
+            del os.environ["TORCH_HOME"]
+        else:
+            os.environ["TORCH_HOME"] = old
+    return net, blocks
+
+
+def test_features_equal_pytorch_fid_bit_for_bit(pytorch_fid_with_our_weights):
+    net, theirs = pytorch_fid_with_our_weights
+    images = _frames(3, seed=3, size=120)  # uint8 (N, H, W, 3), as decoded from a video
     with torch.no_grad():
-        theirs = ref(images.float() / 255.0)[0].flatten(1)
-    assert ours.shape == (2, 2048)
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        ref = theirs[2048](torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().float() / 255.0)[0].flatten(1)
+    # Through the FID accumulator, i.e. torchmetrics calling our extractor with the batch we build.
+    seen = []
+    extractor = FIDInceptionFeatures(net)
+    extractor.register_forward_hook(lambda mod, args, out: seen.append(out))
+    acc = FIDAccumulator(extractor, FIDConfig(batch_size=3))
+    acc.add_images(images, real=True)
+    assert seen[0].shape == (3, 2048)
+    assert torch.equal(seen[0], ref)
+
+
+def test_fid_equals_pytorch_fid_calculate_frechet_distance(pytorch_fid_with_our_weights):
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    net, theirs = pytorch_fid_with_our_weights
+    # 64-d stem features of 72 images each: full-rank covariances, so the square root is well defined.
+    real, fake = _frames(72, seed=4, size=48), _frames(72, seed=5, size=48)
+    with torch.no_grad():
+        # pytorch-fid's get_activations: average-pool block outputs that are not 1x1.
+        feats = [torch.nn.functional.adaptive_avg_pool2d(theirs[64](torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().float() / 255.0)[0], 1)
+                 .flatten(1).double().numpy() for x in (real, fake)]
+    expected = calculate_frechet_distance(feats[0].mean(0), np.cov(feats[0], rowvar=False), feats[1].mean(0), np.cov(feats[1], rowvar=False))
+    ours = compute_fid([real], [fake], FIDInceptionFeatures(net, dims=64), FIDConfig(dims=64, batch_size=36))
+    assert ours.fid == pytest.approx(expected, rel=1e-6)
 
 
 def test_loads_state_dict_file_and_rejects_wrong_files(tiny_weights, tmp_path):

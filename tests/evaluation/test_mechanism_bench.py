@@ -71,9 +71,9 @@ def test_eval_rescores_an_arm_on_the_benchmark(run: Path, tmp_path: Path) -> Non
     out = tmp_path / "rescore"
     assert actavatar(["eval", "--checkpoint", f"paca={run / 'train' / 'paca' / 'ema'}", "--benchmark", str(run / "benchmark"),
                       "--out", str(out), "--metrics", "actions", "--actions", "synthetic", "--no-progress",
-                      "sample.sampler.steps=2"]) == 0
+                      "sample.sampler.steps=2", "benchmark.max_clips=2"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["metrics"]["paca"]["num_videos"] == len(list((run / "benchmark").glob("*.json")))
+    assert report["metrics"]["paca"]["num_videos"] == 2 <= len(list((run / "benchmark").glob("*.json")))
 
 
 def test_rerun_resumes_without_retraining(run: Path) -> None:

@@ -135,3 +135,15 @@ def test_aggregate_is_the_mean_over_clips():
     assert agg["num_clips"] == 3
     with pytest.raises(ValueError, match="sync.vshift"):
         SyncConfig(vshift=0)
+
+
+def test_tiny_syncnet_embeddings_vary_with_the_input(tiny_weights):
+    # PyTorch's default init gave nearly the same audio embedding for every window (relative std ~2e-2);
+    # the tiny weights must let a Sync test tell windows apart.
+    net = load_syncnet(tiny_weights["syncnet"])
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        lip = net.forward_lip(torch.rand(8, 3, 5, 224, 224, generator=g) * 255)
+        aud = net.forward_aud(torch.randn(8, 1, 13, 20, generator=g) * 5)
+    for emb in (lip, aud):
+        assert (emb.std(0).mean() / emb.abs().mean()) > 0.1
