@@ -40,7 +40,6 @@ PHASE_ROUTINGS = ("per_frame", "global")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # sub-folder names searched for each encoder next to a checkpoint (first match wins)
 ENCODER_DIRS = {"vae": ("vae",), "text_encoder": ("umt5", "text_encoder"), "audio_encoder": ("wav2vec2", "audio_encoder")}
-AUDIO_LAYERS_FILE = "audio_encoder.safetensors"  # optional trained AudioEncoder.layer_logits beside the DiT
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -54,8 +53,6 @@ class SampleConfig:
         vae, text_encoder, audio_encoder: local folder or HF id of each encoder; empty: --encoders DIR,
             then the source conditioning.json records (if it exists locally or is a cached HF id), then
             next to the checkpoint (vae/, umt5/ or text_encoder/, wav2vec2/ or audio_encoder/).
-        audio_layers: safetensors with the trained `layer_logits` of the AudioEncoder; empty: the DiT
-            folder's audio_encoder.safetensors when present, else uniform layer weights.
         device: torch device; dtype: DiT/encoder weights dtype (float32, bfloat16, float16).
         width, height: output size in pixels (multiples of VAE stride x patch size, e.g. 16).
         num_frames: video frames (1 + 4k); 0 = as long as the audio allows, capped at max_frames.
@@ -84,7 +81,6 @@ class SampleConfig:
     vae: str = ""
     text_encoder: str = ""
     audio_encoder: str = ""
-    audio_layers: str = ""
     device: str = "cpu"
     dtype: str = "float32"
     width: int = 256
@@ -174,8 +170,6 @@ def resolve_checkpoint(cfg: SampleConfig, checkpoint: str | Path | None = None, 
             raise FileNotFoundError(f"no {key} for checkpoint {dit}: looked for {', '.join(map(str, where))}; "
                                     f"pass {key}=PATH (a local folder or a Hugging Face id)")
         found[key] = str(hit)
-    if not cfg.audio_layers and (dit / AUDIO_LAYERS_FILE).is_file():
-        found["audio_layers"] = str(dit / AUDIO_LAYERS_FILE)
     return dataclasses.replace(cfg, **found)
 
 
@@ -234,10 +228,6 @@ class AvatarSampler:
         self.text = load_text_encoder(cfg.text_encoder, device=cfg.device, dtype=dtype, max_length=mcfg.text_len,
                                       max_base_tokens=cfg.max_base_tokens, max_phase_tokens=cfg.max_phase_tokens)
         self.audio = load_audio_encoder(cfg.audio_encoder, device=cfg.device, dtype=dtype) if mcfg.audio is not None else None
-        if self.audio is not None and cfg.audio_layers:
-            from safetensors.torch import load_file
-
-            self.audio.load_state_dict(load_file(cfg.audio_layers), strict=False)
         self._check(mcfg)
         if self.contract is not None and self.audio is not None and self.audio.feature_hz != self.contract.audio_feature_hz:
             log.warning("audio encoder %s gives %g Hz features; %s was trained with %g Hz", cfg.audio_encoder,

@@ -6,6 +6,12 @@ layers (lip detail). Schedules over depth x = i / (L - 1):
   cosine   w(x) = end + (start - end) * (1 + cos(pi x)) / 2
   constant w(x) = start            (ablation; text start 1.0 reproduces Wan)
   learned  one parameter per layer and modality, initialised from `learned_init`.
+
+`NEUTRAL` (text and audio weight 1 in every layer) is what an imported Wan checkpoint gets: the
+model then is exactly Wan. A schedule chosen on top of such a backbone can warm up from neutral:
+with `warmup_steps=N` the weights are 1 + p·(w − 1) with p = step / N rising from 0 to 1 over the
+first N training steps (the trainer calls `set_step`), so a frozen backbone never sees a changed
+cross-attention at step 0. A built model starts fully ramped (p = 1): sampling always uses the schedule.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class AlignmentConfig:
     learned_init: the fixed schedule a "learned" schedule starts from.
     text_start, text_end: text weight at the first and last block.
     audio_start, audio_end: audio weight at the first and last block.
+    warmup_steps: ramp the weights from neutral (1) to the schedule over this many training steps.
     """
 
     schedule: Schedule = "linear"
@@ -36,8 +43,11 @@ class AlignmentConfig:
     text_end: float = 0.5
     audio_start: float = 0.25
     audio_end: float = 1.0
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ValueError(f"alignment.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"alignment.schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
         if self.learned_init not in _SCHEDULES[:3]:
@@ -46,6 +56,10 @@ class AlignmentConfig:
             value = getattr(self, key)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"alignment.{key} must be a finite number >= 0, got {value}")
+
+
+# Every layer's text and audio output at weight 1: Wan's own cross-attention (the audio branch adds zero at import).
+NEUTRAL = AlignmentConfig(schedule="constant", text_start=1.0, text_end=1.0, audio_start=1.0, audio_end=1.0)
 
 
 def schedule_weights(schedule: str, start: float, end: float, num_layers: int) -> torch.Tensor:
@@ -84,6 +98,14 @@ class ProgressiveAlignment(nn.Module):
             # Derived from the config, so not saved: a checkpoint cannot silently override the schedule.
             self.register_buffer("text_weight", text, persistent=False)
             self.register_buffer("audio_weight", audio, persistent=False)
+        # Warm-up progress p in [0, 1]: set by the trainer each step, 1 otherwise (not saved).
+        self.register_buffer("progress", torch.ones(()), persistent=False)
+
+    def set_step(self, step: int) -> None:
+        """Warm-up position at optimizer step `step` (no-op without warm-up)."""
+        n = self.config.warmup_steps
+        with torch.no_grad():
+            self.progress.fill_(min(1.0, step / n) if n > 0 else 1.0)
 
     def reset_parameters(self) -> None:
         """Recompute the weights (after building on the meta device)."""
@@ -92,6 +114,11 @@ class ProgressiveAlignment(nn.Module):
         with torch.no_grad():
             self.text_weight.copy_(schedule_weights(fixed, cfg.text_start, cfg.text_end, self.num_layers))
             self.audio_weight.copy_(schedule_weights(fixed, cfg.audio_start, cfg.audio_end, self.num_layers))
+            self.progress.fill_(1.0)
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.text_weight.float(), self.audio_weight.float()
+        text, audio = self.text_weight.float(), self.audio_weight.float()
+        if self.config.warmup_steps == 0:
+            return text, audio
+        p = self.progress.float()  # a tensor, not a Python float: no host sync, compile-friendly
+        return torch.lerp(torch.ones_like(text), text, p), torch.lerp(torch.ones_like(audio), audio, p)

@@ -1,7 +1,9 @@
-"""wav2vec2 audio encoder wrapper: 16 kHz waveform -> learned weighted sum of all hidden layers.
+"""wav2vec2 audio encoder wrapper: 16 kHz waveform -> the average of all hidden layers.
 
 Takes an already-built transformers `Wav2Vec2Model` (loaders: train/pretrained.py). The backbone is
-frozen by default (FantasyTalking / OmniAvatar keep wav2vec2 fixed); the layer weights train.
+frozen by default (FantasyTalking / OmniAvatar keep wav2vec2 fixed). The layers are averaged with
+fixed, equal weights: learned layer weights would have to train through every batch's encoder pass,
+which `actavatar encode`'s cached features rule out (they were never trained nor saved; removed).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from torch import nn
 
 
 class AudioEncoder(nn.Module):
-    """Weighted-layer wav2vec2 features at `feature_hz` (50 Hz for 16 kHz input).
+    """Layer-averaged wav2vec2 features at `feature_hz` (50 Hz for 16 kHz input).
 
     Args:
         wav2vec2: a transformers `Wav2Vec2Model` (anything with `.config` and `output_hidden_states`).
@@ -34,8 +36,7 @@ class AudioEncoder(nn.Module):
         self.feature_hz = sample_rate / math.prod(cfg.conv_stride)
         # group-norm feature extractors (wav2vec2-base) must not get an attention mask (HF docs)
         self._pass_mask = getattr(cfg, "feat_extract_norm", "group") == "layer"
-        # softmax over (embeddings + each layer); zeros = uniform average at init
-        self.layer_logits = nn.Parameter(torch.zeros(int(cfg.num_hidden_layers) + 1))
+        self.num_layers = int(cfg.num_hidden_layers) + 1  # embeddings + each layer
         if freeze:
             self.wav2vec2.eval().requires_grad_(False)
 
@@ -59,5 +60,4 @@ class AudioEncoder(nn.Module):
             dtype = next(self.wav2vec2.parameters()).dtype
             out = self.wav2vec2(x.to(dtype), output_hidden_states=True, **kwargs)
         hidden = torch.stack(out.hidden_states, dim=0)  # (L+1, B, T, C)
-        weights = self.layer_logits.float().softmax(dim=0)  # (L+1,)
-        return (weights[:, None, None, None] * hidden.float()).sum(dim=0).type_as(hidden)  # (B, T, C)
+        return hidden.float().mean(dim=0).type_as(hidden)  # (B, T, C)

@@ -2,8 +2,11 @@
 
 Pure: takes a config mapping / state dict / loaded module (file and hub loading live in
 `train/pretrained.py`). Parameters ActAvatar adds (audio branch, learned alignment weights) are
-absent from Wan checkpoints and keep their initial values: audio outputs at zero, so the imported
-model with PACA neutral and text weight 1 reproduces diffusers' output.
+absent from Wan checkpoints and keep their initial values: audio outputs at zero. An import is
+exactly Wan by default: neutral alignment (every text and audio weight 1, `alignment.NEUTRAL`) and
+padding tokens visible (Wan's pipeline attends to its zero-padded text), so it reproduces
+diffusers' output with no override. ActAvatar's progressive schedule is an explicit override
+(`model.alignment.*`, best with `warmup_steps` so the backbone starts from what it was trained with).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.alignment import NEUTRAL
 from model.dit import DiTConfig, VideoDiT
+from model.phase_attention import PhaseAttentionConfig
 
 # Diffusers prefix -> ours, outside the blocks (first match wins; longer prefixes first).
 _ROOT = (
@@ -48,8 +53,14 @@ _IGNORED = re.compile(r"(^|\.)norm_added_q\.")  # diffusers ignores it on load t
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
+# VAE (t, h, w) stride by latent channels: Wan2.1's VAE has 16 channels and 8x spatial compression,
+# Wan2.2's (TI2V-5B) 48 channels and 16x. The transformer config does not name its VAE.
+VAE_STRIDE_BY_Z = {16: (4, 8, 8), 48: (4, 16, 16)}
+
+
 def config_from_diffusers(config: Mapping[str, Any], **overrides: Any) -> DiTConfig:
-    """`DiTConfig` from a diffusers `WanTransformer3DModel` config (dict or FrozenDict)."""
+    """`DiTConfig` from a diffusers `WanTransformer3DModel` config (dict or FrozenDict): exactly Wan
+    (neutral alignment, padding visible) unless `overrides` say otherwise."""
     heads, head_dim = int(config["num_attention_heads"]), int(config["attention_head_dim"])
     dim = heads * head_dim
     qk_norm = config.get("qk_norm", "rms_norm_across_heads")
@@ -76,7 +87,12 @@ def config_from_diffusers(config: Mapping[str, Any], **overrides: Any) -> DiTCon
         cross_attn_norm=bool(config["cross_attn_norm"]),
         image_dim=image_dim,
         image_pos_embed_len=config.get("pos_embed_seq_len"),
+        alignment=NEUTRAL,
+        phase=PhaseAttentionConfig(pad_visible=True),
     )
+    z = int(config.get("out_channels") or config["in_channels"])
+    if z in VAE_STRIDE_BY_Z:
+        fields["vae_stride"] = VAE_STRIDE_BY_Z[z]
     fields.update(overrides)
     return DiTConfig(**fields)
 

@@ -64,6 +64,9 @@ class DataConfig:
     require_phases: drop clips without phase captions.
     max_phases: phases kept per window (text budget).
     random_window: random window start within the clip (False: the clip start).
+    max_bad_fraction: samples that fail to decode (a broken mp4, a clip shorter than its
+        annotation, a damaged latent) are skipped, logged with their key and counted; a run stops
+        with an error once more than this fraction of the samples seen (after the first 20) failed.
     phase_routing: which phases a latent frame's queries see: "per_frame" (PACA: the phases
         overlapping the frame) or "global" (every phase of the window: the global-caption ablation
         through plain cross-attention). Recorded in the checkpoint's conditioning.json for sampling.
@@ -78,6 +81,7 @@ class DataConfig:
     seed: int = 0
     phase_prob: float = 0.0
     require_phases: bool = False
+    max_bad_fraction: float = 0.01
     max_phases: int = 8
     random_window: bool = True
     phase_routing: Literal["per_frame", "global"] = "per_frame"
@@ -95,6 +99,8 @@ class DataConfig:
                 raise ValueError(f"data.{key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.phase_prob <= 1.0:
             raise ValueError(f"data.phase_prob must be in [0, 1], got {self.phase_prob}")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"data.max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
         if self.phase_routing not in ROUTINGS:
             raise ValueError(f"data.phase_routing must be one of {ROUTINGS}, got {self.phase_routing!r}")
 
@@ -156,6 +162,7 @@ class ClipStream(IterableDataset):
         check_shards(self.shards, world_size * max(config.num_workers, 1))
         self._decoder = SampleDecoder(video=True, audio=True)
         self._handler = LogAndContinue()
+        self.seen = self.bad = 0  # decoded / skipped samples of this reader (per DataLoader worker)
 
     # -- planning (annotation only) ---------------------------------------------------------
 
@@ -217,7 +224,25 @@ class ClipStream(IterableDataset):
         for i, (_, items) in enumerate(bucket_batches(self._plans(role, num_workers), self.config.batch_size)):
             if i < skip:
                 continue  # replayed on resume: planned but never decoded
-            yield collate([self._materialize(raw, plan) for raw, plan in items])
+            samples = [sample for raw, plan in items if (sample := self._decode(raw, plan)) is not None]
+            if samples:  # a batch may come out smaller; an all-bad batch is dropped (resume then replays one more)
+                yield collate(samples)
+
+    def _decode(self, raw: dict[str, Any], plan: WindowPlan) -> dict[str, Any] | None:
+        """One sample, or None (logged and counted) when it cannot be decoded; too many stop the run."""
+        self.seen += 1
+        try:
+            return self._materialize(raw, plan)
+        except (ValueError, KeyError, OSError, EOFError, RuntimeError) as err:  # MediaError is a ValueError
+            self.bad += 1
+            key = raw.get("__key__")
+            log.warning("data: skipping sample %s from %s: %s (%d of %d skipped)", key, raw.get("__url__"), err, self.bad, self.seen)
+            if self.seen >= 20 and self.bad > self.config.max_bad_fraction * self.seen:
+                raise ValueError(
+                    f"data.shards: {self.bad} of {self.seen} samples could not be decoded (more than data.max_bad_fraction="
+                    f"{self.config.max_bad_fraction}); the data looks broken. Last: {key} from {raw.get('__url__')}: {err}"
+                ) from err
+            return None
 
     # -- decoding ---------------------------------------------------------------------------
 

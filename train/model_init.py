@@ -62,6 +62,7 @@ class AlignmentOverrides:
     text_end: float | None = None
     audio_start: float | None = None
     audio_end: float | None = None
+    warmup_steps: int | None = None
 
 
 def _set_fields(obj: Any) -> dict[str, Any]:
@@ -78,6 +79,9 @@ class ModelConfig:
             with `init_from` (a checkpoint brings its own architecture).
         init_from: a `save_dit` folder (config.json with "_class": "VideoDiT", e.g. OUT/ema of stage 1)
             or a diffusers Wan transformer / pipeline folder or HF id ("" = random init of `flavor`).
+        local_files_only: an HF id in `init_from` must already be in the Hugging Face cache (false:
+            download it). Only config.json is read to know the architecture; the weights are read
+            once (by rank 0 under FSDP).
         dim, num_layers, num_heads, ffn_dim, in_channels, out_channels, text_dim, freq_dim,
             patch_size, qk_norm, cross_attn_norm, vae_stride: backbone shape (not with `init_from`).
         image_dim, image_pos_embed_len: CLIP image tokens; 0 = none (not with `init_from`).
@@ -91,6 +95,7 @@ class ModelConfig:
 
     flavor: str = ""
     init_from: str = ""
+    local_files_only: bool = True
     dim: int | None = None
     num_layers: int | None = None
     num_heads: int | None = None
@@ -190,9 +195,14 @@ def _is_our_folder(path: Path) -> bool:
     return cfg.is_file() and json.loads(cfg.read_text()).get("_class") == "VideoDiT"
 
 
+def is_diffusers_import(config: ModelConfig) -> bool:
+    """`init_from` names a diffusers Wan model (not one of our VideoDiT folders)."""
+    return bool(config.init_from) and not _is_our_folder(Path(config.init_from))
+
+
 def dit_config(config: ModelConfig) -> DiTConfig:
     """The architecture without loading weights (for validation before anything heavy starts)."""
-    from train.pretrained import dit_config_from_dict, read_diffusers_wan
+    from train.pretrained import dit_config_from_dict, read_diffusers_wan_config
 
     if not config.init_from:
         return apply_overrides(get_config(config.flavor or DEFAULT_FLAVOR), config)
@@ -205,7 +215,7 @@ def dit_config(config: ModelConfig) -> DiTConfig:
         raise FileNotFoundError(f"model.init_from: {path} holds neither a VideoDiT folder nor a diffusers Wan model")
     from model.wan_import import config_from_diffusers
 
-    wan_config, _ = read_diffusers_wan(config.init_from, local_files_only=True)
+    wan_config = read_diffusers_wan_config(config.init_from, local_files_only=config.local_files_only)
     return apply_overrides(config_from_diffusers(wan_config), config)
 
 
@@ -222,4 +232,5 @@ def build_dit(config: ModelConfig, seed: int) -> VideoDiT:
     if _is_our_folder(path):
         return load_dit(path, config=arch)
     # a diffusers import builds its own config; hand it every field so the overrides reach it
-    return import_wan(config.init_from, local_files_only=True, **{f.name: getattr(arch, f.name) for f in dataclasses.fields(arch)})
+    return import_wan(config.init_from, local_files_only=config.local_files_only,
+                      **{f.name: getattr(arch, f.name) for f in dataclasses.fields(arch)})

@@ -37,6 +37,8 @@ _TUPLES = ("patch_size", "vae_stride")
 
 
 def dit_config_to_dict(config: DiTConfig) -> dict[str, Any]:
+    # An exported model is fully ramped: a run that starts from it must not warm up from neutral again.
+    config = dataclasses.replace(config, alignment=dataclasses.replace(config.alignment, warmup_steps=0))
     return {"_class": "VideoDiT", **dataclasses.asdict(config)}
 
 
@@ -113,8 +115,37 @@ def _snapshot(source: str | os.PathLike, patterns: list[str], local_files_only: 
     if path.exists():
         return path
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    return Path(snapshot_download(str(source), allow_patterns=patterns, local_files_only=local_files_only, revision=revision))
+    try:
+        return Path(snapshot_download(str(source), allow_patterns=patterns, local_files_only=local_files_only, revision=revision))
+    except LocalEntryNotFoundError:
+        raise FileNotFoundError(
+            f"{source}: neither a local folder nor in the Hugging Face cache, and downloads are off "
+            "(model.local_files_only / encoders.local_files_only = true); download it first "
+            f"(`huggingface-cli download {source}`) or set the setting to false") from None
+
+
+def _wan_folder(source: str | os.PathLike, subfolder: str | None, patterns: tuple[str, ...], local_files_only: bool,
+                revision: str | None) -> Path:
+    """The folder holding a diffusers Wan transformer's config.json (a pipeline's `transformer/`)."""
+    path = Path(source)
+    if subfolder is None and not (path.exists() and (path / "config.json").is_file()):
+        subfolder = "transformer"
+    root = _snapshot(source, [f"{subfolder}/{p}" for p in patterns] if subfolder else list(patterns), local_files_only, revision)
+    folder = root / subfolder if subfolder else root
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: no config.json of a diffusers WanTransformer3DModel")
+    return folder
+
+
+def read_diffusers_wan_config(
+    source: str | os.PathLike, *, subfolder: str | None = None, local_files_only: bool = False, revision: str | None = None
+) -> dict[str, Any]:
+    """The config of a diffusers Wan transformer, reading (or fetching) config.json only: every rank
+    can know the architecture without touching the weights."""
+    folder = _wan_folder(source, subfolder, ("config.json",), local_files_only, revision)
+    return json.loads((folder / "config.json").read_text())
 
 
 def read_diffusers_wan(
@@ -126,13 +157,7 @@ def read_diffusers_wan(
     """
     from safetensors.torch import load_file
 
-    path = Path(source)
-    if subfolder is None and not (path.exists() and (path / "config.json").is_file()):
-        subfolder = "transformer"
-    root = _snapshot(source, [f"{subfolder}/*"] if subfolder else ["*.json", "*.safetensors"], local_files_only, revision)
-    folder = root / subfolder if subfolder else root
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: no config.json of a diffusers WanTransformer3DModel")
+    folder = _wan_folder(source, subfolder, ("*.json", "*.safetensors"), local_files_only, revision)
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"{folder}: no .safetensors weights")
@@ -224,6 +249,20 @@ def load_vae(
     dtype_kw = {"torch_dtype": dtype} if dtype is not None else {}
     vae = AutoencoderKLWan.from_pretrained(where, local_files_only=local_files_only, **dtype_kw, **extra)
     return VideoVAE(vae.to(device))
+
+
+def encoder_widths(text: str | os.PathLike, audio: str | os.PathLike, *, local_files_only: bool = False) -> dict[str, int]:
+    """Feature widths of a UMT5 text encoder (d_model) and a wav2vec2 audio encoder (hidden_size),
+    read from their config.json files only (nothing loads): {"text": ..., "audio": ...} for those given."""
+    from transformers import AutoConfig
+
+    widths: dict[str, int] = {}
+    if text:
+        where, extra = _hf_location(text, "text_encoder")
+        widths["text"] = int(AutoConfig.from_pretrained(where, local_files_only=local_files_only, **extra).d_model)
+    if audio:
+        widths["audio"] = int(AutoConfig.from_pretrained(str(audio), local_files_only=local_files_only).hidden_size)
+    return widths
 
 
 def load_audio_encoder(

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dataset.reader import list_shards
+from model.alignment import ProgressiveAlignment
 from model.dit import DiTConfig
 from model.registry import build_model
 from model.reference import ti2v_inject, ti2v_timesteps
@@ -37,7 +38,7 @@ from train.data import ClipStream, build_loader, check_shards, first_window
 from train.ema import EMA, clean_name
 from train.guidance_dropout import draw_drops
 from train.metrics import MetricLogger, memory_gb
-from train.model_init import build_dit, dit_config
+from train.model_init import build_dit, dit_config, is_diffusers_import
 from train.objective import (
     add_noise,
     flow_loss,
@@ -71,6 +72,26 @@ def check_config(cfg: TrainConfig, arch: DiTConfig) -> None:
         )
     if cfg.stage.reference == "first_frame" and arch.in_channels != arch.out_channels:
         raise ValueError(f"stage.reference='first_frame' needs in_channels == out_channels, got {arch.in_channels} != {arch.out_channels}")
+    if (cfg.stage.reference == "first_frame" and cfg.stage.name == "stage1" and cfg.stage.trainable == "audio"
+            and is_diffusers_import(cfg.model) and arch.out_channels == 16):
+        raise ValueError(
+            f"model.init_from={cfg.model.init_from!r} is a Wan2.1 text-to-video backbone, never trained with a clean first-frame "
+            "latent, and stage.trainable='audio' keeps it frozen, so it cannot learn stage.reference='first_frame': "
+            "set stage.trainable=full, or stage.reference=none")
+    if cfg.data.kind == "media":
+        check_encoder_widths(cfg.encoders, arch)
+
+
+def check_encoder_widths(encoders: Any, arch: DiTConfig) -> None:
+    """Encoder feature widths against the DiT, from the encoders' config files (before anything loads)."""
+    from train.pretrained import encoder_widths
+
+    widths = encoder_widths(encoders.text, encoders.audio, local_files_only=encoders.local_files_only)
+    if "text" in widths and widths["text"] != arch.text_dim:
+        raise ValueError(f"encoders.text={encoders.text!r} gives {widths['text']}-d features; the model's text_dim is {arch.text_dim}")
+    if "audio" in widths and arch.audio is not None and widths["audio"] != arch.audio.audio_dim:
+        raise ValueError(f"encoders.audio={encoders.audio!r} gives {widths['audio']}-d features; the model's audio.audio_dim is "
+                         f"{arch.audio.audio_dim} (set model.audio.audio_dim={widths['audio']} for a new audio branch)")
 
 
 def check_latent_window(cfg: TrainConfig, window: dict[str, Any] | None) -> None:
@@ -203,6 +224,9 @@ class Stage1Trainer:
     def train_step(self, batch: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         inputs = self.drop_conditions(self.conditioner(batch))
+        for module in self.model.modules():  # alignment warm-up from neutral (model.alignment.warmup_steps)
+            if isinstance(module, ProgressiveAlignment):
+                module.set_step(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss, extras = self.forward_backward_step(inputs)
         grad_norm = self._clip_gradients()

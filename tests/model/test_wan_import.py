@@ -46,12 +46,10 @@ def _compare(ref, ours, x, t, text, image=None):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_t2v_matches_diffusers_with_actavatar_branches_neutral():
+def test_t2v_import_is_exactly_wan_with_no_override():
     ref = _reference()
-    # default ActAvatar config: audio branch present (zero-init), but text weight must be 1: constant
-    from model.alignment import AlignmentConfig
-
-    ours = import_diffusers_wan(ref, alignment=AlignmentConfig(schedule="constant", text_start=1.0, audio_start=1.0))
+    ours = import_diffusers_wan(ref)  # no override: neutral alignment, padding visible, audio branch silent
+    assert ours.config.phase.pad_visible and ours.config.alignment.schedule == "constant"
     assert any(b.audio_attn is not None for b in ours.blocks)
     x, t, text = torch.randn(2, 4, 3, 4, 6), torch.tensor([10.0, 700.0]), torch.randn(2, 9, 16)
     _compare(ref, ours, x, t, text)
@@ -104,3 +102,48 @@ def test_config_round_trip_and_mismatch():
     ref = _reference()
     with pytest.raises(ValueError, match="missing"):
         import_diffusers_wan(ref.state_dict(), config=dataclasses.replace(cfg, num_layers=3))
+
+
+# config.json of the real diffusers checkpoints (Wan-AI/*-Diffusers, transformer/config.json), shape fields.
+REAL_CONFIGS = {
+    "wan2.1-t2v-1.3b": dict(num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16, ffn_dim=8960,
+                            num_layers=30, image_dim=None, added_kv_proj_dim=None),
+    "wan2.1-i2v-14b": dict(num_attention_heads=40, attention_head_dim=128, in_channels=36, out_channels=16, ffn_dim=13824,
+                           num_layers=40, image_dim=1280, added_kv_proj_dim=5120),
+    "wan2.2-ti2v-5b": dict(num_attention_heads=24, attention_head_dim=128, in_channels=48, out_channels=48, ffn_dim=14336,
+                           num_layers=30, image_dim=None, added_kv_proj_dim=None),
+}
+
+
+@pytest.mark.parametrize("flavor", sorted(REAL_CONFIGS))
+def test_every_flavour_imports_from_its_diffusers_config(flavor):
+    from model.registry import FLAVORS
+
+    real = {"patch_size": [1, 2, 2], "text_dim": 4096, "freq_dim": 256, "cross_attn_norm": True,
+            "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "rope_max_seq_len": 1024, **REAL_CONFIGS[flavor]}
+    imported, expected = config_from_diffusers(real), FLAVORS[flavor]()
+    shape = ("dim", "num_layers", "num_heads", "ffn_dim", "in_channels", "out_channels", "text_dim", "freq_dim",
+             "patch_size", "eps", "qk_norm", "cross_attn_norm", "image_dim", "vae_stride")
+    assert {k: getattr(imported, k) for k in shape} == {k: getattr(expected, k) for k in shape}
+    assert imported.vae_stride == ((4, 16, 16) if flavor == "wan2.2-ti2v-5b" else (4, 8, 8))  # Wan2.2's VAE is 16x
+
+
+def test_alignment_warms_up_from_neutral_to_the_schedule():
+    from model.alignment import AlignmentConfig
+
+    ref = _reference()
+    neutral = import_diffusers_wan(ref)
+    linear = AlignmentConfig(schedule="linear", text_start=1.0, text_end=0.5, audio_start=0.25, audio_end=1.0)
+    warm = import_diffusers_wan(ref, alignment=dataclasses.replace(linear, warmup_steps=10))
+    full = import_diffusers_wan(ref, alignment=linear)
+    x, t, text = torch.randn(1, 4, 3, 4, 6), torch.tensor([500.0]), torch.randn(1, 9, 16)
+    with torch.no_grad():
+        warm.alignment.set_step(0)  # the first step sees exactly the imported model
+        assert torch.equal(warm(x, t, text), neutral(x, t, text))
+        warm.alignment.set_step(5)
+        text_w, _ = warm.alignment()
+        torch.testing.assert_close(text_w, 1.0 + 0.5 * (full.alignment()[0] - 1.0))
+        warm.alignment.set_step(25)  # ramped: the schedule itself
+        assert torch.equal(warm(x, t, text), full(x, t, text))
+    with pytest.raises(ValueError, match="alignment.warmup_steps must be >= 0"):
+        AlignmentConfig(warmup_steps=-1)

@@ -4,6 +4,7 @@ loaded checkpoint (applied when shapes stay, errors naming the key when they wou
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,27 @@ def test_diffusers_import_takes_new_audio_modules(tmp_path):
     assert model.config.audio.audio_dim == 16 and model.audio_proj.proj_in.in_features == 16
     assert isinstance(model.alignment.text_weight, torch.nn.Parameter)  # a new module: learned weights are fine
     assert model.config.attention_backend == "math" and dit_config(cfg) == model.config
+
+
+def test_diffusers_import_reads_config_json_only_and_names_local_files_only(tmp_path):
+    from model.registry import FLAVORS
+    from model.wan_import import diffusers_config
+
+    # a pipeline folder whose transformer has a config but (here) no weights at all: the architecture
+    # is known without reading them (every rank does this; rank 0 alone reads the weights later)
+    (tmp_path / "pipe" / "transformer").mkdir(parents=True)
+    (tmp_path / "pipe" / "transformer" / "config.json").write_text(json.dumps(diffusers_config(FLAVORS["wan2.2-ti2v-5b"]())))
+    arch = dit_config(load_config(TrainConfig, None, [*BASE, f"model.init_from={tmp_path / 'pipe'}"]).model)
+    assert arch.dim == 3072 and arch.vae_stride == (4, 16, 16) and arch.alignment.text_end == 1.0
+    cfg = load_config(TrainConfig, None, [*BASE, "model.init_from=nobody-here/no-such-wan"]).model
+    assert cfg.local_files_only
+    with pytest.raises(FileNotFoundError, match=r"no-such-wan: neither a local folder nor in the Hugging Face cache.*"
+                                                r"model.local_files_only"):
+        dit_config(cfg)
+
+
+def test_shipped_1_3b_stage1_ramps_progressive_alignment_in_and_trains_the_backbone():
+    cfg = load_config(TrainConfig, "configs/train/stage1_1.3b.yaml")
+    assert cfg.stage.trainable == "full" and cfg.stage.reference == "first_frame"
+    assert cfg.model.alignment.schedule == "linear" and cfg.model.alignment.warmup_steps > 0
+    assert not cfg.model.local_files_only and not cfg.encoders.local_files_only

@@ -139,3 +139,41 @@ def test_motion_weight_changes_the_loss(latents, tmp_path):
 
     assert first_loss() == first_loss()  # same seed, same batch, same noise
     assert first_loss() != first_loss("flow.motion_weight=8")
+
+
+def test_encoder_widths_are_checked_before_any_data_or_model_loads(tiny_encoders, tmp_path):
+    # the shards path does not exist: the width error must come first (a 1024-d wav2vec2-large on a
+    # 768-d model used to fail at step 1, after everything had loaded)
+    base = [f"data.shards={tmp_path / 'nothing'}", "model.init_from=''", *encoder_overrides(tiny_encoders), *fast_overrides(tmp_path, 1)]
+    with pytest.raises(ValueError, match=r"encoders.audio=.* gives 32-d features; the model's audio.audio_dim is 48 "
+                                         r"\(set model.audio.audio_dim=32"):
+        build_trainer(load_config(TrainConfig, STAGE2, [*base, "model.audio.audio_dim=48"]))
+    with pytest.raises(ValueError, match=r"encoders.text=.* gives 32-d features; the model's text_dim is 16"):
+        build_trainer(load_config(TrainConfig, STAGE2, [*base, "model.text_dim=16"]))
+
+
+def test_trainer_sets_the_alignment_warmup_each_step(latents, tmp_path):
+    trainer = build_trainer(_latent_cfg(latents, tmp_path, 3, "model.alignment.warmup_steps=4"))
+    trainer.train()
+    progress = [float(m.progress) for m in trainer.model.modules() if type(m).__name__ == "ProgressiveAlignment"]
+    assert progress == [0.5]  # the third step (step index 2) ran at 2 / 4
+
+
+def test_frozen_t2v_import_cannot_learn_a_first_frame_reference(tmp_path):
+    pytest.importorskip("diffusers")
+    from model.tiny import tiny_diffusers_wan
+    from train.trainer import check_config
+
+    wan = tiny_diffusers_wan()
+    wan.register_to_config(in_channels=16, out_channels=16)  # a Wan2.1 T2V-shaped config (16 latent channels)
+    (tmp_path / "wan").mkdir()
+    (tmp_path / "wan" / "config.json").write_text(json.dumps(dict(wan.config)))
+    from train.model_init import dit_config
+
+    cfg = load_config(TrainConfig, STAGE1, [f"data.shards={tmp_path}", "model.flavor=''", f"model.init_from={tmp_path / 'wan'}",
+                                            "stage.reference=first_frame", "stage.trainable=audio", "data.kind=latents"])
+    with pytest.raises(ValueError, match="never trained with a clean first-frame latent.*stage.trainable=full"):
+        check_config(cfg, dit_config(cfg.model))
+    check_config(load_config(TrainConfig, STAGE1, [f"data.shards={tmp_path}", "model.flavor=''", f"model.init_from={tmp_path / 'wan'}",
+                                                   "stage.reference=first_frame", "stage.trainable=full", "data.kind=latents"]),
+                 dit_config(cfg.model))
