@@ -87,15 +87,17 @@ def run_pipeline(
 
     ds = ray.data.from_items([initial_row(r["uri"], r["source_id"], r["sha256"]) for r in sources],
                              override_num_blocks=max(1, len(sources)))
-    # Every actor stage gets `workers` actors; each reserves a CPU share so that all pools fit in
+    # Every actor stage gets `workers` actors (never more than there are sources: an actor that gets
+    # no row still pays its model loading); each reserves a CPU share so that all pools fit in
     # `workers` CPUs together (with 1 CPU each, downstream pools starve upstream ones and the
     # streaming executor waits forever). A stage's actors are busy only while data reaches them.
+    actors = max(1, min(cfg.workers, len(sources)))
     stages = row_stages(cfg)
     share = 1.0 / sum(stage.uses_actor for stage in stages)
     cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
     for stage in stages:
         if stage.uses_actor:
-            ds = ds.map(stage, fn_constructor_kwargs={"cfg": cfg, "out_dir": str(out)}, concurrency=cfg.workers,
+            ds = ds.map(stage, fn_constructor_kwargs={"cfg": cfg, "out_dir": str(out)}, concurrency=actors,
                         num_cpus=share, **stage.ray_options(cfg, cluster_gpus))
         else:  # cheap stage: Ray Data fuses these tasks with their neighbours
             ds = ds.map(stage(cfg, str(out)), num_cpus=share)

@@ -20,12 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import webdataset as wds
-
 from dataset.annotation import AnnotationRules, dump_annotation, validate_annotation
 from dataset.atomic import fsync_dir, partial_path, remove_stale_partials
 from dataset.manifest import check_row, row_from_annotation, write_manifest
 from dataset.schema import MANIFEST_FILENAME, REQUIRED_MEMBERS, SHARD_RE, SHARDS_DIRNAME, is_safe_key, shard_name
+from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +48,9 @@ class ShardWriterConfig:
 
     def __post_init__(self) -> None:
         if self.max_samples < 1:
-            raise ValueError(f"max_samples must be >= 1, got {self.max_samples}")
+            raise UserError(f"max_samples must be >= 1, got {self.max_samples}")
         if self.max_bytes < 4 * _TAR_BLOCK:
-            raise ValueError(f"max_bytes must be >= {4 * _TAR_BLOCK}, got {self.max_bytes}")
+            raise UserError(f"max_bytes must be >= {4 * _TAR_BLOCK}, got {self.max_bytes}")
 
 
 def _member_bytes(size: int) -> int:
@@ -115,7 +114,7 @@ class ShardWriter:
         self._keys: set[str] = set()
         self._shard_rows: list[dict[str, Any]] = []
         self._file: BinaryIO | None = None
-        self._tar: wds.TarWriter | None = None
+        self._tar: webdataset.TarWriter | None = None
         self._bytes = 0
         self._closed = False
 
@@ -208,7 +207,10 @@ class ShardWriter:
         if final.exists():
             raise FileExistsError(f"{final} already exists")
         self._file = open(partial_path(final), "wb")
-        self._tar = wds.TarWriter(self._file, user="", group="", mode=0o644, mtime=0)
+        # Imported here: webdataset pulls in torch (~6 s), which the pipeline's media actors never need.
+        import webdataset
+
+        self._tar = webdataset.TarWriter(self._file, user="", group="", mode=0o644, mtime=0)
         self._bytes = 0
         self._shard_rows = []
 
