@@ -36,6 +36,15 @@ def _sdpa_backend(backend: str) -> Iterator[None]:
         yield
 
 
+def kernel_for(backend: str, *, masked: bool, device_type: str) -> str:
+    """The kernel one call runs with. The configured backend applies as is to unmasked calls (video
+    self-attention, Wan's text cross-attention); masked calls (PACA, audio windows) pinned to "flash"
+    or "cudnn" on CUDA use the memory-efficient kernel, since those CUDA kernels take no boolean mask."""
+    if masked and device_type == "cuda" and backend in ("flash", "cudnn"):
+        return "efficient"
+    return backend
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -50,8 +59,9 @@ def attention(
         q, k, v: queries (B, Lq, H, Dh), keys and values (B, Lk, H, Dh).
         mask: optional boolean mask broadcastable to (B, H, Lq, Lk); True = attend. A row with no
             True entry yields NaN (as in SDPA); the grouped processors guard against it.
-        backend: "sdpa" (torch picks a kernel), "flash" / "efficient" / "cudnn" (pinned kernel) or
-            "math" (explicit fp32 softmax; the reference used by tests and the dense benchmark).
+        backend: "sdpa" (torch picks a kernel), "flash" / "efficient" / "cudnn" (pinned kernel; a
+            masked call on CUDA falls back to "efficient", see `kernel_for`) or "math" (explicit fp32
+            softmax; the reference used by tests and the dense benchmark).
     """
     if backend not in BACKENDS:
         raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
@@ -63,7 +73,7 @@ def attention(
             scores = scores.masked_fill(~mask, float("-inf"))
         out = (scores.softmax(dim=-1) @ v.float()).type_as(q)
     else:
-        with _sdpa_backend(backend):
+        with _sdpa_backend(kernel_for(backend, masked=mask is not None, device_type=q.device.type)):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return out.transpose(1, 2)  # (B, Lq, H, Dh)
 

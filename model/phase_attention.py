@@ -25,7 +25,8 @@ class PhaseAttentionConfig:
     pad_visible: padding tokens (block id -1) stay visible to every frame. Wan's pipeline attends to
         its zero-padded 512 tokens; PACA masks them by default.
     compact_keys: trim each frame's key list to the largest visible count (one host sync per
-        forward); False keeps all Lk keys per frame (sync-free, for CUDA graphs / fullgraph compile).
+        forward; skipped automatically while torch.compile traces); False keeps all Lk keys per
+        frame (sync-free, for CUDA graphs).
     """
 
     pad_visible: bool = False
@@ -77,7 +78,8 @@ class PhaseKeys:
         mask = phase_key_mask(block_ids, frame_phases, pad_visible)  # (B, F, Lk)
         order = torch.argsort((~mask).to(torch.uint8), dim=-1, stable=True)  # visible first, text order kept
         k, complete = mask.shape[-1], False
-        if compact:
+        # Under torch.compile the host sync would break the graph: keep all Lk keys (same result).
+        if compact and not torch.compiler.is_compiling():
             counts = mask.sum(dim=-1)  # (B, F)
             most, least = torch.stack([counts.max(), counts.min()]).tolist()  # the one host sync
             k, complete = max(most, 1), least > 0

@@ -46,3 +46,30 @@ def test_attention_module_shapes_and_zero_init():
     assert out.shape == (2, 6, 16) and out.abs().max() == 0
     with pytest.raises(ValueError, match="divisible"):
         Attention(10, 4)
+
+
+def test_masked_calls_never_reach_a_cuda_kernel_without_mask_support():
+    from model.attention import kernel_for
+
+    for backend in ("flash", "cudnn"):
+        assert kernel_for(backend, masked=True, device_type="cuda") == "efficient"  # PACA / audio windows
+        assert kernel_for(backend, masked=False, device_type="cuda") == backend  # self-attention keeps it
+        assert kernel_for(backend, masked=True, device_type="cpu") == backend  # torch's CPU flash takes masks
+    assert kernel_for("sdpa", masked=True, device_type="cuda") == "sdpa"
+
+
+def test_compiled_paca_keeps_every_key_and_matches_eager():
+    from model.phase_attention import PhaseKeys
+
+    block_ids = torch.tensor([[0, 0, 1, 1, 2, -1, -1, -1]])
+    frame_phases = torch.tensor([[[True, True, False], [True, False, True]]])
+    eager = PhaseKeys.build(block_ids, frame_phases)
+    assert eager.index.shape[-1] == 4  # compacted: base (2) + one phase (2) per frame
+
+    def build(b, f):
+        keys = PhaseKeys.build(b, f)
+        return keys.index, keys.mask
+
+    index, mask = torch.compile(build, backend="eager", fullgraph=True)(block_ids, frame_phases)  # no graph break
+    assert index.shape[-1] == 8
+    torch.testing.assert_close(index[..., :4][mask[..., :4]], eager.index[eager.mask])
