@@ -20,7 +20,8 @@ from annotate.config import FaceConfig, ShotConfig
 from annotate.face_detector import FaceDetector, ensure_face_model
 from annotate.probe import SourceError
 from annotate.sources import open_source
-from annotate.timeline import OUTPUT_FPS, Scaler, scaled_size, timeline_frames
+from annotate.timeline import Scaler, scaled_size, timeline_frames
+from dataset.schema import VIDEO_FPS
 
 
 def make_detectors(cfg: ShotConfig) -> list[Any]:
@@ -58,7 +59,7 @@ def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: Fac
     shot_size = scaled_size(probe["width"], probe["height"], shots.analysis_width, rotation)
     if face is not None:
         face_size = scaled_size(probe["width"], probe["height"], min(face.analysis_width, probe["width"]), rotation)
-        every = max(1, round(OUTPUT_FPS / face.sample_fps))
+        every = max(1, round(VIDEO_FPS / face.sample_fps))
     detectors = make_detectors(shots)
     shot_scaler, face_scaler = Scaler("AREA"), Scaler("AREA")
     cuts: list[int] = []
@@ -70,7 +71,7 @@ def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: Fac
             # closing(): stop the decode-ahead thread before the container closes, also on errors.
             for n, frame in stack.enter_context(closing(timeline_frames(container))):
                 small = shot_scaler(frame, width=shot_size[0], height=shot_size[1], fmt="bgr24", rotation=rotation)
-                timecode = FrameTimecode(n, fps=OUTPUT_FPS)
+                timecode = FrameTimecode(n, fps=VIDEO_FPS)
                 for det in detectors:
                     cuts += [c.frame_num for c in det.process_frame(timecode, small)]
                 if detector is not None and n % every == 0:
@@ -79,11 +80,11 @@ def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: Fac
     except av.error.FFmpegError as err:
         raise SourceError("decode_error", f"decoding stopped at output frame {n + 1}: {err}") from None
     num_frames = n + 1
-    expected = math.floor(probe["duration_s"] * OUTPUT_FPS)
+    expected = math.floor(probe["duration_s"] * VIDEO_FPS)
     if num_frames < 0.9 * expected - 1:
         raise SourceError("truncated", f"decoded {num_frames} of {expected} frames the container announces")
     if num_frames > 0:
-        end = FrameTimecode(num_frames - 1, fps=OUTPUT_FPS)
+        end = FrameTimecode(num_frames - 1, fps=VIDEO_FPS)
         for det in detectors:
             cuts += [c.frame_num for c in det.post_process(end)]
     return {"num_frames": num_frames, "cuts": merge_cuts([c for c in cuts if 0 < c < num_frames]), "faces": faces}

@@ -12,8 +12,7 @@ from typing import Any
 
 from annotate.config import AnnotateConfig
 from annotate.cut import SAMPLES_PER_FRAME
-from annotate.timeline import OUTPUT_FPS
-from dataset.schema import AUDIO_SAMPLE_RATE, SCHEMA_VERSION
+from dataset.schema import AUDIO_SAMPLE_RATE, SCHEMA_VERSION, VIDEO_FPS
 
 FACE_MODEL = "mediapipe/blazeface-short-range"
 
@@ -32,10 +31,10 @@ def clip_annotation(
     return {
         "schema_version": SCHEMA_VERSION,
         "key": key,
-        "source": {"uri": uri, "sha256": sha256, "start_s": round(clip["start"] / OUTPUT_FPS, 4),
-                   "end_s": round(clip["stop"] / OUTPUT_FPS, 4)},
-        "video": {"fps": OUTPUT_FPS, "num_frames": num_frames, "width": cfg.clip.width, "height": cfg.clip.height,
-                  "duration_s": round(num_frames / OUTPUT_FPS, 4)},
+        "source": {"uri": uri, "sha256": sha256, "start_s": round(clip["start"] / VIDEO_FPS, 4),
+                   "end_s": round(clip["stop"] / VIDEO_FPS, 4)},
+        "video": {"fps": VIDEO_FPS, "num_frames": num_frames, "width": cfg.clip.width, "height": cfg.clip.height,
+                  "duration_s": round(num_frames / VIDEO_FPS, 4)},
         "audio": {"sample_rate": AUDIO_SAMPLE_RATE, "num_samples": int(round(num_frames * SAMPLES_PER_FRAME)),
                   "speech_ratio": None},
         "face": {"detected_ratio": face["detected_ratio"], "max_faces": face["max_faces"],

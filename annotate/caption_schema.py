@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+from dataset.errors import UserError
 
 # Any character but control characters, quote and backslash: what the repair step would keep.
 _CHARS = '[^\\x00-\\x1f"\\\\]'
@@ -43,11 +44,11 @@ class CaptionLimits:
     def __post_init__(self) -> None:
         for name in ("max_phases", "max_base_chars", "max_text_chars", "max_label_chars"):
             if getattr(self, name) < 1:
-                raise ValueError(f"caption.{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"caption.{name} must be >= 1, got {getattr(self, name)}")
         bad = [a for a in self.actions if not a or len(a) > self.max_label_chars or not a.replace("_", "").isalpha()
                or a != a.lower()]
         if bad:
-            raise ValueError(f"caption.actions must be lowercase snake_case names of at most "
+            raise UserError(f"caption.actions must be lowercase snake_case names of at most "
                              f"{self.max_label_chars} characters, got {bad}")
 
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 
 from dataset.command import standalone_main
+from dataset.errors import UserError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -46,7 +47,7 @@ def _serve_vlm(args: argparse.Namespace) -> int:
     from annotate.vlm_serve import serve
 
     if args.batch_size < 1 or args.max_tokens < 1:
-        raise ValueError(f"--batch-size and --max-tokens must be >= 1, got {args.batch_size} and {args.max_tokens}")
+        raise UserError(f"--batch-size and --max-tokens must be >= 1, got {args.batch_size} and {args.max_tokens}")
     serve(args.model, host=args.host, port=args.port, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
           max_tokens=args.max_tokens, served_name=args.served_name)
     return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from annotate.vlm_config import VlmConfig
 from dataset.writer import ShardWriterConfig
+from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -27,7 +28,7 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         if self.min_duration_s < 0:
-            raise ValueError(f"probe.min_duration_s must be >= 0, got {self.min_duration_s}")
+            raise UserError(f"probe.min_duration_s must be >= 0, got {self.min_duration_s}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -57,22 +58,22 @@ class ShotConfig:
 
     def __post_init__(self) -> None:
         if self.detector not in ("adaptive", "content"):
-            raise ValueError(f"shots.detector must be 'adaptive' or 'content', got {self.detector!r}")
+            raise UserError(f"shots.detector must be 'adaptive' or 'content', got {self.detector!r}")
         if not 0 < self.min_clip_s <= self.max_clip_s:
-            raise ValueError(
+            raise UserError(
                 f"need 0 < shots.min_clip_s <= shots.max_clip_s, got {self.min_clip_s} and {self.max_clip_s}"
             )
         if self.max_clip_s < 2 * self.min_clip_s:
-            raise ValueError(
+            raise UserError(
                 f"shots.max_clip_s ({self.max_clip_s}) must be >= 2 * shots.min_clip_s ({self.min_clip_s}) "
                 "so that long shots split into clips that are all long enough"
             )
         if self.trim_s < 0:
-            raise ValueError(f"shots.trim_s must be >= 0, got {self.trim_s}")
+            raise UserError(f"shots.trim_s must be >= 0, got {self.trim_s}")
         if self.analysis_width < 32:
-            raise ValueError(f"shots.analysis_width must be >= 32, got {self.analysis_width}")
+            raise UserError(f"shots.analysis_width must be >= 32, got {self.analysis_width}")
         if self.adaptive_window < 1:
-            raise ValueError(f"shots.adaptive_window must be >= 1, got {self.adaptive_window}")
+            raise UserError(f"shots.adaptive_window must be >= 1, got {self.adaptive_window}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -99,15 +100,15 @@ class FaceConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.sample_fps <= 25:
-            raise ValueError(f"face.sample_fps must be in (0, 25], got {self.sample_fps}")
+            raise UserError(f"face.sample_fps must be in (0, 25], got {self.sample_fps}")
         if not 0 < self.min_score < 1:
-            raise ValueError(f"face.min_score must be in (0, 1), got {self.min_score}")
+            raise UserError(f"face.min_score must be in (0, 1), got {self.min_score}")
         if not 0 <= self.min_face_height < 1:
-            raise ValueError(f"face.min_face_height must be in [0, 1), got {self.min_face_height}")
+            raise UserError(f"face.min_face_height must be in [0, 1), got {self.min_face_height}")
         if not 0 < self.min_dominant_ratio <= 1:
-            raise ValueError(f"face.min_dominant_ratio must be in (0, 1], got {self.min_dominant_ratio}")
+            raise UserError(f"face.min_dominant_ratio must be in (0, 1], got {self.min_dominant_ratio}")
         if self.dominance < 1:
-            raise ValueError(f"face.dominance must be >= 1, got {self.dominance}")
+            raise UserError(f"face.dominance must be >= 1, got {self.dominance}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -132,13 +133,13 @@ class ClipConfig:
     def __post_init__(self) -> None:
         for name, value in (("width", self.width), ("height", self.height)):
             if value < 16 or value % 2:
-                raise ValueError(f"clip.{name} must be an even number >= 16, got {value}")
+                raise UserError(f"clip.{name} must be an even number >= 16, got {value}")
         if self.mode not in ("crop", "pad"):
-            raise ValueError(f"clip.mode must be 'crop' or 'pad', got {self.mode!r}")
+            raise UserError(f"clip.mode must be 'crop' or 'pad', got {self.mode!r}")
         if self.crop_scale < 1:
-            raise ValueError(f"clip.crop_scale must be >= 1, got {self.crop_scale}")
+            raise UserError(f"clip.crop_scale must be >= 1, got {self.crop_scale}")
         if not 0 <= self.crf <= 51:
-            raise ValueError(f"clip.crf must be in [0, 51], got {self.crf}")
+            raise UserError(f"clip.crf must be in [0, 51], got {self.crf}")
 
 
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "int16", "float16", "bfloat16", "float32")
@@ -191,29 +192,29 @@ class AsrConfig:
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise ValueError("asr.model must name a model directory or id, got ''")
+            raise UserError("asr.model must name a model directory or id, got ''")
         for code in (self.language, *self.languages, *self.align_models):
             if code and not (2 <= len(code) <= 3 and code.isalpha() and code.islower()):
-                raise ValueError(f"asr language codes are 2-3 lowercase letters (ISO 639-1), got {code!r}")
+                raise UserError(f"asr language codes are 2-3 lowercase letters (ISO 639-1), got {code!r}")
         if self.language and self.languages and self.language not in self.languages:
-            raise ValueError(f"asr.language {self.language!r} is not in asr.languages {list(self.languages)}")
+            raise UserError(f"asr.language {self.language!r} is not in asr.languages {list(self.languages)}")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"asr.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+            raise UserError(f"asr.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.compute_type not in COMPUTE_TYPES:
-            raise ValueError(f"asr.compute_type must be one of {', '.join(COMPUTE_TYPES)}, got {self.compute_type!r}")
+            raise UserError(f"asr.compute_type must be one of {', '.join(COMPUTE_TYPES)}, got {self.compute_type!r}")
         for name in ("batch_size", "beam_size", "cpu_threads"):
             if getattr(self, name) < 1:
-                raise ValueError(f"asr.{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"asr.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.max_new_tokens <= 224:
-            raise ValueError(f"asr.max_new_tokens must be in [0, 224], got {self.max_new_tokens}")
+            raise UserError(f"asr.max_new_tokens must be in [0, 224], got {self.max_new_tokens}")
         if self.num_gpus < 0 and self.num_gpus != -1:
-            raise ValueError(f"asr.num_gpus must be -1 (auto) or >= 0, got {self.num_gpus}")
+            raise UserError(f"asr.num_gpus must be -1 (auto) or >= 0, got {self.num_gpus}")
         if not 0 < self.vad_offset <= self.vad_onset < 1:
-            raise ValueError(f"need 0 < asr.vad_offset <= asr.vad_onset < 1, got {self.vad_offset} and {self.vad_onset}")
+            raise UserError(f"need 0 < asr.vad_offset <= asr.vad_onset < 1, got {self.vad_offset} and {self.vad_onset}")
         if not 0 <= self.min_speech_ratio <= 1:
-            raise ValueError(f"asr.min_speech_ratio must be in [0, 1], got {self.min_speech_ratio}")
+            raise UserError(f"asr.min_speech_ratio must be in [0, 1], got {self.min_speech_ratio}")
         if self.min_words < 0:
-            raise ValueError(f"asr.min_words must be >= 0, got {self.min_words}")
+            raise UserError(f"asr.min_words must be >= 0, got {self.min_words}")
 
 
 CAPTION_BACKENDS = ("none", "truth", "local", "server")
@@ -266,28 +267,28 @@ class CaptionConfig:
 
     def __post_init__(self) -> None:
         if self.backend not in CAPTION_BACKENDS:
-            raise ValueError(f"caption.backend must be one of {', '.join(CAPTION_BACKENDS)}, got {self.backend!r}")
+            raise UserError(f"caption.backend must be one of {', '.join(CAPTION_BACKENDS)}, got {self.backend!r}")
         if self.backend == "truth" and not self.truth:
-            raise ValueError("caption.backend=truth needs caption.truth=PATH (the truth.jsonl of actavatar synth)")
+            raise UserError("caption.backend=truth needs caption.truth=PATH (the truth.jsonl of actavatar synth)")
         if self.truth and self.backend != "truth":
-            raise ValueError(f"caption.truth is set but caption.backend is {self.backend!r}; add caption.backend=truth")
+            raise UserError(f"caption.truth is set but caption.backend is {self.backend!r}; add caption.backend=truth")
         if self.min_phase_s <= 0:
-            raise ValueError(f"caption.min_phase_s must be > 0, got {self.min_phase_s}")
+            raise UserError(f"caption.min_phase_s must be > 0, got {self.min_phase_s}")
         if not 0 < self.sample_fps <= 25:
-            raise ValueError(f"caption.sample_fps must be in (0, 25], got {self.sample_fps}")
+            raise UserError(f"caption.sample_fps must be in (0, 25], got {self.sample_fps}")
         for name in ("max_frames", "attempts"):
             if getattr(self, name) < 1:
-                raise ValueError(f"caption.{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"caption.{name} must be >= 1, got {getattr(self, name)}")
         if self.frame_size < 28:
-            raise ValueError(f"caption.frame_size must be >= 28 pixels, got {self.frame_size}")
+            raise UserError(f"caption.frame_size must be >= 28 pixels, got {self.frame_size}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"need caption.temperature >= 0 and 0 < caption.top_p <= 1, got {self.temperature} and {self.top_p}")
+            raise UserError(f"need caption.temperature >= 0 and 0 < caption.top_p <= 1, got {self.temperature} and {self.top_p}")
         if self.max_new_tokens < 0 or self.word_snap_s < 0:
-            raise ValueError(f"caption.max_new_tokens and caption.word_snap_s must be >= 0, got {self.max_new_tokens} and {self.word_snap_s}")
+            raise UserError(f"caption.max_new_tokens and caption.word_snap_s must be >= 0, got {self.max_new_tokens} and {self.word_snap_s}")
         if self.num_gpus < 0 and self.num_gpus != -1:
-            raise ValueError(f"caption.num_gpus must be -1 (auto) or >= 0, got {self.num_gpus}")
+            raise UserError(f"caption.num_gpus must be -1 (auto) or >= 0, got {self.num_gpus}")
         if not 1 <= self.max_phases <= 8:
-            raise ValueError(f"caption.max_phases must be in [1, 8] (the annotation schema's limit), got {self.max_phases}")
+            raise UserError(f"caption.max_phases must be in [1, 8] (the annotation schema's limit), got {self.max_phases}")
         self.limits()  # validates the caption limits
 
     def limits(self):
@@ -319,7 +320,7 @@ class AnnotateConfig:
 
     def __post_init__(self) -> None:
         if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise UserError(f"workers must be >= 1, got {self.workers}")
 
 
 def config_hash(cfg: AnnotateConfig) -> str:

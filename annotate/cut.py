@@ -18,12 +18,12 @@ import numpy as np
 from annotate.config import ClipConfig
 from annotate.probe import SourceError
 from annotate.sources import open_source
-from annotate.timeline import OUTPUT_FPS, Scaler, timeline_frames
+from annotate.timeline import Scaler, timeline_frames
 from dataset import media
 from dataset.media import encode_mp4, encode_wav
-from dataset.schema import AUDIO_SAMPLE_RATE
+from dataset.schema import AUDIO_SAMPLE_RATE, VIDEO_FPS
 
-SAMPLES_PER_FRAME = AUDIO_SAMPLE_RATE / OUTPUT_FPS  # 640
+SAMPLES_PER_FRAME = AUDIO_SAMPLE_RATE / VIDEO_FPS  # 640
 
 
 def decode_audio(uri: str) -> tuple[np.ndarray, float]:
@@ -125,7 +125,7 @@ class CutStage:
             with ExitStack() as stack:
                 handle = stack.enter_context(open_source(uri))
                 container = stack.enter_context(av.open(handle))
-                seek_s = max(clip["start"] / OUTPUT_FPS - 1.0, 0.0)
+                seek_s = max(clip["start"] / VIDEO_FPS - 1.0, 0.0)
                 if seek_s > 0:  # lands on the keyframe before; earlier frames are skipped below
                     container.seek(int(seek_s / container.streams.video[0].time_base), stream=container.streams.video[0])
                 # closing(): the decode-ahead thread must stop before the container closes, also
@@ -150,5 +150,5 @@ class CutStage:
     def _finish(self, clip, frames, audio, audio_start, shaper) -> tuple[dict[str, Any], bytes, bytes, list[float] | None]:
         video = np.stack(frames)
         pcm = audio_slice(audio, audio_start, clip["start"], len(frames))
-        mp4 = encode_mp4(video, pcm, fps=OUTPUT_FPS, crf=self.cfg.crf)
+        mp4 = encode_mp4(video, pcm, fps=VIDEO_FPS, crf=self.cfg.crf)
         return clip, mp4, encode_wav(pcm), shaper.face_box

@@ -23,10 +23,10 @@ from annotate.config import AnnotateConfig, config_hash
 from annotate.ledger import Ledger
 from annotate.sources import clip_key, resolve_inputs, source_sha256
 from annotate.stages import clip_files, initial_row, row_stages
-from annotate.timeline import OUTPUT_FPS
 from dataset.annotation import parse_annotation
 from dataset.atomic import atomic_write_bytes
 from dataset.writer import ShardWriter
+from dataset.schema import VIDEO_FPS
 
 log = logging.getLogger(__name__)
 CAPTION_AUDIT = "captions_audit.jsonl"  # raw VLM outputs, repairs and verdicts of every captioned clip
@@ -125,8 +125,8 @@ def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[lis
     for clip in state["plan"]:
         key = clip_key(source_id, clip["index"])
         figures = clip["face"] or {}
-        row = {**base, "key": key, "start_s": clip["start"] / OUTPUT_FPS, "end_s": clip["stop"] / OUTPUT_FPS,
-               "duration_s": (clip["stop"] - clip["start"]) / OUTPUT_FPS, "fps": OUTPUT_FPS,
+        row = {**base, "key": key, "start_s": clip["start"] / VIDEO_FPS, "end_s": clip["stop"] / VIDEO_FPS,
+               "duration_s": (clip["stop"] - clip["start"]) / VIDEO_FPS, "fps": VIDEO_FPS,
                "face_detected_ratio": figures.get("detected_ratio"), "face_max_faces": figures.get("max_faces")}
         if clip["status"] != "ok":
             rows.append({**row, "status": clip["status"], "stage": "shots" if clip["reason"] == "shot_too_short" else "face",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from annotate.config import FaceConfig, ShotConfig
-from annotate.timeline import OUTPUT_FPS
+from dataset.schema import VIDEO_FPS
 
 # Per sampled frame: what the face filter saw.
 NONE, SMALL, MULTIPLE, DOMINANT = "none", "small", "multiple", "dominant"
@@ -28,16 +28,16 @@ def shots_from_cuts(num_frames: int, cuts: list[int]) -> list[tuple[int, int]]:
 
 def clips_from_shots(shots: list[tuple[int, int]], cfg: ShotConfig) -> list[dict[str, Any]]:
     """Trim every shot, split long ones evenly, mark short ones rejected. In time order."""
-    trim = int(round(cfg.trim_s * OUTPUT_FPS))
-    min_frames = math.ceil(cfg.min_clip_s * OUTPUT_FPS)
-    max_frames = math.floor(cfg.max_clip_s * OUTPUT_FPS)
+    trim = int(round(cfg.trim_s * VIDEO_FPS))
+    min_frames = math.ceil(cfg.min_clip_s * VIDEO_FPS)
+    max_frames = math.floor(cfg.max_clip_s * VIDEO_FPS)
     clips = []
     for a, b in shots:
         start, stop = a + trim, b - trim
         length = stop - start
         if length < min_frames:
             clips.append({"start": a, "stop": b, "status": "rejected", "reason": "shot_too_short",
-                          "detail": f"shot of {(b - a) / OUTPUT_FPS:.2f}s leaves {max(length, 0) / OUTPUT_FPS:.2f}s "
+                          "detail": f"shot of {(b - a) / VIDEO_FPS:.2f}s leaves {max(length, 0) / VIDEO_FPS:.2f}s "
                                     f"after trimming, below shots.min_clip_s={cfg.min_clip_s}"})
             continue
         parts = math.ceil(length / max_frames)  # each part >= min because max >= 2 * min

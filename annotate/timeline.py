@@ -16,8 +16,8 @@ from contextlib import closing
 import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
+from dataset.schema import VIDEO_FPS
 
-OUTPUT_FPS = 25.0
 
 
 def decode_ahead(container: av.container.InputContainer, stream: av.video.stream.VideoStream, depth: int = 8) -> Iterator[av.VideoFrame]:
@@ -55,7 +55,7 @@ def decode_ahead(container: av.container.InputContainer, stream: av.video.stream
 
 
 def timeline_frames(
-    container: av.container.InputContainer, *, fps: float = OUTPUT_FPS, start: int = 0, stop: int | None = None
+    container: av.container.InputContainer, *, fps: float = VIDEO_FPS, start: int = 0, stop: int | None = None
 ) -> Iterator[tuple[int, av.VideoFrame]]:
     """Yield `(n, frame)` for output frames `start <= n < stop` (all frames when `stop` is None).
 

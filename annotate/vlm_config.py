@@ -4,6 +4,7 @@ the evaluation judge (`caption.vlm.*`, `judge.vlm.*`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataset.errors import UserError
 
 VLM_BACKENDS = ("local", "server")
 GUIDED_MODES = ("response_format", "guided_json", "none")
@@ -36,16 +37,16 @@ class VlmConfig:
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise ValueError("vlm.model must name a model (Hugging Face id, local folder or served name), got ''")
+            raise UserError("vlm.model must name a model (Hugging Face id, local folder or served name), got ''")
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
-            raise ValueError(f"vlm.dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
+            raise UserError(f"vlm.dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
         if self.guided not in GUIDED_MODES:
-            raise ValueError(f"vlm.guided must be one of {', '.join(GUIDED_MODES)}, got {self.guided!r}")
+            raise UserError(f"vlm.guided must be one of {', '.join(GUIDED_MODES)}, got {self.guided!r}")
         for name in ("batch_size", "concurrency"):
             if getattr(self, name) < 1:
-                raise ValueError(f"vlm.{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"vlm.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_retries < 0 or self.timeout_s <= 0:
-            raise ValueError(f"need vlm.max_retries >= 0 and vlm.timeout_s > 0, got {self.max_retries} and {self.timeout_s}")
+            raise UserError(f"need vlm.max_retries >= 0 and vlm.timeout_s > 0, got {self.max_retries} and {self.timeout_s}")
 
 
 def build_vlm(backend: str, cfg: VlmConfig):

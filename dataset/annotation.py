@@ -16,6 +16,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from dataset.schema import SAMPLE_KEY_RE, SCHEMA_VERSION
+from dataset.errors import UserError
 
 _NUM = {"type": "number"}
 _NONNEG = {"type": "number", "minimum": 0}
@@ -158,13 +159,13 @@ class AnnotationRules:
 
     def __post_init__(self) -> None:
         if self.min_phase_s < 0:
-            raise ValueError(f"min_phase_s must be >= 0, got {self.min_phase_s}")
+            raise UserError(f"min_phase_s must be >= 0, got {self.min_phase_s}")
         if not 1 <= self.min_phases <= self.max_phases:
-            raise ValueError(
+            raise UserError(
                 f"need 1 <= min_phases <= max_phases, got min_phases={self.min_phases}, max_phases={self.max_phases}"
             )
         if self.tolerance_s < 0:
-            raise ValueError(f"tolerance_s must be >= 0, got {self.tolerance_s}")
+            raise UserError(f"tolerance_s must be >= 0, got {self.tolerance_s}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ import av
 import numpy as np
 
 from dataset.schema import AUDIO_SAMPLE_RATE, VIDEO_FPS
+from dataset.errors import UserError
 
 
-class MediaError(ValueError):
+class MediaError(UserError):
     """Media bytes that cannot be decoded (or encoded); the message says why."""
 
 

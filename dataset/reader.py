@@ -30,6 +30,7 @@ from webdataset.tariterators import group_by_keys
 from dataset.annotation import parse_annotation
 from dataset.media import MediaError, decode_mp4, decode_wav
 from dataset.schema import AUDIO_SAMPLE_RATE, SHARD_RE, SHARDS_DIRNAME
+from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +142,9 @@ class SampleDecoder:
                     raise MediaError(f"audio is {rate} Hz, expected {AUDIO_SAMPLE_RATE}")
                 out["audio"] = torch.from_numpy(samples)
         except KeyError as err:
-            raise ValueError(f"{url}: sample {key}: missing member .{err.args[0]}") from None
+            raise UserError(f"{url}: sample {key}: missing member .{err.args[0]}") from None
         except (ValueError, MediaError) as err:
-            raise ValueError(f"{url}: sample {key}: {err}") from None
+            raise UserError(f"{url}: sample {key}: {err}") from None
         return out
 
 
@@ -169,7 +170,7 @@ def shard_pipeline(
         stages: extra webdataset stages appended at the end.
     """
     if decode not in ("full", "annotation", "none"):
-        raise ValueError(f"decode must be 'full', 'annotation' or 'none', got {decode!r}")
+        raise UserError(f"decode must be 'full', 'annotation' or 'none', got {decode!r}")
     handler = handler or LogAndContinue()
     shards = list_shards(urls)
     pipeline: list[Any] = [wds.SimpleShardList(shards)]

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from dataset.errors import UserError
 
 DetectActions = Callable[[np.ndarray, float], Sequence[str]]  # (uint8 (T, H, W, 3) frames, fps) -> label per frame
 
@@ -37,7 +38,7 @@ class ActionScoreConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_fraction <= 1.0:
-            raise ValueError(f"actions.min_fraction must be in (0, 1], got {self.min_fraction}")
+            raise UserError(f"actions.min_fraction must be in (0, 1], got {self.min_fraction}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -26,6 +26,7 @@ import numpy as np
 from annotate.frames import sample_times
 from annotate.vlm_config import VLM_BACKENDS, VlmConfig, build_vlm
 from evaluation.action_accuracy import ClipActionScore, PhaseScore, phase_frames
+from dataset.errors import UserError
 
 JUDGE_SCHEMA = {"title": "ActionJudgement", "type": "object", "additionalProperties": False,
                 "required": ["performed"], "properties": {"performed": {"type": "boolean"}}}
@@ -53,12 +54,12 @@ class JudgeConfig:
 
     def __post_init__(self) -> None:
         if self.backend not in VLM_BACKENDS:
-            raise ValueError(f"judge.backend must be local or server, got {self.backend!r}")
+            raise UserError(f"judge.backend must be local or server, got {self.backend!r}")
         if not 0 < self.sample_fps <= 30 or self.max_frames < 1 or self.frame_size < 28:
-            raise ValueError("judge needs 0 < sample_fps <= 30, max_frames >= 1 and frame_size >= 28, got "
+            raise UserError("judge needs 0 < sample_fps <= 30, max_frames >= 1 and frame_size >= 28, got "
                              f"{self.sample_fps}, {self.max_frames}, {self.frame_size}")
         if self.temperature < 0:
-            raise ValueError(f"judge.temperature must be >= 0, got {self.temperature}")
+            raise UserError(f"judge.temperature must be >= 0, got {self.temperature}")
 
 
 def span_frames(frames: np.ndarray, fps: float, start_s: float, end_s: float, cfg: JudgeConfig) -> list[tuple[float, np.ndarray]]:

@@ -28,10 +28,11 @@ import numpy as np
 
 from evaluation.prompt import caption_from_mapping
 from evaluation.sample_jobs import SampleJob
+from dataset.errors import UserError
+from dataset.schema import AUDIO_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-AUDIO_RATE = 16000
 MARKER = ".synth_benchmark"  # written into a converted benchmark folder (safe to rebuild)
 _BASE = {  # base captions of the synthetic shot kinds (the corpus has no free-text description)
     "talk": "A cartoon puppet talks to the camera.",
@@ -54,9 +55,9 @@ class BenchmarkConfig:
 
     def __post_init__(self) -> None:
         if self.max_frames < 0 or (self.max_frames and (self.max_frames - 1) % 4):
-            raise ValueError(f"benchmark.max_frames must be 0 or 1 + 4k, got {self.max_frames}")
+            raise UserError(f"benchmark.max_frames must be 0 or 1 + 4k, got {self.max_frames}")
         if self.max_clips < 0:
-            raise ValueError(f"benchmark.max_clips must be >= 0, got {self.max_clips}")
+            raise UserError(f"benchmark.max_clips must be >= 0, got {self.max_clips}")
 
 
 def is_synth_corpus(path: str | Path) -> bool:
@@ -78,7 +79,7 @@ def jobs_from_benchmark(folder: str | Path, max_clips: int = 0) -> list[SampleJo
         try:
             doc = json.loads(ann.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"{ann}: invalid JSON ({err})") from None
+            raise UserError(f"{ann}: invalid JSON ({err})") from None
         jobs.append(SampleJob(key=key, caption=caption_from_mapping(doc, str(ann)),
                               image=image or (video if video.is_file() else None), audio=wav if wav.is_file() else video))
     if not jobs:
@@ -106,7 +107,7 @@ def clip_annotation(record: dict[str, Any], shot: dict[str, Any], key: str, a: i
             "source": {"uri": record["file"], "video_id": record["video_id"], "start_frame": a, "end_frame": b},
             "video": {"fps": fps, "num_frames": n, "width": record["width"], "height": record["height"],
                       "duration_s": round(n / fps, 6)},
-            "audio": {"sample_rate": AUDIO_RATE, "num_samples": int(round(n / fps * AUDIO_RATE))},
+            "audio": {"sample_rate": AUDIO_SAMPLE_RATE, "num_samples": int(round(n / fps * AUDIO_SAMPLE_RATE))},
             "caption": {"base": _BASE.get(shot["kind"], _BASE["talk"]), "phases": phases}}
 
 
@@ -159,7 +160,7 @@ def synth_to_benchmark(corpus: str | Path, out: str | Path, cfg: BenchmarkConfig
             for a, b in _windows(shot["start_frame"], min(shot["end_frame"], len(frames)), cfg.max_frames):
                 key = f"{record['video_id']}_{count:04d}"
                 ann = clip_annotation(record, shot, key, a, b, fps)
-                t0 = int(round(times[a] * AUDIO_RATE)) if a < len(times) else int(round(a / fps * AUDIO_RATE))
+                t0 = int(round(times[a] * AUDIO_SAMPLE_RATE)) if a < len(times) else int(round(a / fps * AUDIO_SAMPLE_RATE))
                 for ext, data in window_files(frames, audio, a, b, t0, ann).items():
                     atomic_write_bytes(out / f"{key}.{ext}", data)
                 count += 1
@@ -167,7 +168,7 @@ def synth_to_benchmark(corpus: str | Path, out: str | Path, cfg: BenchmarkConfig
                     log.info("benchmark: %d clip(s) from %s -> %s", count, corpus, out)
                     return out
     if not count:
-        raise ValueError(f"{truth}: no avatar shot with phases to turn into a benchmark clip")
+        raise UserError(f"{truth}: no avatar shot with phases to turn into a benchmark clip")
     log.info("benchmark: %d clip(s) from %s -> %s", count, corpus, out)
     return out
 
@@ -197,9 +198,9 @@ def shards_to_benchmark(shards: str | Path, out: str | Path, cfg: BenchmarkConfi
     for sample in wds.WebDataset(list_shards(shards), shardshuffle=False, empty_check=False):
         key = sample["__key__"]
         if not SAMPLE_KEY_RE.match(key):  # keys become file names: never trust a path from an archive
-            raise ValueError(f"{sample.get('__url__', shards)}: sample key {key!r} is not <source_id>_<clip>")
+            raise UserError(f"{sample.get('__url__', shards)}: sample key {key!r} is not <source_id>_<clip>")
         if not {"json", "mp4"} <= set(sample):
-            raise ValueError(f"{sample.get('__url__', shards)}: sample {key} lacks json or mp4")
+            raise UserError(f"{sample.get('__url__', shards)}: sample {key} lacks json or mp4")
         doc = parse_annotation(sample["json"])
         if not (doc.get("caption") or {}).get("phases"):
             log.info("benchmark: %s has no phase captions; skipped", key)
@@ -219,7 +220,7 @@ def shards_to_benchmark(shards: str | Path, out: str | Path, cfg: BenchmarkConfi
         if cfg.max_clips and kept >= cfg.max_clips:
             break
     if not kept:
-        raise ValueError(f"{shards}: no clip with phase captions in these shards (a benchmark needs prompts)")
+        raise UserError(f"{shards}: no clip with phase captions in these shards (a benchmark needs prompts)")
     return out
 
 
@@ -237,7 +238,7 @@ def window_annotation(doc: dict[str, Any], key: str, a: int, b: int) -> dict[str
     out["caption"]["phases"] = phases
     out["key"] = key
     out["video"].update(num_frames=b - a, duration_s=round((b - a) / fps, 6))
-    out["audio"]["num_samples"] = int(round((b - a) / fps * AUDIO_RATE))
+    out["audio"]["num_samples"] = int(round((b - a) / fps * AUDIO_SAMPLE_RATE))
     out["source"] = {**doc.get("source", {}), "clip_key": doc.get("key"), "start_frame": a, "end_frame": b}
     transcript = out.get("transcript")
     if transcript and transcript.get("words"):
@@ -258,7 +259,7 @@ def clip_windows(doc: dict[str, Any], sample: dict[str, bytes], size: int) -> li
     for a in range(0, len(frames) - size + 1, size):
         key = f"{doc['key']}_w{a:04d}"
         ann = window_annotation(doc, key, a, a + size)
-        out.append((key, window_files(frames, audio, a, a + size, int(round(a / fps * AUDIO_RATE)), ann)))
+        out.append((key, window_files(frames, audio, a, a + size, int(round(a / fps * AUDIO_SAMPLE_RATE)), ann)))
     return out
 
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dataset.command import standalone_main
+from dataset.errors import UserError
 
 HELP = "score generated videos (FID, FVD, Sync-C/D, identity, action accuracy) against references"
 
@@ -35,9 +36,9 @@ def _runs(items: Sequence[str], flag: str = "--generated") -> dict[str, str]:
     for item in items:
         name, _, folder = item.partition("=") if "=" in item else (Path(item.rstrip("/")).name, "", item)
         if not name or not folder:
-            raise ValueError(f"{flag} {item!r}: expected DIR or NAME=DIR")
+            raise UserError(f"{flag} {item!r}: expected DIR or NAME=DIR")
         if name in runs:
-            raise ValueError(f"{flag}: run name {name!r} given twice (use NAME=DIR to tell them apart)")
+            raise UserError(f"{flag}: run name {name!r} given twice (use NAME=DIR to tell them apart)")
         runs[name] = folder
     return runs
 
@@ -66,7 +67,7 @@ def _eval(args: argparse.Namespace) -> int:
         checkpoints = _runs(args.checkpoint, "--checkpoint")
         clash = sorted(set(checkpoints) & set(runs))
         if clash:
-            raise ValueError(f"run name(s) {clash} used by both --generated and --checkpoint (use NAME=DIR)")
+            raise UserError(f"run name(s) {clash} used by both --generated and --checkpoint (use NAME=DIR)")
         folders, sampling = sample_checkpoints(
             cfg.sample, checkpoints, reference, Path(args.out) / "samples", encoders=args.encoders,
             max_clips=cfg.benchmark.max_clips, progress=not args.no_progress, skip_existing=args.skip_existing)
@@ -78,7 +79,7 @@ def _eval(args: argparse.Namespace) -> int:
         from evaluation.action_judge import ActionJudge
 
         judge = ActionJudge(cfg.judge)
-    report = evaluate_folders(cfg, runs, reference, detect_actions=detect, judge=judge)
+    report = evaluate_folders(cfg, runs, reference, detect_actions=detect, judge=judge, progress=not args.no_progress)
     if "actions" in report["protocol"]:
         report["protocol"]["actions"].update(judge.protocol if judge is not None else
                                              {"detector": "dataset.synth.detect_actions (exact reader of the synthetic puppet)"})
@@ -93,14 +94,14 @@ def _eval(args: argparse.Namespace) -> int:
 def _reference(args: argparse.Namespace, cfg) -> Path:
     """The reference folder (--reference, or the prepared --benchmark) after checking the flag combination."""
     if not args.generated and not args.checkpoint:
-        raise ValueError("give --generated DIR (with --reference) and/or --checkpoint CKPT (with --benchmark)")
+        raise UserError("give --generated DIR (with --reference) and/or --checkpoint CKPT (with --benchmark)")
     if args.checkpoint and args.benchmark is None:
-        raise ValueError("--checkpoint needs --benchmark BENCH (the prompts, audio and references to sample)")
+        raise UserError("--checkpoint needs --benchmark BENCH (the prompts, audio and references to sample)")
     if args.benchmark is not None and args.reference is not None:
-        raise ValueError("give --reference or --benchmark, not both (a benchmark is its own reference)")
+        raise UserError("give --reference or --benchmark, not both (a benchmark is its own reference)")
     if args.benchmark is None:
         if args.reference is None:
-            raise ValueError("--generated needs --reference DIR (or --benchmark BENCH)")
+            raise UserError("--generated needs --reference DIR (or --benchmark BENCH)")
         return Path(args.reference)
     from evaluation.benchmark import prepare_benchmark
 
@@ -127,7 +128,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "judge.vlm.server_url=...); synthetic = exact reader of the synthetic puppet "
                              "(dataset.synth.detect_actions); none = skip")
     parser.add_argument("--skip-existing", action="store_true", help="keep already sampled videos in OUT/samples (resume)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars while sampling")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (sampling, reference statistics, scoring)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where report.json, report.md and plots/ go")
     parser.add_argument("--fid-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth (pytorch-fid)")
     parser.add_argument("--i3d", metavar="PATH", help="i3d_torchscript.pt (StyleGAN-V FVD detector)")

@@ -13,6 +13,7 @@ from evaluation.fvd import FVDConfig
 from evaluation.identity import IdentityConfig
 from evaluation.sample import SampleConfig
 from evaluation.sync import SyncConfig
+from dataset.errors import UserError
 
 METRICS = ("fid", "fvd", "sync", "identity", "actions")
 
@@ -55,8 +56,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown or not self.metrics:
-            raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got {list(self.metrics)}")
+            raise UserError(f"metrics must be a non-empty subset of {METRICS}, got {list(self.metrics)}")
         if self.timelines < 0:
-            raise ValueError(f"timelines must be >= 0, got {self.timelines}")
+            raise UserError(f"timelines must be >= 0, got {self.timelines}")
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
-            raise ValueError(f"device must be cpu, cuda[:N] or mps, got {self.device!r}")
+            raise UserError(f"device must be cpu, cuda[:N] or mps, got {self.device!r}")

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.signal
 import torch
 import torch.nn.functional as F
+from dataset.errors import UserError
 
 CROP_SIZE = 224
 PAD_VALUE = 110  # syncnet_python pads with this grey
@@ -113,14 +114,14 @@ class FaceTrackConfig:
 
     def __post_init__(self) -> None:
         if self.crop not in FACE_CROPS:
-            raise ValueError(f"faces.crop must be one of {FACE_CROPS}, got {self.crop!r}")
+            raise UserError(f"faces.crop must be one of {FACE_CROPS}, got {self.crop!r}")
         if not 0.0 < self.min_score < 1.0:
-            raise ValueError(f"faces.min_score must be in (0, 1), got {self.min_score}")
+            raise UserError(f"faces.min_score must be in (0, 1), got {self.min_score}")
         for key in ("min_track", "num_failed_det", "min_face_size", "smooth"):
             if getattr(self, key) < 0:
-                raise ValueError(f"faces.{key} must be >= 0, got {getattr(self, key)}")
+                raise UserError(f"faces.{key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.iou < 1.0:
-            raise ValueError(f"faces.iou must be in [0, 1), got {self.iou}")
+            raise UserError(f"faces.iou must be in [0, 1), got {self.iou}")
 
     def describe(self) -> dict[str, Any]:
         if self.crop == "whole_frame":

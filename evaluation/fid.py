@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from evaluation.inception import FEATURE_DIMS, FIDInceptionFeatures, InceptionResizeConfig
+from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -34,13 +35,13 @@ class FIDConfig:
 
     def __post_init__(self) -> None:
         if self.frame_stride < 1:
-            raise ValueError(f"fid.frame_stride must be >= 1, got {self.frame_stride}")
+            raise UserError(f"fid.frame_stride must be >= 1, got {self.frame_stride}")
         if self.max_frames_per_video < 0:
-            raise ValueError(f"fid.max_frames_per_video must be >= 0, got {self.max_frames_per_video}")
+            raise UserError(f"fid.max_frames_per_video must be >= 0, got {self.max_frames_per_video}")
         if self.batch_size < 1:
-            raise ValueError(f"fid.batch_size must be >= 1, got {self.batch_size}")
+            raise UserError(f"fid.batch_size must be >= 1, got {self.batch_size}")
         if self.dims not in FEATURE_DIMS:
-            raise ValueError(f"fid.dims must be one of {FEATURE_DIMS}, got {self.dims}")
+            raise UserError(f"fid.dims must be one of {FEATURE_DIMS}, got {self.dims}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

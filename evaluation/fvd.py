@@ -26,6 +26,7 @@ import torch
 
 from evaluation.frechet import frechet_distance, gaussian_stats
 from evaluation.weights import load_torchscript
+from dataset.errors import UserError
 
 I3D_HOW = (
     "Get i3d_torchscript.pt (StyleGAN-V's FVD detector, linked from universome/stylegan-v "
@@ -61,17 +62,17 @@ class FVDConfig:
     def __post_init__(self) -> None:
         if self.num_frames < 10:
             # I3D's temporal receptive field: fewer frames collapse the time axis (common_metrics needs >= 10).
-            raise ValueError(f"fvd.num_frames must be >= 10, got {self.num_frames}")
+            raise UserError(f"fvd.num_frames must be >= 10, got {self.num_frames}")
         for key, value in (("frame_stride", self.frame_stride), ("clips_per_video", self.clips_per_video),
                            ("batch_size", self.batch_size)):
             if value < 1:
-                raise ValueError(f"fvd.{key} must be >= 1, got {value}")
+                raise UserError(f"fvd.{key} must be >= 1, got {value}")
         if self.fps <= 0:
-            raise ValueError(f"fvd.fps must be > 0, got {self.fps}")
+            raise UserError(f"fvd.fps must be > 0, got {self.fps}")
         if str(self.start) not in CLIP_STARTS:
-            raise ValueError(f"fvd.start must be one of {CLIP_STARTS}, got {self.start!r}")
+            raise UserError(f"fvd.start must be one of {CLIP_STARTS}, got {self.start!r}")
         if self.max_clips < 0:
-            raise ValueError(f"fvd.max_clips must be >= 0 (0 = no cap), got {self.max_clips}")
+            raise UserError(f"fvd.max_clips must be >= 0 (0 = no cap), got {self.max_clips}")
 
     def describe_start(self) -> str:
         if str(self.start) == "random":

@@ -19,6 +19,7 @@ from torch import nn
 
 from evaluation.sync import CropFaces
 from evaluation.weights import load_into, load_state_dict, load_torchscript
+from dataset.errors import UserError
 
 IDENTITY_HOW = (
     "Export a face-recognition network (e.g. an ArcFace/InsightFace iresnet) to TorchScript with torch.jit.trace "
@@ -44,9 +45,9 @@ class IdentityConfig:
     def __post_init__(self) -> None:
         for key, value in (("input_size", self.input_size), ("frame_stride", self.frame_stride), ("batch_size", self.batch_size)):
             if value < 1:
-                raise ValueError(f"identity.{key} must be >= 1, got {value}")
+                raise UserError(f"identity.{key} must be >= 1, got {value}")
         if self.std <= 0:
-            raise ValueError(f"identity.std must be > 0, got {self.std}")
+            raise UserError(f"identity.std must be > 0, got {self.std}")
 
 
 def load_face_embedder(path: str | Path, *, build: Callable[[], nn.Module] | None = None,

@@ -23,6 +23,7 @@ from torch import nn
 from torchvision.models import inception as tv
 
 from evaluation.weights import load_into, load_state_dict
+from dataset.errors import UserError
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_HOW = (
@@ -137,9 +138,9 @@ class InceptionResizeConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in RESIZE_MODES:
-            raise ValueError(f"fid.resize.mode must be one of {RESIZE_MODES}, got {self.mode!r}")
+            raise UserError(f"fid.resize.mode must be one of {RESIZE_MODES}, got {self.mode!r}")
         if self.size < 75:
-            raise ValueError(f"fid.resize.size must be >= 75 (Inception's smallest input), got {self.size}")
+            raise UserError(f"fid.resize.size must be >= 75 (Inception's smallest input), got {self.size}")
 
     def describe(self) -> str:
         return f"{self.mode} to {self.size}x{self.size}, antialias={self.antialias}, align_corners=False (torch.nn.functional.interpolate)"

@@ -15,21 +15,22 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+from dataset.errors import UserError
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*-\s*(\d+(?:\.\d*)?|\.\d+)\s*:\s*(.+?)\s*$", re.S)
 
 
 def _check(base: Any, phases: list[dict[str, Any]], where: str) -> dict[str, Any]:
     if not isinstance(base, str) or not base.strip():
-        raise ValueError(f"{where}: the base caption must be a non-empty string, got {base!r}")
+        raise UserError(f"{where}: the base caption must be a non-empty string, got {base!r}")
     prev_end = 0.0
     for i, p in enumerate(phases):
         if not p["text"]:
-            raise ValueError(f"{where}: phase {i} has an empty text")
+            raise UserError(f"{where}: phase {i} has an empty text")
         if not 0.0 <= p["start_s"] < p["end_s"]:
-            raise ValueError(f"{where}: phase {i} needs 0 <= start_s < end_s, got {p['start_s']}..{p['end_s']}")
+            raise UserError(f"{where}: phase {i} needs 0 <= start_s < end_s, got {p['start_s']}..{p['end_s']}")
         if p["start_s"] < prev_end - 1e-9:
-            raise ValueError(f"{where}: phase {i} starts at {p['start_s']} s, before the previous phase ends ({prev_end} s); "
+            raise UserError(f"{where}: phase {i} starts at {p['start_s']} s, before the previous phase ends ({prev_end} s); "
                              "phases must be sorted and must not overlap")
         prev_end = p["end_s"]
     return {"base": base.strip(), "phases": phases}
@@ -40,13 +41,13 @@ def caption_from_mapping(doc: Mapping[str, Any], where: str = "prompt") -> dict[
     if "caption" in doc and isinstance(doc["caption"], Mapping):
         doc = doc["caption"]
     if "base" not in doc:
-        raise ValueError(f"{where}: needs a 'base' caption (keys found: {sorted(doc)})")
+        raise UserError(f"{where}: needs a 'base' caption (keys found: {sorted(doc)})")
     phases = []
     for i, p in enumerate(doc.get("phases") or []):
         try:
             phase = {"start_s": float(p["start_s"]), "end_s": float(p["end_s"]), "text": str(p["text"]).strip()}
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{where}: phase {i} must have numeric start_s, end_s and a text ({type(err).__name__}: {err})") from None
+            raise UserError(f"{where}: phase {i} must have numeric start_s, end_s and a text ({type(err).__name__}: {err})") from None
         if "label" in p:  # kept for scoring (synthetic benchmarks); the model only sees the text
             phase["label"] = str(p["label"])
         phases.append(phase)
@@ -60,7 +61,7 @@ def parse_compact(text: str, where: str = "prompt") -> dict[str, Any]:
     for part in parts:
         m = _SPAN.match(part)
         if not m:
-            raise ValueError(f"{where}: phase {part.strip()!r} is not of the form 'START-END: text' (seconds)")
+            raise UserError(f"{where}: phase {part.strip()!r} is not of the form 'START-END: text' (seconds)")
         phases.append({"start_s": float(m.group(1)), "end_s": float(m.group(2)), "text": m.group(3)})
     return _check(base, phases, where)
 
@@ -74,7 +75,7 @@ def parse_prompt(prompt: str | Mapping[str, Any], where: str = "prompt") -> dict
         try:
             doc = json.loads(stripped)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: invalid JSON ({err})") from None
+            raise UserError(f"{where}: invalid JSON ({err})") from None
         return caption_from_mapping(doc, where)
     return parse_compact(stripped, where)
 

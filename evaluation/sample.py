@@ -30,10 +30,11 @@ import torch
 
 from evaluation.sample_contract import settings_from_contract, source_resolves, warn_untrained_guidance
 from evaluation.sampler import SamplerConfig, guided_velocity, integrate, sigma_schedule
+from dataset.errors import UserError
+from dataset.schema import AUDIO_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-AUDIO_RATE = 16000
 REFERENCE_MODES = ("auto", "i2v", "ti2v", "none")
 AUDIO_UNCOND = ("zeros", "drop")
 PHASE_ROUTINGS = ("per_frame", "global")
@@ -102,34 +103,34 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
-            raise ValueError(f"sample.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+            raise UserError(f"sample.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         for key in ("width", "height"):
             value = getattr(self, key)
             if value < 16 or value % 16:
-                raise ValueError(f"sample.{key} must be a multiple of 16 and >= 16, got {value}")
+                raise UserError(f"sample.{key} must be a multiple of 16 and >= 16, got {value}")
         if self.num_frames < 0 or (self.num_frames and (self.num_frames - 1) % 4):
-            raise ValueError(f"sample.num_frames must be 0 (from the audio) or 1 + 4k, got {self.num_frames}")
+            raise UserError(f"sample.num_frames must be 0 (from the audio) or 1 + 4k, got {self.num_frames}")
         if self.max_frames < 1:
-            raise ValueError(f"sample.max_frames must be >= 1, got {self.max_frames}")
+            raise UserError(f"sample.max_frames must be >= 1, got {self.max_frames}")
         if self.fps <= 0:
-            raise ValueError(f"sample.fps must be > 0, got {self.fps}")
+            raise UserError(f"sample.fps must be > 0, got {self.fps}")
         if self.audio_uncond not in AUDIO_UNCOND:
-            raise ValueError(f"sample.audio_uncond must be one of {AUDIO_UNCOND}, got {self.audio_uncond!r}")
+            raise UserError(f"sample.audio_uncond must be one of {AUDIO_UNCOND}, got {self.audio_uncond!r}")
         if self.reference not in REFERENCE_MODES:
-            raise ValueError(f"sample.reference must be one of {REFERENCE_MODES}, got {self.reference!r}")
+            raise UserError(f"sample.reference must be one of {REFERENCE_MODES}, got {self.reference!r}")
         for key in ("max_base_tokens", "max_phase_tokens"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ValueError(f"sample.{key} must be >= 1 or null (from the checkpoint), got {getattr(self, key)}")
+                raise UserError(f"sample.{key} must be >= 1 or null (from the checkpoint), got {getattr(self, key)}")
         if self.audio_context_s is not None and self.audio_context_s < 0:
-            raise ValueError(f"sample.audio_context_s must be >= 0 or null (from the checkpoint), got {self.audio_context_s}")
+            raise UserError(f"sample.audio_context_s must be >= 0 or null (from the checkpoint), got {self.audio_context_s}")
         if self.phase_routing is not None and self.phase_routing not in PHASE_ROUTINGS:
-            raise ValueError(f"sample.phase_routing must be one of {PHASE_ROUTINGS} or null, got {self.phase_routing!r}")
+            raise UserError(f"sample.phase_routing must be one of {PHASE_ROUTINGS} or null, got {self.phase_routing!r}")
         if self.threads < 0:
-            raise ValueError(f"sample.threads must be >= 0 (0 = torch default), got {self.threads}")
+            raise UserError(f"sample.threads must be >= 0 (0 = torch default), got {self.threads}")
         if not 0 <= self.crf <= 51:
-            raise ValueError(f"sample.crf must be in 0..51, got {self.crf}")
+            raise UserError(f"sample.crf must be in 0..51, got {self.crf}")
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
-            raise ValueError(f"sample.device must be cpu, cuda[:N] or mps, got {self.device!r}")
+            raise UserError(f"sample.device must be cpu, cuda[:N] or mps, got {self.device!r}")
 
 
 def resolve_checkpoint(cfg: SampleConfig, checkpoint: str | Path | None = None, encoders: str | Path | None = None) -> SampleConfig:
@@ -150,7 +151,7 @@ def resolve_checkpoint(cfg: SampleConfig, checkpoint: str | Path | None = None, 
             raise FileNotFoundError(f"checkpoint {root}: neither {root}/config.json nor {root}/dit/config.json "
                                     "(expected a folder written by save_dit, or `actavatar models tiny --out` output)")
     if dit is None:
-        raise ValueError("no DiT given: pass --checkpoint CKPT or dit=PATH")
+        raise UserError("no DiT given: pass --checkpoint CKPT or dit=PATH")
     if not (dit / "config.json").is_file():
         raise FileNotFoundError(f"{dit}: no config.json (expected a DiT folder written by save_dit)")
     found: dict[str, str] = {"dit": str(dit)}
@@ -178,18 +179,18 @@ def frame_count(cfg: SampleConfig, num_audio_samples: int, requested: int = 0, s
     rounded down to 1 + stride·k."""
     n = requested or cfg.num_frames
     if not n:
-        n = min(int(num_audio_samples / AUDIO_RATE * cfg.fps + 1e-6), cfg.max_frames)
+        n = min(int(num_audio_samples / AUDIO_SAMPLE_RATE * cfg.fps + 1e-6), cfg.max_frames)
         n = (n - 1) // stride * stride + 1
         if n < 1 + stride:
-            raise ValueError(f"audio of {num_audio_samples / AUDIO_RATE:.2f} s is too short for {1 + stride} frames at {cfg.fps} fps")
+            raise UserError(f"audio of {num_audio_samples / AUDIO_SAMPLE_RATE:.2f} s is too short for {1 + stride} frames at {cfg.fps} fps")
     elif (n - 1) % stride:
-        raise ValueError(f"num_frames must be 1 + {stride}k, got {n}")
+        raise UserError(f"num_frames must be 1 + {stride}k, got {n}")
     return n
 
 
 def fit_audio(audio: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
     """Trim or zero-pad 16 kHz audio to the video's length."""
-    n = int(round(num_frames / fps * AUDIO_RATE))
+    n = int(round(num_frames / fps * AUDIO_SAMPLE_RATE))
     out = np.zeros(n, np.float32)
     out[: min(n, audio.size)] = audio[:n]
     return out
@@ -238,28 +239,28 @@ class AvatarSampler:
         """Fail early, naming both files, when the encoders do not fit the DiT."""
         text_width = int(self.text.encoder.config.d_model)
         if text_width != mcfg.text_dim:
-            raise ValueError(f"text encoder {self.cfg.text_encoder} gives {text_width}-d features, "
+            raise UserError(f"text encoder {self.cfg.text_encoder} gives {text_width}-d features, "
                              f"DiT {self.cfg.dit} expects text_dim={mcfg.text_dim}")
         if self.audio is not None and self.audio.output_dim != mcfg.audio.audio_dim:
-            raise ValueError(f"audio encoder {self.cfg.audio_encoder} gives {self.audio.output_dim}-d features, "
+            raise UserError(f"audio encoder {self.cfg.audio_encoder} gives {self.audio.output_dim}-d features, "
                              f"DiT {self.cfg.dit} expects audio.audio_dim={mcfg.audio.audio_dim}")
         if mcfg.image_dim is not None:
-            raise ValueError(f"DiT {self.cfg.dit} expects CLIP image tokens (image_dim={mcfg.image_dim}); "
+            raise UserError(f"DiT {self.cfg.dit} expects CLIP image tokens (image_dim={mcfg.image_dim}); "
                              "the CLIP image encoder is not wired into sampling yet")
         s = self.vae.spatial_stride * mcfg.patch_size[1]
         if self.cfg.width % s or self.cfg.height % s:
-            raise ValueError(f"sample.width/height must be multiples of {s} (VAE stride x patch), got {self.cfg.width}x{self.cfg.height}")
+            raise UserError(f"sample.width/height must be multiples of {s} (VAE stride x patch), got {self.cfg.width}x{self.cfg.height}")
 
     def _reference_mode(self, mcfg: Any) -> str:
         z, stride = self.vae.latent_channels, self.vae.temporal_stride
         if mcfg.out_channels != z:
-            raise ValueError(f"DiT {self.cfg.dit} predicts {mcfg.out_channels} channels, VAE {self.cfg.vae} has z_dim={z}")
+            raise UserError(f"DiT {self.cfg.dit} predicts {mcfg.out_channels} channels, VAE {self.cfg.vae} has z_dim={z}")
         native = "i2v" if mcfg.in_channels == 2 * z + stride else "ti2v" if mcfg.in_channels == z else None
         if native is None:
-            raise ValueError(f"DiT in_channels={mcfg.in_channels} fits neither z={z} (T2V/TI2V) nor 2z+{stride} (I2V)")
+            raise UserError(f"DiT in_channels={mcfg.in_channels} fits neither z={z} (T2V/TI2V) nor 2z+{stride} (I2V)")
         mode = native if self.cfg.reference == "auto" else self.cfg.reference
         if (mode == "i2v") != (native == "i2v"):
-            raise ValueError(f"sample.reference={mode} does not fit DiT in_channels={mcfg.in_channels} (z={z})")
+            raise UserError(f"sample.reference={mode} does not fit DiT in_channels={mcfg.in_channels} (z={z})")
         return mode
 
     @torch.no_grad()
@@ -317,7 +318,7 @@ class AvatarSampler:
         ref = None
         if self.mode != "none":
             if image is None:
-                raise ValueError("a reference image is required (sample.reference != none)")
+                raise UserError("a reference image is required (sample.reference != none)")
             img = image_tensor(image, cfg.width, cfg.height).to(dev)
             ref = (i2v_condition(self.vae.encode_reference(img, n), n, stride=stride) if self.mode == "i2v"
                    else self.vae.encode(img[:, :, None]))  # (1, stride + z, F, h, w) or (1, z, 1, h, w)

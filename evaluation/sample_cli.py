@@ -22,6 +22,7 @@ import argparse
 from collections.abc import Sequence
 
 from dataset.command import standalone_main
+from dataset.errors import UserError
 
 HELP = "generate talking-avatar videos from a checkpoint, a reference image, audio and a phased prompt"
 
@@ -35,13 +36,13 @@ def _jobs(args: argparse.Namespace) -> list:
 
     sources = [x for x in (args.prompt, args.prompts, args.benchmark) if x is not None]
     if len(sources) != 1:
-        raise ValueError("give exactly one of --prompt (with --image and --audio), --prompts FILE or --benchmark DIR")
+        raise UserError("give exactly one of --prompt (with --image and --audio), --prompts FILE or --benchmark DIR")
     if args.prompts is not None:
         return jobs_from_jsonl(args.prompts)
     if args.benchmark is not None:
         return jobs_from_benchmark(prepare_benchmark(args.benchmark, args.out))
     if args.audio is None:
-        raise ValueError("--prompt needs --audio FILE (and --image FILE unless reference=none)")
+        raise UserError("--prompt needs --audio FILE (and --image FILE unless reference=none)")
     for flag, path in (("--audio", args.audio), ("--image", args.image)):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{flag}: file not found: {path}")

@@ -21,6 +21,7 @@ import numpy as np
 
 from dataset.atomic import atomic_write_bytes
 from evaluation.prompt import parse_prompt
+from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class SampleJob:
 
 def _path(value: Any, base: Path, where: str, what: str) -> Path:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{where}: '{what}' must be a file path, got {value!r}")
+        raise UserError(f"{where}: '{what}' must be a file path, got {value!r}")
     path = Path(value) if Path(value).is_absolute() else base / value
     if not path.is_file():
         raise FileNotFoundError(f"{where}: {what} file not found: {path}")
@@ -59,12 +60,12 @@ def jobs_from_jsonl(path: str | Path) -> list[SampleJob]:
         try:
             doc = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: invalid JSON ({err})") from None
+            raise UserError(f"{where}: invalid JSON ({err})") from None
         if not isinstance(doc, dict) or "prompt" not in doc or "audio" not in doc:
-            raise ValueError(f"{where}: each line needs at least 'prompt' and 'audio' (and 'image')")
+            raise UserError(f"{where}: each line needs at least 'prompt' and 'audio' (and 'image')")
         key = str(doc.get("key", f"sample_{len(jobs):04d}"))
         if key in keys or "/" in key:
-            raise ValueError(f"{where}: key {key!r} is repeated or contains '/'")
+            raise UserError(f"{where}: key {key!r} is repeated or contains '/'")
         keys.add(key)
         jobs.append(SampleJob(
             key=key, caption=parse_prompt(doc["prompt"], where),
@@ -73,7 +74,7 @@ def jobs_from_jsonl(path: str | Path) -> list[SampleJob]:
             seed=None if doc.get("seed") is None else int(doc["seed"]), num_frames=int(doc.get("num_frames", 0)),
         ))
     if not jobs:
-        raise ValueError(f"{path}: no prompts")
+        raise UserError(f"{path}: no prompts")
     return jobs
 
 
@@ -89,7 +90,7 @@ def read_image(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{path}: not a readable image ({err})") from None
+        raise UserError(f"{path}: not a readable image ({err})") from None
 
 
 def read_audio_file(path: Path) -> np.ndarray:
@@ -100,9 +101,9 @@ def read_audio_file(path: Path) -> np.ndarray:
     try:
         audio = decode_mp4_audio(path.read_bytes())
     except MediaError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise UserError(f"{path}: {err}") from None
     if audio is None or not audio.size:
-        raise ValueError(f"{path}: no audio stream")
+        raise UserError(f"{path}: no audio stream")
     return audio
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
+from dataset.errors import UserError
 
 SOLVERS = ("euler", "heun")
 
@@ -38,9 +39,9 @@ class GuidanceConfig:
 
     def __post_init__(self) -> None:
         if self.scale < 0:
-            raise ValueError(f"guidance.scale must be >= 0, got {self.scale}")
+            raise UserError(f"guidance.scale must be >= 0, got {self.scale}")
         if not 0.0 <= self.start <= self.end <= 1.0:
-            raise ValueError(f"guidance start/end must satisfy 0 <= start <= end <= 1, got {self.start}, {self.end}")
+            raise UserError(f"guidance start/end must satisfy 0 <= start <= end <= 1, got {self.start}, {self.end}")
 
     def scale_at(self, step: int, num_steps: int) -> float:
         """The scale of step `step` (0-based) of `num_steps`: `scale` inside [start, end), else 1."""
@@ -69,13 +70,13 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise ValueError(f"sampler.steps must be >= 1, got {self.steps}")
+            raise UserError(f"sampler.steps must be >= 1, got {self.steps}")
         if self.solver not in SOLVERS:
-            raise ValueError(f"sampler.solver must be one of {SOLVERS}, got {self.solver!r}")
+            raise UserError(f"sampler.solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.shift <= 0:
-            raise ValueError(f"sampler.shift must be > 0, got {self.shift}")
+            raise UserError(f"sampler.shift must be > 0, got {self.shift}")
         if self.timestep_scale <= 0:
-            raise ValueError(f"sampler.timestep_scale must be > 0, got {self.timestep_scale}")
+            raise UserError(f"sampler.timestep_scale must be > 0, got {self.timestep_scale}")
 
 
 def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:

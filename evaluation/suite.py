@@ -31,7 +31,7 @@ from evaluation.fid import FIDAccumulator
 from evaluation.fvd import DETECTOR_KWARGS, I3DFeatures, fvd_result, load_i3d
 from evaluation.identity import identity_similarity, load_face_embedder
 from evaluation.inception import load_fid_inception
-from evaluation.sync import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS, SyncResult, aggregate_sync, sync_scores
+from evaluation.sync import SAMPLES_PER_FRAME, SYNCNET_AUDIO_RATE, SYNCNET_FPS, SyncResult, aggregate_sync, sync_scores
 from evaluation.syncnet import load_syncnet
 from evaluation.video_folder import Video, list_videos, read_audio, read_phases, read_reference_image, read_video, resample_fps
 
@@ -96,8 +96,8 @@ def protocol(cfg: EvalConfig, models: Mapping[str, Any]) -> dict[str, Any]:
     if "sync" in models:
         out["sync"] = {"algorithm": "syncnet_python SyncNetInstance.evaluate", "vshift": cfg.sync.vshift,
                        "offsets": 2 * cfg.sync.vshift + 1, "window_frames": 5, "mfcc": "13 x 100 Hz (python_speech_features)",
-                       "fps": f"{VIDEO_FPS} (other rates resampled to it, nearest frame, as ffmpeg -r 25)",
-                       "audio": f"{AUDIO_RATE} Hz mono" + (", the face track's span" if cfg.faces.crop == "face_track" else ""),
+                       "fps": f"{SYNCNET_FPS} (other rates resampled to it, nearest frame, as ffmpeg -r 25)",
+                       "audio": f"{SYNCNET_AUDIO_RATE} Hz mono" + (", the face track's span" if cfg.faces.crop == "face_track" else ""),
                        "faces": cfg.faces.crop, "aggregate": "mean over clips", "weights": cfg.syncnet}
     if "identity" in models:
         out["identity"] = {"input_size": cfg.identity.input_size, "frame_stride": cfg.identity.frame_stride,
@@ -152,9 +152,19 @@ def _identity_clip(net: Any, image: np.ndarray, video25: np.ndarray, tracker: Fa
     return identity_similarity(net, reference[0], track.crops, cfg=cfg.identity)
 
 
+def _bar(items: Any, desc: str, total: int, progress: bool) -> Any:
+    """A tqdm bar over `items` (clips scored, rate, ETA) when `progress`, else the items."""
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, total=total, unit="clip")
+
+
 def evaluate_folders(
     cfg: EvalConfig, runs: Mapping[str, str | Path], reference: str | Path, *,
     detect_actions: DetectActions | None = None, judge: ScoreActions | None = None, face_tracker: FaceTracker | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Report dict ({metrics, skipped, details, per_clip, protocol, timelines}) for every run.
 
@@ -172,20 +182,21 @@ def evaluate_folders(
     own_tracker = face_tracker is None and cfg.faces.crop == "face_track" and ("sync" in models or "identity" in models)
     tracker = build_face_tracker(cfg.faces) if own_tracker else (face_tracker if cfg.faces.crop == "face_track" else None)
     try:
-        return _evaluate(cfg, runs, reference, ref_videos, models, base_skipped, tracker)
+        return _evaluate(cfg, runs, reference, ref_videos, models, base_skipped, tracker, progress)
     finally:
         if own_tracker:
             tracker.close()
 
 
 def _evaluate(cfg: EvalConfig, runs: Mapping[str, str | Path], reference: Path, ref_videos: dict[str, Path],
-              models: dict[str, Any], base_skipped: dict[str, str], tracker: FaceTracker | None) -> dict[str, Any]:
+              models: dict[str, Any], base_skipped: dict[str, str], tracker: FaceTracker | None, progress: bool) -> dict[str, Any]:
 
     # 1. Reference statistics, once for all runs.
     fid_acc = FIDAccumulator(models["fid"], cfg.fid) if "fid" in models else None
     fvd_real = I3DFeatures(models["fvd"], cfg.fvd, real=True) if "fvd" in models else None
     if fid_acc or fvd_real:
-        for path in ref_videos.values():
+        what = "+".join(m for m, on in (("FID", fid_acc), ("FVD", fvd_real)) if on)
+        for path in _bar(ref_videos.values(), f"reference {what} statistics", len(ref_videos), progress):
             frames = read_video(path).frames
             if fid_acc:
                 fid_acc.add_video(frames, real=True)
@@ -212,10 +223,11 @@ def _evaluate(cfg: EvalConfig, runs: Mapping[str, str | Path], reference: Path, 
         action_clips = []
 
         # 2. One pass over the generated videos; every metric takes what it needs.
-        for key in keys:
+        scored = ",".join(m for m in ("fid", "fvd", "sync", "identity", "actions") if m in models)
+        for key in _bar(keys, f"{run}: {scored}", len(keys), progress):
             video: Video = read_video(gen_videos[key])
             frames, fps = video.frames, video.fps
-            video25 = frames if abs(fps - VIDEO_FPS) < 1e-3 else resample_fps(video, VIDEO_FPS)  # SyncNet's rate
+            video25 = frames if abs(fps - SYNCNET_FPS) < 1e-3 else resample_fps(video, SYNCNET_FPS)  # SyncNet's rate
             faces: dict[str, Any] = {}
             if fid_acc:
                 fid_acc.add_video(frames, real=False)

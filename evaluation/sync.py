@@ -24,10 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluation.mfcc import mfcc
+from dataset.errors import UserError
 
-VIDEO_FPS = 25  # SyncNet's windows assume 4 MFCC steps (10 ms) per video frame (40 ms)
-AUDIO_RATE = 16000
-SAMPLES_PER_FRAME = AUDIO_RATE // VIDEO_FPS  # 640
+# SyncNet's own protocol (not our data contract, though equal to it): its windows assume 4 MFCC steps
+# (10 ms) per video frame (40 ms) of 16 kHz audio.
+SYNCNET_FPS = 25
+SYNCNET_AUDIO_RATE = 16000
+SAMPLES_PER_FRAME = SYNCNET_AUDIO_RATE // SYNCNET_FPS  # 640
 CROP_SIZE = 224
 
 CropFaces = Callable[[np.ndarray], np.ndarray]  # uint8 (T, H, W, 3) RGB -> uint8 (T, h, w, 3) face crops
@@ -45,9 +48,9 @@ class SyncConfig:
 
     def __post_init__(self) -> None:
         if self.vshift < 1:
-            raise ValueError(f"sync.vshift must be >= 1, got {self.vshift}")
+            raise UserError(f"sync.vshift must be >= 1, got {self.vshift}")
         if self.batch_size < 1:
-            raise ValueError(f"sync.batch_size must be >= 1, got {self.batch_size}")
+            raise UserError(f"sync.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -119,11 +122,11 @@ def score_features(net: nn.Module, video: torch.Tensor, cc: torch.Tensor, num_fr
 
 
 def sync_scores(
-    net: nn.Module, frames: np.ndarray, audio: np.ndarray, sample_rate: int = AUDIO_RATE, *,
+    net: nn.Module, frames: np.ndarray, audio: np.ndarray, sample_rate: int = SYNCNET_AUDIO_RATE, *,
     crop_faces: CropFaces | None = None, cfg: SyncConfig = SyncConfig(),
 ) -> SyncResult:
     """One clip: uint8 (T, H, W, 3) RGB frames at 25 fps and mono float audio at 16 kHz."""
-    if sample_rate != AUDIO_RATE:
+    if sample_rate != SYNCNET_AUDIO_RATE:
         raise ValueError(f"sync needs 16 kHz audio (syncnet_python's protocol), got {sample_rate} Hz")
     cc = torch.from_numpy(mfcc(audio, sample_rate).T.copy()).float()  # (13, M)
     video = prepare_crops(frames, crop_faces)

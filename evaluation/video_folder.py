@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from dataset.media import MediaError, decode_audio, decode_mp4, decode_mp4_timed
+from dataset.schema import AUDIO_SAMPLE_RATE
 
-AUDIO_RATE = 16000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ def resample_fps(video: Video, fps: float) -> np.ndarray:
     return video.frames[nearest]
 
 
-def decode_mp4_audio(data: bytes, sample_rate: int = AUDIO_RATE) -> np.ndarray | None:
+def decode_mp4_audio(data: bytes, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray | None:
     """The first audio stream of mp4 bytes as float32 mono at `sample_rate`, or None without audio."""
     decoded = decode_audio(data, sample_rate)
     return None if decoded is None else decoded[0]
@@ -86,17 +86,17 @@ def read_audio(video: Path) -> tuple[np.ndarray, int] | None:
     wav = video.with_suffix(".wav")
     if wav.is_file():
         try:
-            decoded = decode_audio(wav.read_bytes(), AUDIO_RATE)
+            decoded = decode_audio(wav.read_bytes(), AUDIO_SAMPLE_RATE)
         except MediaError as err:
             raise MediaError(f"{wav}: {err}") from None
         if decoded is None:
             raise MediaError(f"{wav}: no audio stream")
-        return decoded[0], AUDIO_RATE
+        return decoded[0], AUDIO_SAMPLE_RATE
     try:
         audio = decode_mp4_audio(video.read_bytes())
     except MediaError as err:
         raise MediaError(f"{video}: {err}") from None
-    return None if audio is None else (audio, AUDIO_RATE)
+    return None if audio is None else (audio, AUDIO_SAMPLE_RATE)
 
 
 def read_reference_image(reference_dir: Path, key: str, reference_frames: np.ndarray | None) -> tuple[np.ndarray, str]:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from dataset.errors import UserError
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError):
     """A weights path is missing or holds the wrong format; the message names the file and the fix."""
 
 

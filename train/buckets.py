@@ -11,6 +11,7 @@ import re
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from dataset.errors import UserError
 
 _BUCKET_RE = re.compile(r"^(\d+)x(\d+)x(\d+)$")
 
@@ -27,10 +28,10 @@ class Bucket:
     def parse(cls, text: str) -> "Bucket":
         m = _BUCKET_RE.match(text.strip())
         if not m:
-            raise ValueError(f"data.buckets entries must look like FRAMESxHEIGHTxWIDTH (e.g. 17x64x64), got {text!r}")
+            raise UserError(f"data.buckets entries must look like FRAMESxHEIGHTxWIDTH (e.g. 17x64x64), got {text!r}")
         frames, height, width = (int(g) for g in m.groups())
         if min(frames, height, width) < 1:
-            raise ValueError(f"data.buckets entry {text!r} must have positive sizes")
+            raise UserError(f"data.buckets entry {text!r} must have positive sizes")
         return cls(frames, height, width)
 
     def __str__(self) -> str:
@@ -39,12 +40,12 @@ class Bucket:
     def check(self, temporal_stride: int, spatial_multiple: int) -> None:
         """Raise unless the VAE / patch strides divide this shape (Wan VAE: frames = 1 + 4k)."""
         if (self.frames - 1) % temporal_stride:
-            raise ValueError(
+            raise UserError(
                 f"data.buckets entry {self}: frames must be 1 + {temporal_stride}k for the VAE's temporal stride "
                 f"{temporal_stride}, got {self.frames}"
             )
         if self.height % spatial_multiple or self.width % spatial_multiple:
-            raise ValueError(
+            raise UserError(
                 f"data.buckets entry {self}: height and width must be multiples of {spatial_multiple} "
                 "(VAE spatial stride x patch size)"
             )
@@ -52,10 +53,10 @@ class Bucket:
 
 def parse_buckets(texts: Sequence[str]) -> tuple[Bucket, ...]:
     if not texts:
-        raise ValueError("data.buckets must list at least one FRAMESxHEIGHTxWIDTH entry")
+        raise UserError("data.buckets must list at least one FRAMESxHEIGHTxWIDTH entry")
     buckets = tuple(Bucket.parse(t) for t in texts)
     if len(set(buckets)) != len(buckets):
-        raise ValueError(f"data.buckets has duplicates: {list(texts)}")
+        raise UserError(f"data.buckets has duplicates: {list(texts)}")
     return buckets
 
 

@@ -21,6 +21,7 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 
 from train.parallelize import barrier
+from dataset.errors import UserError
 
 LATEST = "latest"
 PARTIAL = ".partial"
@@ -45,11 +46,11 @@ class CheckpointConfig:
 
     def __post_init__(self) -> None:
         if self.every < 0:
-            raise ValueError(f"checkpoint.every must be >= 0, got {self.every}")
+            raise UserError(f"checkpoint.every must be >= 0, got {self.every}")
         if self.snapshot_every < 0:
-            raise ValueError(f"checkpoint.snapshot_every must be >= 0, got {self.snapshot_every}")
+            raise UserError(f"checkpoint.snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.keep < 1:
-            raise ValueError(f"checkpoint.keep must be >= 1, got {self.keep}")
+            raise UserError(f"checkpoint.keep must be >= 1, got {self.keep}")
 
 
 def step_dir_name(step: int) -> str:

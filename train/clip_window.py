@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from model.resize import cover_crop, cover_crop_box
 from train.buckets import Bucket
+from dataset.schema import AUDIO_SAMPLE_RATE
 
-AUDIO_RATE = 16000
 _EPS_S = 1e-6
 
 
@@ -108,8 +108,8 @@ def cut_window(frames: torch.Tensor, audio: torch.Tensor, plan: WindowPlan, fps:
     # the sampler prepares its reference image with the same function (model.resize)
     clip = cover_crop(frames[plan.start_frame : plan.start_frame + b.frames], b.height, b.width)  # (T, 3, H, W)
     video = clip.permute(1, 0, 2, 3).contiguous()  # (3, T, H, W)
-    first = round(plan.start_frame / fps * AUDIO_RATE)
-    n = round(b.frames / fps * AUDIO_RATE)
+    first = round(plan.start_frame / fps * AUDIO_SAMPLE_RATE)
+    n = round(b.frames / fps * AUDIO_SAMPLE_RATE)
     piece = audio[first : first + n].float()
     if piece.numel() < n:
         piece = F.pad(piece, (0, n - piece.numel()))

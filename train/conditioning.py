@@ -17,6 +17,7 @@ import torch
 from model.audio_windows import AudioWindowConfig, batch_audio_windows
 from model.guidance import unconditional_inputs
 from model.phase_layout import PhaseLayout, TextBatch, collate_text_blocks, frame_phase_map, num_latent_frames
+from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,9 +42,9 @@ class EncodersConfig:
     def __post_init__(self) -> None:
         for key in ("max_base_tokens", "max_phase_tokens"):
             if getattr(self, key) < 1:
-                raise ValueError(f"encoders.{key} must be >= 1, got {getattr(self, key)}")
+                raise UserError(f"encoders.{key} must be >= 1, got {getattr(self, key)}")
         if self.audio_context_s < 0:
-            raise ValueError(f"encoders.audio_context_s must be >= 0, got {self.audio_context_s}")
+            raise UserError(f"encoders.audio_context_s must be >= 0, got {self.audio_context_s}")
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from train.model_init import ModelConfig
 from train.objective import FlowConfig
 from train.optim import OptimConfig
 from train.parallelize import ParallelConfig
+from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,15 +50,15 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         if self.name not in ("stage1", "stage2"):
-            raise ValueError(f"stage.name must be 'stage1' or 'stage2', got {self.name!r}")
+            raise UserError(f"stage.name must be 'stage1' or 'stage2', got {self.name!r}")
         if self.trainable not in ("audio", "full"):
-            raise ValueError(f"stage.trainable must be 'audio' or 'full', got {self.trainable!r}")
+            raise UserError(f"stage.trainable must be 'audio' or 'full', got {self.trainable!r}")
         if self.reference not in ("none", "first_frame"):
-            raise ValueError(f"stage.reference must be 'none' or 'first_frame', got {self.reference!r}")
+            raise UserError(f"stage.reference must be 'none' or 'first_frame', got {self.reference!r}")
         for key in ("audio_lr", "text_lr", "other_lr"):
             value = getattr(self, key)
             if value is not None and value < 0:
-                raise ValueError(f"stage.{key} must be >= 0 or null, got {value}")
+                raise UserError(f"stage.{key} must be >= 0 or null, got {value}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -90,11 +91,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise UserError(f"steps must be >= 1, got {self.steps}")
         if not self.output_dir:
-            raise ValueError("output_dir must be a folder path, got ''")
+            raise UserError("output_dir must be a folder path, got ''")
         if self.data.shards == "-":
-            raise ValueError("data.shards must name a corpus folder, shard files or a URL pattern")
+            raise UserError("data.shards must name a corpus folder, shard files or a URL pattern")
         parse_buckets(self.data.buckets)
         if self.stage.name == "stage1" and (self.stage.audio_lr, self.stage.text_lr, self.stage.other_lr) != (None, None, None):
-            raise ValueError("stage.audio_lr / text_lr / other_lr are stage-2 options; stage 1 uses optim.lr")
+            raise UserError("stage.audio_lr / text_lr / other_lr are stage-2 options; stage 1 uses optim.lr")

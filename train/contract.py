@@ -27,6 +27,7 @@ from dataset.schema import VIDEO_FPS
 from model.guidance import AUDIO_UNCOND
 from model.phase_layout import ROUTINGS
 from model.resize import PREPROCESSING
+from dataset.errors import UserError
 
 if TYPE_CHECKING:
     from model.dit import DiTConfig
@@ -83,11 +84,11 @@ class ConditioningContract:
 
     def __post_init__(self) -> None:
         if self.version > CONTRACT_VERSION:
-            raise ValueError(f"conditioning.version {self.version} is newer than this toolkit's {CONTRACT_VERSION}; update it")
+            raise UserError(f"conditioning.version {self.version} is newer than this toolkit's {CONTRACT_VERSION}; update it")
         if self.phase_routing not in ROUTINGS:
-            raise ValueError(f"conditioning.phase_routing must be one of {ROUTINGS}, got {self.phase_routing!r}")
+            raise UserError(f"conditioning.phase_routing must be one of {ROUTINGS}, got {self.phase_routing!r}")
         if self.reference not in REFERENCE_MODES.values():
-            raise ValueError(f"conditioning.reference must be one of {sorted(REFERENCE_MODES.values())}, got {self.reference!r}")
+            raise UserError(f"conditioning.reference must be one of {sorted(REFERENCE_MODES.values())}, got {self.reference!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
@@ -97,7 +98,7 @@ class ConditioningContract:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown, missing = sorted(set(data) - fields), sorted(fields - set(data) - {"version"})
         if unknown or missing:
-            raise ValueError(f"conditioning: unknown keys {unknown} / missing keys {missing}")
+            raise UserError(f"conditioning: unknown keys {unknown} / missing keys {missing}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**values)
 
@@ -155,4 +156,4 @@ def read_contract(directory: str | os.PathLike) -> ConditioningContract | None:
     try:
         return ConditioningContract.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError) as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise UserError(f"{path}: {err}") from None

@@ -43,6 +43,7 @@ from train.clip_window import (
     sample_rng,
     window_caption,
 )
+from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -88,27 +89,27 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not self.shards:
-            raise ValueError("data.shards must name a corpus folder, shard files or a URL pattern, got ''")
+            raise UserError("data.shards must name a corpus folder, shard files or a URL pattern, got ''")
         if self.kind not in ("media", "latents"):
-            raise ValueError(f"data.kind must be 'media' or 'latents', got {self.kind!r}")
+            raise UserError(f"data.kind must be 'media' or 'latents', got {self.kind!r}")
         for key in ("batch_size", "max_phases"):
             if getattr(self, key) < 1:
-                raise ValueError(f"data.{key} must be >= 1, got {getattr(self, key)}")
+                raise UserError(f"data.{key} must be >= 1, got {getattr(self, key)}")
         for key in ("num_workers", "shuffle_buffer"):
             if getattr(self, key) < 0:
-                raise ValueError(f"data.{key} must be >= 0, got {getattr(self, key)}")
+                raise UserError(f"data.{key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.phase_prob <= 1.0:
-            raise ValueError(f"data.phase_prob must be in [0, 1], got {self.phase_prob}")
+            raise UserError(f"data.phase_prob must be in [0, 1], got {self.phase_prob}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
-            raise ValueError(f"data.max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+            raise UserError(f"data.max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
         if self.phase_routing not in ROUTINGS:
-            raise ValueError(f"data.phase_routing must be one of {ROUTINGS}, got {self.phase_routing!r}")
+            raise UserError(f"data.phase_routing must be one of {ROUTINGS}, got {self.phase_routing!r}")
 
 
 def check_shards(urls: Sequence[str], min_count: int) -> None:
     """Fail at start, naming the shard, when a local shard is missing, unreadable or empty."""
     if len(urls) < min_count:
-        raise ValueError(
+        raise UserError(
             f"data.shards: {len(urls)} shard(s) for {min_count} readers (ranks x DataLoader workers); "
             "every reader needs at least one shard: write smaller shards or use fewer workers"
         )
@@ -121,9 +122,9 @@ def check_shards(urls: Sequence[str], min_count: int) -> None:
         try:
             with tarfile.open(path, mode="r:") as tar:
                 if tar.next() is None:
-                    raise ValueError(f"data.shards: shard {path} is empty (no samples)")
+                    raise UserError(f"data.shards: shard {path} is empty (no samples)")
         except tarfile.TarError as err:
-            raise ValueError(f"data.shards: shard {path} is not a readable tar: {err}") from None
+            raise UserError(f"data.shards: shard {path} is not a readable tar: {err}") from None
 
 
 def first_window(urls: Sequence[str]) -> dict[str, Any] | None:
@@ -136,7 +137,7 @@ def first_window(urls: Sequence[str]) -> dict[str, Any] | None:
         for member in tar:
             if member.name.endswith(".window.json"):
                 return json.loads(tar.extractfile(member).read())
-    raise ValueError(f"data.shards: {local[0]} holds no .window.json (not a latent shard written by `actavatar encode`)")
+    raise UserError(f"data.shards: {local[0]} holds no .window.json (not a latent shard written by `actavatar encode`)")
 
 
 def worker_skip(start_batch: int, worker: int, num_workers: int) -> int:
@@ -195,7 +196,7 @@ class ClipStream(IterableDataset):
                 n += 1
                 yield bucket, (raw | {"annotation": ann}, plan)
             if n == 0:
-                raise ValueError(
+                raise UserError(
                     f"data.shards: rank {self.rank} found no usable sample in an epoch (buckets {[str(b) for b in self.buckets]} "
                     f"longer than every clip, require_phases={cfg.require_phases}, or empty shards)"
                 )
@@ -238,7 +239,7 @@ class ClipStream(IterableDataset):
             key = raw.get("__key__")
             log.warning("data: skipping sample %s from %s: %s (%d of %d skipped)", key, raw.get("__url__"), err, self.bad, self.seen)
             if self.seen >= 20 and self.bad > self.config.max_bad_fraction * self.seen:
-                raise ValueError(
+                raise UserError(
                     f"data.shards: {self.bad} of {self.seen} samples could not be decoded (more than data.max_bad_fraction="
                     f"{self.config.max_bad_fraction}); the data looks broken. Last: {key} from {raw.get('__url__')}: {err}"
                 ) from err

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -24,7 +25,7 @@ class EMAConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.decay < 1.0:
-            raise ValueError(f"ema.decay must be in [0, 1), got {self.decay}")
+            raise UserError(f"ema.decay must be in [0, 1), got {self.decay}")
 
 
 _AC_PREFIX = "_checkpoint_wrapped_module."

@@ -29,6 +29,7 @@ from train.config import TrainConfig
 from train.data import LATENT_MEMBERS, check_shards
 from train.model_init import dit_config
 from train.trainer import check_config
+from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,9 @@ def encode_corpus(
     """
     for key, value in (("windows_per_clip", windows_per_clip), ("window_stride", window_stride)):
         if value < 0:
-            raise ValueError(f"{key} must be >= 0, got {value}")
+            raise UserError(f"{key} must be >= 0, got {value}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
     arch = dit_config(config.model)
     check_config(config, arch)
     from dataset.reader import list_shards

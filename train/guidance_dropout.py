@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -39,10 +40,10 @@ class GuidanceDropoutConfig:
         for key in ("text_drop", "audio_drop", "both_drop"):
             value = getattr(self, key)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise ValueError(f"guidance.{key} must be in [0, 1], got {value}")
+                raise UserError(f"guidance.{key} must be in [0, 1], got {value}")
         total = self.text_drop + self.audio_drop + self.both_drop
         if total > 1.0 + 1e-9:
-            raise ValueError(f"guidance.text_drop + audio_drop + both_drop must be <= 1, got {total:g}")
+            raise UserError(f"guidance.text_drop + audio_drop + both_drop must be <= 1, got {total:g}")
 
     @property
     def enabled(self) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -31,7 +32,7 @@ class LogConfig:
 
     def __post_init__(self) -> None:
         if self.every < 1:
-            raise ValueError(f"log.every must be >= 1, got {self.every}")
+            raise UserError(f"log.every must be >= 1, got {self.every}")
 
 
 def memory_gb(device: torch.device) -> float:

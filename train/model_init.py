@@ -22,6 +22,7 @@ import torch
 from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT
 from model.registry import FLAVORS, build_model, get_config
+from dataset.errors import UserError
 
 DEFAULT_FLAVOR = "debug"
 # Top-level DiTConfig fields that change the state dict's keys or shapes (qk_norm / cross_attn_norm
@@ -120,16 +121,16 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.flavor and self.init_from:
-            raise ValueError(
+            raise UserError(
                 f"model.flavor={self.flavor!r} and model.init_from={self.init_from!r} are exclusive: "
                 "init_from brings its own architecture; drop model.flavor"
             )
         if self.flavor and self.flavor not in FLAVORS:
-            raise ValueError(f"model.flavor must be one of {sorted(FLAVORS)}, got {self.flavor!r}")
+            raise UserError(f"model.flavor must be one of {sorted(FLAVORS)}, got {self.flavor!r}")
         if self.init_from:
             for key in SHAPE_KEYS:
                 if getattr(self, key) is not None:
-                    raise ValueError(
+                    raise UserError(
                         f"model.{key}={getattr(self, key)!r} changes weight shapes or meaning; it cannot override "
                         f"model.init_from={self.init_from!r}"
                     )
@@ -170,7 +171,7 @@ def apply_overrides(base: DiTConfig, config: ModelConfig) -> DiTConfig:
         return dataclasses.replace(base, **architecture_changes(base, config))
     except ValueError as err:  # nested configs name their key without the "model." root
         message = str(err)
-        raise ValueError(message if message.startswith("model.") else f"model.{message}") from None
+        raise UserError(message if message.startswith("model.") else f"model.{message}") from None
 
 
 def _check_checkpoint_overrides(base: DiTConfig, config: ModelConfig) -> None:
@@ -178,16 +179,16 @@ def _check_checkpoint_overrides(base: DiTConfig, config: ModelConfig) -> None:
     alignment schedule (a non-persistent buffer) may change."""
     where = f"model.init_from={config.init_from!r}"
     if config.audio is None:
-        raise ValueError(f"model.audio=null removes weights of {where}; it cannot override a VideoDiT folder")
+        raise UserError(f"model.audio=null removes weights of {where}; it cannot override a VideoDiT folder")
     if audio := _set_fields(config.audio):
         key, value = next(iter(audio.items()))
-        raise ValueError(f"model.audio.{key}={value!r} changes weight shapes; it cannot override {where}")
+        raise UserError(f"model.audio.{key}={value!r} changes weight shapes; it cannot override {where}")
     alignment = _set_fields(config.alignment)
     if alignment.get("schedule") == "learned" and base.alignment.schedule != "learned":
-        raise ValueError(f"model.alignment.schedule='learned' adds weights; it cannot override {where}")
+        raise UserError(f"model.alignment.schedule='learned' adds weights; it cannot override {where}")
     if alignment and base.alignment.schedule == "learned":
         key = next(iter(alignment))
-        raise ValueError(f"model.alignment.{key} cannot override the learned alignment weights of {where}")
+        raise UserError(f"model.alignment.{key} cannot override the learned alignment weights of {where}")
 
 
 def _is_our_folder(path: Path) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from dataset.errors import UserError
 
 NUM_TRAIN_TIMESTEPS = 1000
 
@@ -41,18 +42,18 @@ class FlowConfig:
 
     def __post_init__(self) -> None:
         if self.shift <= 0:
-            raise ValueError(f"flow.shift must be > 0, got {self.shift}")
+            raise UserError(f"flow.shift must be > 0, got {self.shift}")
         if self.sampling not in ("uniform", "logit_normal"):
-            raise ValueError(f"flow.sampling must be 'uniform' or 'logit_normal', got {self.sampling!r}")
+            raise UserError(f"flow.sampling must be 'uniform' or 'logit_normal', got {self.sampling!r}")
         if self.logit_std <= 0:
-            raise ValueError(f"flow.logit_std must be > 0, got {self.logit_std}")
+            raise UserError(f"flow.logit_std must be > 0, got {self.logit_std}")
         if self.lip_weight < 1.0:
-            raise ValueError(f"flow.lip_weight must be >= 1, got {self.lip_weight}")
+            raise UserError(f"flow.lip_weight must be >= 1, got {self.lip_weight}")
         if self.motion_weight < 0:
-            raise ValueError(f"flow.motion_weight must be >= 0, got {self.motion_weight}")
+            raise UserError(f"flow.motion_weight must be >= 0, got {self.motion_weight}")
         x0, y0, x1, y1 = self.lip_box
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-            raise ValueError(f"flow.lip_box must be 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {self.lip_box}")
+            raise UserError(f"flow.lip_box must be 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {self.lip_box}")
 
 
 def shift_sigma(u: torch.Tensor, shift: float) -> torch.Tensor:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -32,16 +33,16 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+            raise UserError(f"optim.lr must be > 0, got {self.lr}")
         if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
-            raise ValueError(f"optim.betas must be two values in [0, 1), got {self.betas}")
+            raise UserError(f"optim.betas must be two values in [0, 1), got {self.betas}")
         for key in ("eps", "weight_decay", "grad_clip", "min_lr_ratio"):
             if getattr(self, key) < 0:
-                raise ValueError(f"optim.{key} must be >= 0, got {getattr(self, key)}")
+                raise UserError(f"optim.{key} must be >= 0, got {getattr(self, key)}")
         if self.warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise UserError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+            raise UserError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 from torch import nn
+from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,9 @@ class ParallelConfig:
 
     def __post_init__(self) -> None:
         if self.fsdp not in ("auto", "fsdp2", "ddp"):
-            raise ValueError(f"parallel.fsdp must be 'auto', 'fsdp2' or 'ddp', got {self.fsdp!r}")
+            raise UserError(f"parallel.fsdp must be 'auto', 'fsdp2' or 'ddp', got {self.fsdp!r}")
         if self.mixed_precision not in ("bf16", "fp32"):
-            raise ValueError(f"parallel.mixed_precision must be 'bf16' or 'fp32', got {self.mixed_precision!r}")
+            raise UserError(f"parallel.mixed_precision must be 'bf16' or 'fp32', got {self.mixed_precision!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from train.objective import (
 )
 from train.optim import ParamGroup, build_optimizer, build_scheduler
 from train.parallelize import autocast, default_device, init_distributed, parallelize, use_fsdp
+from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +64,18 @@ def check_config(cfg: TrainConfig, arch: DiTConfig) -> None:
     for bucket in parse_buckets(cfg.data.buckets):
         bucket.check(arch.vae_stride[0], spatial)
     if arch.audio is None:
-        raise ValueError(f"model {cfg.model.origin!r} has no audio branch (model.audio is null)")
+        raise UserError(f"model {cfg.model.origin!r} has no audio branch (model.audio is null)")
     budget = cfg.encoders.max_base_tokens + (cfg.data.max_phases * cfg.encoders.max_phase_tokens if cfg.data.phase_prob > 0 else 0)
     if budget > arch.text_len:
-        raise ValueError(
+        raise UserError(
             f"encoders.max_base_tokens + data.max_phases * encoders.max_phase_tokens = {budget} exceeds the model's "
             f"text_len {arch.text_len}"
         )
     if cfg.stage.reference == "first_frame" and arch.in_channels != arch.out_channels:
-        raise ValueError(f"stage.reference='first_frame' needs in_channels == out_channels, got {arch.in_channels} != {arch.out_channels}")
+        raise UserError(f"stage.reference='first_frame' needs in_channels == out_channels, got {arch.in_channels} != {arch.out_channels}")
     if (cfg.stage.reference == "first_frame" and cfg.stage.name == "stage1" and cfg.stage.trainable == "audio"
             and is_diffusers_import(cfg.model) and arch.out_channels == 16):
-        raise ValueError(
+        raise UserError(
             f"model.init_from={cfg.model.init_from!r} is a Wan2.1 text-to-video backbone, never trained with a clean first-frame "
             "latent, and stage.trainable='audio' keeps it frozen, so it cannot learn stage.reference='first_frame': "
             "set stage.trainable=full, or stage.reference=none")
@@ -88,9 +89,9 @@ def check_encoder_widths(encoders: Any, arch: DiTConfig) -> None:
 
     widths = encoder_widths(encoders.text, encoders.audio, local_files_only=encoders.local_files_only)
     if "text" in widths and widths["text"] != arch.text_dim:
-        raise ValueError(f"encoders.text={encoders.text!r} gives {widths['text']}-d features; the model's text_dim is {arch.text_dim}")
+        raise UserError(f"encoders.text={encoders.text!r} gives {widths['text']}-d features; the model's text_dim is {arch.text_dim}")
     if "audio" in widths and arch.audio is not None and widths["audio"] != arch.audio.audio_dim:
-        raise ValueError(f"encoders.audio={encoders.audio!r} gives {widths['audio']}-d features; the model's audio.audio_dim is "
+        raise UserError(f"encoders.audio={encoders.audio!r} gives {widths['audio']}-d features; the model's audio.audio_dim is "
                          f"{arch.audio.audio_dim} (set model.audio.audio_dim={widths['audio']} for a new audio branch)")
 
 
@@ -100,10 +101,10 @@ def check_latent_window(cfg: TrainConfig, window: dict[str, Any] | None) -> None
     if window is None or not cfg.guidance.drops_text:
         return
     if "negative_prompt" not in window:
-        raise ValueError("data.shards: these latent shards hold no negative prompt features (written by an older "
+        raise UserError("data.shards: these latent shards hold no negative prompt features (written by an older "
                          "`actavatar encode`); re-encode them, or train without text dropout: guidance.text_drop=0 guidance.both_drop=0")
     if window["negative_prompt"] != cfg.guidance.negative_prompt:
-        raise ValueError(f"data.shards: latent shards were encoded with negative prompt {window['negative_prompt']!r}, "
+        raise UserError(f"data.shards: latent shards were encoded with negative prompt {window['negative_prompt']!r}, "
                          f"guidance.negative_prompt is {cfg.guidance.negative_prompt!r}: set guidance.negative_prompt to the "
                          "shards' value or re-run `actavatar encode` with it")
 
@@ -367,7 +368,7 @@ class Stage1Trainer:
 
         saved_world = int(state["progress"]["world_size"])
         if saved_world != self.dist.world_size:
-            raise ValueError(f"checkpoint was written by {saved_world} ranks; exact resume needs the same, got {self.dist.world_size}")
+            raise UserError(f"checkpoint was written by {saved_world} ranks; exact resume needs the same, got {self.dist.world_size}")
         set_state_dict(self.model, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])

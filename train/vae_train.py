@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from dataset.atomic import atomic_write_bytes
+from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,9 @@ class VaeArchConfig:
     def __post_init__(self) -> None:
         for key in ("base_dim", "z_dim", "num_res_blocks", "patch_size"):
             if getattr(self, key) < 1:
-                raise ValueError(f"vae.{key} must be >= 1, got {getattr(self, key)}")
+                raise UserError(f"vae.{key} must be >= 1, got {getattr(self, key)}")
         if len(self.dim_mult) < 3 or min(self.dim_mult) < 1:
-            raise ValueError(f"vae.dim_mult needs >= 3 stages of multipliers >= 1 (two temporal downsamplings), got {self.dim_mult}")
+            raise UserError(f"vae.dim_mult needs >= 3 stages of multipliers >= 1 (two temporal downsamplings), got {self.dim_mult}")
 
     @property
     def spatial_stride(self) -> int:
@@ -139,25 +140,25 @@ class VaeTrainConfig:
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
-            raise ValueError(f"data and out must be paths, got {self.data!r} and {self.out!r}")
+            raise UserError(f"data and out must be paths, got {self.data!r} and {self.out!r}")
         for key in ("steps", "batch_size"):
             if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("frames", "short_frames"):
             value = getattr(self, key)
             if value < 5 or (value - 1) % 4:
-                raise ValueError(f"{key} must be 1 + 4k and >= 5, got {value}")
+                raise UserError(f"{key} must be 1 + 4k and >= 5, got {value}")
         if not 0 <= self.window_steps <= self.steps:
-            raise ValueError(f"window_steps must be in [0, steps={self.steps}], got {self.window_steps}")
+            raise UserError(f"window_steps must be in [0, steps={self.steps}], got {self.window_steps}")
         if self.short_batch_size < 1:
-            raise ValueError(f"short_batch_size must be >= 1, got {self.short_batch_size}")
+            raise UserError(f"short_batch_size must be >= 1, got {self.short_batch_size}")
         if self.size < self.arch.spatial_stride or self.size % self.arch.spatial_stride:
-            raise ValueError(f"size must be a multiple of the VAE's spatial stride {self.arch.spatial_stride}, got {self.size}")
+            raise UserError(f"size must be a multiple of the VAE's spatial stride {self.arch.spatial_stride}, got {self.size}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr} and {self.min_lr_ratio}")
+            raise UserError(f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr} and {self.min_lr_ratio}")
         for key in ("saturation_weight", "motion_weight", "kl_weight", "holdout_sources", "checkpoint_every", "threads"):
             if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+                raise UserError(f"{key} must be >= 0, got {getattr(self, key)}")
 
 
 @dataclass(slots=True)
@@ -198,7 +199,7 @@ def load_clips(data: str, size: int, min_frames: int) -> list[Clip]:
         clips.append(Clip(key=sample["__key__"], source=str(ann["source"]["sha256"]), frames=frames.numpy(),
                           labels=truth_labels(ann, frames.shape[0])))
     if not clips:
-        raise ValueError(f"data: no clip of {data} has >= {min_frames} frames")
+        raise UserError(f"data: no clip of {data} has >= {min_frames} frames")
     return clips
 
 

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Sequence
 
 from dataset.command import standalone_main
+from dataset.errors import UserError
 
 # flag dest -> SynthConfig key; flags default to None so only the ones given override YAML.
 _FLAGS = ("out", "videos", "seed", "min_duration", "max_duration", "resolutions", "workers", "crf", "preset", "profile")
@@ -27,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     if args.out is None and args.config is None and not any(o.startswith("out=") for o in overrides):
-        raise ValueError("--out is required: the corpus folder to write")
+        raise UserError("--out is required: the corpus folder to write")
     for key in _FLAGS:
         value = getattr(args, key)  # every key in _FLAGS is a declared flag
         if value is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from dataset.atomic import atomic_open, atomic_write_bytes
 from dataset.synth.plan import PROFILES
+from dataset.errors import UserError
 
 _RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
 _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
@@ -55,23 +56,23 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if not str(self.out).strip():
-            raise ValueError(f"out must be a folder path, got {self.out!r}")
+            raise UserError(f"out must be a folder path, got {self.out!r}")
         if self.videos < 1:
-            raise ValueError(f"videos must be >= 1, got {self.videos}")
+            raise UserError(f"videos must be >= 1, got {self.videos}")
         if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+            raise UserError(f"seed must be >= 0, got {self.seed}")
         if self.min_duration < 4.0:
-            raise ValueError(f"min_duration must be >= 4 seconds, got {self.min_duration}")
+            raise UserError(f"min_duration must be >= 4 seconds, got {self.min_duration}")
         if self.max_duration < self.min_duration or self.max_duration > 600:
-            raise ValueError(f"max_duration must be in [min_duration={self.min_duration}, 600], got {self.max_duration}")
+            raise UserError(f"max_duration must be in [min_duration={self.min_duration}, 600], got {self.max_duration}")
         if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+            raise UserError(f"workers must be >= 0, got {self.workers}")
         if not 0 <= self.crf <= 51:
-            raise ValueError(f"crf must be in [0, 51], got {self.crf}")
+            raise UserError(f"crf must be in [0, 51], got {self.crf}")
         if self.profile not in PROFILES:
-            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+            raise UserError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
         if self.preset not in _PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(_PRESETS)}, got {self.preset!r}")
+            raise UserError(f"preset must be one of {', '.join(_PRESETS)}, got {self.preset!r}")
         self.resolution_list()  # validates
 
     def resolution_list(self) -> tuple[tuple[int, int], ...]:
@@ -80,11 +81,11 @@ class SynthConfig:
         for item in str(self.resolutions).split(","):
             m = _RESOLUTION.match(item.strip())
             if not m:
-                raise ValueError(f"resolutions: each entry must look like 640x360, got {item.strip()!r}")
+                raise UserError(f"resolutions: each entry must look like 640x360, got {item.strip()!r}")
             w, h = int(m.group(1)), int(m.group(2))
             # Two avatars side by side need a wide frame (16:9 is the reference).
             if w % 2 or h % 2 or h < 96 or not 1.6 <= w / h <= 2.4:
-                raise ValueError(f"resolutions: {item.strip()!r} must have even sides, height >= 96 and a "
+                raise UserError(f"resolutions: {item.strip()!r} must have even sides, height >= 96 and a "
                                  "landscape aspect ratio between 1.6 and 2.4 (16:9 = 1.78)")
             out.append((w, h))
         return tuple(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from dataset.errors import UserError
 
 ARMS = ("paca", "global", "base", "paca_constant")
 ARM_TITLES = {
@@ -42,9 +43,9 @@ class CorpusConfig:
 
     def __post_init__(self) -> None:
         if self.train_videos < 1 or self.test_videos < 1:
-            raise ValueError(f"corpus.train_videos and corpus.test_videos must be >= 1, got {self.train_videos}, {self.test_videos}")
+            raise UserError(f"corpus.train_videos and corpus.test_videos must be >= 1, got {self.train_videos}, {self.test_videos}")
         if self.clip_size % 16:
-            raise ValueError(f"corpus.clip_size must be a multiple of 16, got {self.clip_size}")
+            raise UserError(f"corpus.clip_size must be a multiple of 16, got {self.clip_size}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -157,16 +158,16 @@ class MechanismConfig:
 
     def __post_init__(self) -> None:
         if not self.out:
-            raise ValueError("out must be a folder path, got ''")
+            raise UserError("out must be a folder path, got ''")
         if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+            raise UserError(f"scale must be one of {SCALES}, got {self.scale!r}")
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown or not self.arms or len(set(self.arms)) != len(self.arms):
-            raise ValueError(f"arms must be distinct names from {ARMS}, got {list(self.arms)}")
+            raise UserError(f"arms must be distinct names from {ARMS}, got {list(self.arms)}")
         if self.window_frames < 9 or (self.window_frames - 1) % 4:
-            raise ValueError(f"window_frames must be 1 + 4k and >= 9, got {self.window_frames}")
+            raise UserError(f"window_frames must be 1 + 4k and >= 9, got {self.window_frames}")
         if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+            raise UserError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
 
 def _preset(scale: str) -> dict:
@@ -194,7 +195,7 @@ def scale_config(scale: str, *, out: str, seed: int = 0, config: str | None = No
     from dataset.config_loader import load_config
 
     if scale not in SCALES:
-        raise ValueError(f"--scale must be one of {SCALES}, got {scale!r}")
+        raise UserError(f"--scale must be one of {SCALES}, got {scale!r}")
     preset = {"out": out, "scale": scale, "seed": seed, **_preset(scale)}
     return load_config(MechanismConfig, config, list(overrides), preset=preset)
 

@@ -21,10 +21,10 @@ import numpy as np
 
 from evaluation.mechanism.config import MechanismConfig
 from evaluation.mechanism.scores import aggregate, score_window
+from dataset.schema import VIDEO_FPS
 
 log = logging.getLogger(__name__)
 
-FPS = 25.0
 VARIANTS = ("unguided", "guided")
 
 
@@ -40,12 +40,12 @@ def benchmark_windows(bench: Path, limit: int = 0) -> list[tuple[str, list[dict[
 def read_labels(frames: np.ndarray) -> list[str]:
     from dataset.synth import detect_actions
 
-    return [str(x) for x in detect_actions(frames, FPS)]
+    return [str(x) for x in detect_actions(frames, VIDEO_FPS)]
 
 
 def score_labels(labels: dict[str, list[str]], windows: Sequence[tuple[str, list[dict]]], min_frames: int) -> dict[str, Any]:
     """Aggregate scores of per-window reader labels (windows missing from `labels` are skipped)."""
-    return aggregate(score_window(labels[key], phases, FPS, min_frames=min_frames) for key, phases in windows if key in labels)
+    return aggregate(score_window(labels[key], phases, VIDEO_FPS, min_frames=min_frames) for key, phases in windows if key in labels)
 
 
 def folder_labels(folder: Path, windows: Sequence[tuple[str, list[dict]]]) -> dict[str, list[str]]:
@@ -106,7 +106,7 @@ def training_label_frames(corpus: Path) -> Counter[str]:
     frames: Counter[str] = Counter()
     for sample in shard_pipeline(corpus, decode="annotation"):
         for p in (sample["annotation"].get("caption") or {}).get("phases") or []:
-            frames[str(p.get("label", p.get("text")))] += round((float(p["end_s"]) - float(p["start_s"])) * FPS)
+            frames[str(p.get("label", p.get("text")))] += round((float(p["end_s"]) - float(p["start_s"])) * VIDEO_FPS)
     if not frames:
         raise ValueError(f"{corpus}: no phase captions (labels) in the training clips")
     return frames
@@ -128,7 +128,7 @@ def reconstruct(vae_path: Path, videos: dict[str, np.ndarray], batch: int = 4) -
             y = vae.decode(vae.encode(x))
             for key, video in zip(chunk, y, strict=True):
                 frames = ((video.permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).byte().numpy()
-                out[key] = decode_mp4(encode_mp4(frames, fps=FPS))
+                out[key] = decode_mp4(encode_mp4(frames, fps=VIDEO_FPS))
     return out
 
 

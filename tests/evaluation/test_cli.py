@@ -44,8 +44,11 @@ def test_eval_all_metrics_two_runs_side_by_side(folders, tiny_weights, tmp_path,
         "fid.dims=64", "fid.frame_stride=4", "fvd.num_frames=10", "fvd.start=0", "sync.batch_size=8",
     ])
     assert rc == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "| good |" in printed and "| shifted |" in printed and "actions: no action scorer" in printed
+    # progress (clips, rate, ETA) for the reference statistics and for each run's scoring
+    assert "reference FID+FVD statistics: 100%" in captured.err and "shifted: fid,fvd,sync,identity: 100%" in captured.err
     report = json.loads((out / "report.json").read_text())
     good, shifted = report["metrics"]["good"], report["metrics"]["shifted"]
     for metric in ("fid", "fvd", "sync_c", "sync_d", "identity"):
