@@ -205,6 +205,13 @@ class VideoDiT(nn.Module):
         b, _, n_f, n_h, n_w = x.shape
         pt, ph, pw = cfg.patch_size
         gf, gh, gw = n_f // pt, n_h // ph, n_w // pw
+        # Inputs meet the weights' dtype here, at the model boundary (bf16 under FSDP mixed precision,
+        # whose own input casting is off): the timestep stays fp32, so t = 997.3 is not rounded to 996
+        # before its sinusoid, and RoPE angles stay fp32 (as Wan computes them).
+        dtype = self.patch_embed.weight.dtype
+        x, text = x.to(dtype), text.to(dtype)
+        image = image.to(dtype) if image is not None else None
+        audio = audio.to(dtype) if audio is not None else None
 
         # 1. Patch & position embedding
         rope = self.rope(gf, gh, gw, x.device)  # (1, L, 1, Dh) each

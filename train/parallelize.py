@@ -91,11 +91,11 @@ def apply_activation_checkpointing(model: nn.Module, units: list[str]) -> None:
 def apply_fsdp(model: nn.Module, units: list[str], device: torch.device, config: ParallelConfig) -> nn.Module:
     """`fully_shard` every unit, then the root, over a 1-D mesh of all ranks."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     bf16 = config.mixed_precision == "bf16" and device.type == "cuda"
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    policy = fsdp_policy(bf16)
     for name in units:
         fully_shard(model.get_submodule(name), mesh=mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
     fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
@@ -137,6 +137,17 @@ def parallelize(
     if world_size > 1:
         return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return model
+
+
+def fsdp_policy(bf16: bool):
+    """FSDP2 mixed precision: bf16 parameters, fp32 gradient reduction, and no input casting. FSDP's
+    `cast_forward_inputs` would round the timestep (997.3 -> 996) and the fp32 RoPE angles to bf16;
+    `VideoDiT.forward` casts its tensor inputs to the weights' dtype itself and keeps those in fp32."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if not bf16:
+        return MixedPrecisionPolicy()
+    return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False)
 
 
 def autocast(device: torch.device, config: ParallelConfig, sharded: bool):

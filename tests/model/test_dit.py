@@ -154,3 +154,23 @@ def test_bf16_cuda_forward_close_to_fp32():
         out = model.to(torch.bfloat16)(x.cuda().bfloat16(), t.cuda(), text.cuda().bfloat16(), **kw)
     assert torch.isfinite(out).all()
     assert (out.float() - ref).abs().mean() < 0.05 * ref.abs().mean() + 1e-3
+
+
+def test_bf16_weights_take_fp32_inputs_and_keep_the_timestep_fp32():
+    # What FSDP2 mixed precision gives the model (bf16 parameters, inputs not cast by FSDP: see
+    # train.parallelize.fsdp_policy): the inputs are cast at the boundary, the timestep is not.
+    from model.embeddings import timestep_sinusoid
+    from train.parallelize import fsdp_policy
+
+    assert fsdp_policy(True).cast_forward_inputs is False and fsdp_policy(True).param_dtype == torch.bfloat16
+    model = _model().to(torch.bfloat16)
+    x, _, text, kw = _inputs(model, [FIVE])
+    t = torch.tensor([997.3])
+    seen = []
+    model.time_embed.linear_1.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        out = model(x, t, text, **kw)  # fp32 latents, text and audio into bf16 weights
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    fp32_path = timestep_sinusoid(t, model.config.freq_dim).to(torch.bfloat16)
+    rounded_t = timestep_sinusoid(t.to(torch.bfloat16), model.config.freq_dim).to(torch.bfloat16)  # t became 996
+    assert torch.equal(seen[0], fp32_path) and not torch.equal(seen[0], rounded_t)
