@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
 from dataset.errors import UserError
 
 # Any character but control characters, quote and backslash: what the repair step would keep.

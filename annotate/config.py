@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 
 from annotate.vlm_config import VlmConfig
-from dataset.writer import ShardWriterConfig
 from dataset.errors import UserError
+from dataset.writer import ShardWriterConfig
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

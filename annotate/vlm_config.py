@@ -4,6 +4,7 @@ the evaluation judge (`caption.vlm.*`, `judge.vlm.*`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from dataset.errors import UserError
 
 VLM_BACKENDS = ("local", "server")

@@ -15,8 +15,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from dataset.schema import SAMPLE_KEY_RE, SCHEMA_VERSION
 from dataset.errors import UserError
+from dataset.schema import SAMPLE_KEY_RE, SCHEMA_VERSION
 
 _NUM = {"type": "number"}
 _NONNEG = {"type": "number", "minimum": 0}

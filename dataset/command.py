@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from dataset.errors import UserError
 
+
 # Errors that mean "the input or the options are wrong": one line, exit code 2, no traceback.
 # Any other exception (a plain ValueError included) is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
 from dataset.errors import UserError
 
 T = TypeVar("T")

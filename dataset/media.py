@@ -15,8 +15,8 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from dataset.schema import AUDIO_SAMPLE_RATE, VIDEO_FPS
 from dataset.errors import UserError
+from dataset.schema import AUDIO_SAMPLE_RATE, VIDEO_FPS
 
 
 class MediaError(UserError):

@@ -28,9 +28,9 @@ from webdataset.filters import pipelinefilter
 from webdataset.tariterators import group_by_keys
 
 from dataset.annotation import parse_annotation
+from dataset.errors import UserError
 from dataset.media import MediaError, decode_mp4, decode_wav
 from dataset.schema import AUDIO_SAMPLE_RATE, SHARD_RE, SHARDS_DIRNAME
-from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from typing import Any, BinaryIO
 
 from dataset.annotation import AnnotationRules, dump_annotation, validate_annotation
 from dataset.atomic import fsync_dir, partial_path, remove_stale_partials
+from dataset.errors import UserError
 from dataset.manifest import check_row, row_from_annotation, write_manifest
 from dataset.schema import MANIFEST_FILENAME, REQUIRED_MEMBERS, SHARD_RE, SHARDS_DIRNAME, is_safe_key, shard_name
-from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 

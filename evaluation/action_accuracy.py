@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from dataset.errors import UserError
 
 DetectActions = Callable[[np.ndarray, float], Sequence[str]]  # (uint8 (T, H, W, 3) frames, fps) -> label per frame

@@ -25,8 +25,8 @@ import numpy as np
 
 from annotate.frames import sample_times
 from annotate.vlm_config import VLM_BACKENDS, VlmConfig, build_vlm
-from evaluation.action_accuracy import ClipActionScore, PhaseScore, phase_frames
 from dataset.errors import UserError
+from evaluation.action_accuracy import ClipActionScore, PhaseScore, phase_frames
 
 JUDGE_SCHEMA = {"title": "ActionJudgement", "type": "object", "additionalProperties": False,
                 "required": ["performed"], "properties": {"performed": {"type": "boolean"}}}

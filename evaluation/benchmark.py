@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from dataset.errors import UserError
 from evaluation.prompt import caption_from_mapping
 from evaluation.sample_jobs import SampleJob
-from dataset.errors import UserError
 from dataset.schema import AUDIO_SAMPLE_RATE
 
 log = logging.getLogger(__name__)

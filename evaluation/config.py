@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dataset.errors import UserError
 from evaluation.action_accuracy import ActionScoreConfig
 from evaluation.action_judge import JudgeConfig
 from evaluation.benchmark import BenchmarkConfig
@@ -13,7 +14,6 @@ from evaluation.fvd import FVDConfig
 from evaluation.identity import IdentityConfig
 from evaluation.sample import SampleConfig
 from evaluation.sync import SyncConfig
-from dataset.errors import UserError
 
 METRICS = ("fid", "fvd", "sync", "identity", "actions")
 

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.signal
 import torch
 import torch.nn.functional as F
+
 from dataset.errors import UserError
 
 CROP_SIZE = 224

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from evaluation.inception import FEATURE_DIMS, FIDInceptionFeatures, InceptionResizeConfig
 from dataset.errors import UserError
+from evaluation.inception import FEATURE_DIMS, FIDInceptionFeatures, InceptionResizeConfig
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dataset.errors import UserError
 from evaluation.frechet import frechet_distance, gaussian_stats
 from evaluation.weights import load_torchscript
-from dataset.errors import UserError
 
 I3D_HOW = (
     "Get i3d_torchscript.pt (StyleGAN-V's FVD detector, linked from universome/stylegan-v "

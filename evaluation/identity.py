@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dataset.errors import UserError
 from evaluation.sync import CropFaces
 from evaluation.weights import load_into, load_state_dict, load_torchscript
-from dataset.errors import UserError
 
 IDENTITY_HOW = (
     "Export a face-recognition network (e.g. an ArcFace/InsightFace iresnet) to TorchScript with torch.jit.trace "

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import inception as tv
 
-from evaluation.weights import load_into, load_state_dict
 from dataset.errors import UserError
+from evaluation.weights import load_into, load_state_dict
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_HOW = (

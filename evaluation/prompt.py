@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+
 from dataset.errors import UserError
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*-\s*(\d+(?:\.\d*)?|\.\d+)\s*:\s*(.+?)\s*$", re.S)

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from dataset.errors import UserError
 from evaluation.sample_contract import settings_from_contract, source_resolves, warn_untrained_guidance
 from evaluation.sampler import SamplerConfig, guided_velocity, integrate, sigma_schedule
-from dataset.errors import UserError
 from dataset.schema import AUDIO_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -324,8 +324,6 @@ class AvatarSampler:
                    else self.vae.encode(img[:, :, None]))  # (1, stride + z, F, h, w) or (1, z, 1, h, w)
 
         # 2. One network call per guidance branch.
-        dtype = next(self.dit.parameters()).dtype
-
         def predict(branch: str, x: torch.Tensor, sigma: float) -> torch.Tensor:
             t = torch.full((1,), sigma * cfg.sampler.timestep_scale, device=dev)
             if self.mode == "ti2v":
@@ -334,8 +332,8 @@ class AvatarSampler:
             elif self.mode == "i2v":
                 x = i2v_input(x, ref)
             text, kw = branches[branch]
-            return self.dit(x.to(dtype), t, text.tokens.to(dtype), block_ids=text.block_ids,
-                            frame_phases=text.frame_phases, **{k: (v.to(dtype) if k == "audio" else v) for k, v in kw.items()})
+            # VideoDiT casts its inputs to its weights' dtype; the timestep stays fp32
+            return self.dit(x, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, **kw)
 
         # 3. Integrate from noise (drawn on the CPU so a seed gives the same video on every device).
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(dev)

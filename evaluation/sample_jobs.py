@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from dataset.atomic import atomic_write_bytes
-from evaluation.prompt import parse_prompt
 from dataset.errors import UserError
+from evaluation.prompt import parse_prompt
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
+
 from dataset.errors import UserError
 
 SOLVERS = ("euler", "heun")

@@ -72,7 +72,7 @@ def evaluate_folders(
     score_actions = judge or (exact_scorer(detect_actions, cfg.actions) if detect_actions else None)
     wants_faces = cfg.faces.crop == "face_track" and bool({"sync", "identity"} & set(cfg.metrics))
     own_tracker = face_tracker is None and wants_faces and bool(cfg.syncnet or cfg.face_embedder)
-    tracker = build_face_tracker(cfg.faces) if own_tracker else face_tracker
+    tracker = build_face_tracker(cfg.faces) if own_tracker else (face_tracker if wants_faces else None)
     try:
         metrics, base_skipped = build_metrics(cfg, score_actions, tracker)
         return _evaluate(cfg, runs, reference, ref_videos, metrics, base_skipped, progress)
@@ -123,5 +123,5 @@ def _evaluate(cfg: EvalConfig, runs: Mapping[str, str | Path], reference: Path, 
         report["per_clip"][run] = per_clip
         for metric, reason in skipped.items():
             log.info("%s: %s skipped: %s", run, metric, reason)
-    report["timelines"] = [t for m in metrics for t in getattr(m, "timelines", [])]
+    report["timelines"] = [t for m in metrics for t in m.timelines]
     return report

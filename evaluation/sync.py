@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluation.mfcc import mfcc
 from dataset.errors import UserError
+from evaluation.mfcc import mfcc
 
 # SyncNet's own protocol (not our data contract, though equal to it): its windows assume 4 MFCC steps
 # (10 ms) per video frame (40 ms) of 16 kHz audio.

@@ -64,15 +64,10 @@ def resample_fps(video: Video, fps: float) -> np.ndarray:
         return video.frames
     times = video.times - video.times[0]
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / video.fps
-    count = max(1, int(round((times[-1] + step) * fps)))
-    want = np.arange(count) / fps
-    right = np.clip(np.searchsorted(times, want), 1, len(times) - 1) if len(times) > 1 else np.zeros(count, int)
-    if len(times) > 1:
-        left = right - 1
-        nearest = np.where(want - times[left] <= times[right] - want, left, right)
-    else:
-        nearest = right
-    return video.frames[nearest]
+    want = np.arange(max(1, int(round((times[-1] + step) * fps)))) / fps
+    # fractional position of each wanted time between its neighbouring frames; ties go to the earlier one
+    position = np.interp(want, times, np.arange(len(times)))
+    return video.frames[np.ceil(position - 0.5).astype(int)]
 
 
 def decode_mp4_audio(data: bytes, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
 from dataset.errors import UserError
 
 

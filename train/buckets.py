@@ -11,6 +11,7 @@ import re
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
 from dataset.errors import UserError
 
 _BUCKET_RE = re.compile(r"^(\d+)x(\d+)x(\d+)$")

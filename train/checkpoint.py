@@ -20,8 +20,8 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
 
-from train.parallelize import barrier
 from dataset.errors import UserError
+from train.parallelize import barrier
 
 LATEST = "latest"
 PARTIAL = ".partial"

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
+from dataset.errors import UserError
 from model.audio_windows import AudioWindowConfig, batch_audio_windows
 from model.guidance import unconditional_inputs
 from model.phase_layout import PhaseLayout, TextBatch, collate_text_blocks, frame_phase_map, num_latent_frames
-from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dataset.errors import UserError
 from train.buckets import parse_buckets
 from train.checkpoint import CheckpointConfig
 from train.conditioning import EncodersConfig
@@ -22,7 +23,6 @@ from train.model_init import ModelConfig
 from train.objective import FlowConfig
 from train.optim import OptimConfig
 from train.parallelize import ParallelConfig
-from dataset.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

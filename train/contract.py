@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dataset.errors import UserError
 from dataset.schema import VIDEO_FPS
 from model.guidance import AUDIO_UNCOND
 from model.phase_layout import ROUTINGS
 from model.resize import PREPROCESSING
-from dataset.errors import UserError
 
 if TYPE_CHECKING:
     from model.dit import DiTConfig

@@ -31,6 +31,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset.annotation import parse_annotation
+from dataset.errors import UserError
 from dataset.reader import LogAndContinue, SampleDecoder, is_local_url, list_shards, tar_expansion
 from model.phase_layout import ROUTINGS
 from train.buckets import Bucket, bucket_batches, choose_bucket
@@ -43,7 +44,6 @@ from train.clip_window import (
     sample_rng,
     window_caption,
 )
-from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dataset.errors import UserError
 from dataset.reader import SampleDecoder, shard_pipeline
 from dataset.writer import ShardWriter, ShardWriterConfig
 from train.buckets import Bucket, choose_bucket, parse_buckets
@@ -29,7 +30,6 @@ from train.config import TrainConfig
 from train.data import LATENT_MEMBERS, check_shards
 from train.model_init import dit_config
 from train.trainer import check_config
-from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 

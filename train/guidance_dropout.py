@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+
 from dataset.errors import UserError
 
 

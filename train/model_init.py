@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
+from dataset.errors import UserError
 from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT
 from model.registry import FLAVORS, build_model, get_config
-from dataset.errors import UserError
 
 DEFAULT_FLAVOR = "debug"
 # Top-level DiTConfig fields that change the state dict's keys or shapes (qk_norm / cross_attn_norm

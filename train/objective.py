@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+
 from dataset.errors import UserError
 
 NUM_TRAIN_TIMESTEPS = 1000

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 from torch import nn
+
 from dataset.errors import UserError
 
 log = logging.getLogger(__name__)

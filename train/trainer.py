@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dataset.errors import UserError
 from dataset.reader import list_shards
 from model.alignment import ProgressiveAlignment
 from model.dit import DiTConfig
@@ -51,7 +52,6 @@ from train.objective import (
 )
 from train.optim import ParamGroup, build_optimizer, build_scheduler
 from train.parallelize import autocast, default_device, init_distributed, parallelize, use_fsdp
-from dataset.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ class Stage1Trainer:
             dit = build_dit(config.model, config.seed)
         self.configure_trainable(dit)
         self.model = parallelize(dit, config.parallel, self.device, self.dist.world_size, full_state)
+        self.alignments = [m for m in self.model.modules() if isinstance(m, ProgressiveAlignment)]
         self.conditioner = Conditioner(
             config.encoders, text_len=self.arch.text_len, vae_stride=self.arch.vae_stride, device=self.device,
             need_media_encoders=config.data.kind == "media", phase_routing=config.data.phase_routing,
@@ -225,9 +226,8 @@ class Stage1Trainer:
     def train_step(self, batch: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         inputs = self.drop_conditions(self.conditioner(batch))
-        for module in self.model.modules():  # alignment warm-up from neutral (model.alignment.warmup_steps)
-            if isinstance(module, ProgressiveAlignment):
-                module.set_step(self.step)
+        for alignment in self.alignments:  # warm-up from neutral (model.alignment.warmup_steps)
+            alignment.set_step(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss, extras = self.forward_backward_step(inputs)
         grad_norm = self._clip_gradients()

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from dataset.atomic import atomic_open, atomic_write_bytes
-from dataset.synth.plan import PROFILES
 from dataset.errors import UserError
+from dataset.synth.plan import PROFILES
 
 _RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
 _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")

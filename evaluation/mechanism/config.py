@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
 from dataset.errors import UserError
 
 ARMS = ("paca", "global", "base", "paca_constant")

@@ -25,7 +25,8 @@ _WEIGHTS = {"fid": ("fid_weights", "--fid-weights / fid_weights"), "fvd": ("i3d"
 
 
 def build_metrics(cfg: EvalConfig, score_actions: ScoreActions | None, tracker: FaceTracker | None) -> tuple[list[Metric], dict[str, str]]:
-    """The requested metrics that can run (weights loaded), and `{metric: reason}` for the others."""
+    """The requested metrics that can run (weights loaded), and `{metric: reason}` for the others.
+    Sync and identity score the faces of `tracker`, or whole frames when it is None."""
     wanted = set(cfg.metrics)
     skipped: dict[str, str] = {}
     for name, (key, flag) in _WEIGHTS.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ class Metric:
 
     name: str = ""
     uses_reference_videos: bool = False
+    timelines: Sequence[dict[str, Any]] = ()  # per-clip timelines for the report's plots (actions)
 
     def protocol(self) -> dict[str, Any]:
         raise NotImplementedError

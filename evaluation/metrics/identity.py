@@ -21,7 +21,7 @@ class IdentityMetric(Metric):
 
     def __init__(self, cfg: EvalConfig, tracker: FaceTracker | None) -> None:
         self.cfg = cfg
-        self.tracker = tracker if cfg.faces.crop == "face_track" else None
+        self.tracker = tracker  # None: whole frames (faces.crop=whole_frame)
         self.net = load_face_embedder(cfg.face_embedder, device=cfg.device)
         self.values: list[float] = []
 

@@ -17,7 +17,7 @@ class SyncMetric(Metric):
 
     def __init__(self, cfg: EvalConfig, tracker: FaceTracker | None) -> None:
         self.cfg = cfg
-        self.tracker = tracker if cfg.faces.crop == "face_track" else None
+        self.tracker = tracker  # None: whole frames (faces.crop=whole_frame)
         self.net = load_syncnet(cfg.syncnet, device=cfg.device)
         self.results: list[SyncResult] = []
 
