@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from dataset.errors import UserError
+from evaluation.long_video import Window, check_window, cross_fade, plan_windows, window_caption
 from evaluation.sample_contract import settings_from_contract, source_resolves, warn_untrained_guidance
 from evaluation.sampler import SamplerConfig, guided_velocity, integrate, sigma_schedule
 from dataset.schema import AUDIO_SAMPLE_RATE
@@ -56,8 +57,16 @@ class SampleConfig:
             next to the checkpoint (vae/, umt5/ or text_encoder/, wav2vec2/ or audio_encoder/).
         device: torch device; dtype: DiT/encoder weights dtype (float32, bfloat16, float16).
         width, height: output size in pixels (multiples of VAE stride x patch size, e.g. 16).
-        num_frames: video frames (1 + 4k); 0 = as long as the audio allows, capped at max_frames.
-        max_frames: cap when num_frames = 0.
+        num_frames: video frames (1 + 4k); 0 = as long as the audio (rounded down to 1 + 4k frames).
+            An explicit value trims or zero-pads the audio to it.
+        max_frames: hard limit on the frames of one video (0 = none): a longer request is an error
+            naming it, never a silent trim.
+        window_frames: frames the DiT generates per call (1 + 4k; Wan: 81). Longer videos are made
+            of successive windows (evaluation/long_video.py).
+        motion_frames: frames each window after the first repeats from the previous one and is
+            conditioned on (1 + 4k, at most half a window); the output cross-fades over them.
+        window_audio_context_s: audio encoded on each side of a window's span, so the audio encoder
+            sees context across window boundaries.
         fps: output frame rate (the model's training rate, 25).
         seed: noise seed of the first sample; a batch uses seed + index unless a job names its own.
         max_base_tokens, max_phase_tokens: text truncation per block; null = from the checkpoint
@@ -87,7 +96,10 @@ class SampleConfig:
     width: int = 256
     height: int = 256
     num_frames: int = 0
-    max_frames: int = 81
+    max_frames: int = 0
+    window_frames: int = 81
+    motion_frames: int = 5
+    window_audio_context_s: float = 1.0
     fps: float = 25.0
     seed: int = 0
     max_base_tokens: int | None = None
@@ -110,8 +122,11 @@ class SampleConfig:
                 raise UserError(f"sample.{key} must be a multiple of 16 and >= 16, got {value}")
         if self.num_frames < 0 or (self.num_frames and (self.num_frames - 1) % 4):
             raise UserError(f"sample.num_frames must be 0 (from the audio) or 1 + 4k, got {self.num_frames}")
-        if self.max_frames < 1:
-            raise UserError(f"sample.max_frames must be >= 1, got {self.max_frames}")
+        if self.max_frames < 0:
+            raise UserError(f"sample.max_frames must be >= 0 (0 = no limit), got {self.max_frames}")
+        check_window(self.window_frames, self.motion_frames)
+        if self.window_audio_context_s < 0:
+            raise UserError(f"sample.window_audio_context_s must be >= 0, got {self.window_audio_context_s}")
         if self.fps <= 0:
             raise UserError(f"sample.fps must be > 0, got {self.fps}")
         if self.audio_uncond not in AUDIO_UNCOND:
@@ -175,16 +190,21 @@ def resolve_checkpoint(cfg: SampleConfig, checkpoint: str | Path | None = None, 
 
 
 def frame_count(cfg: SampleConfig, num_audio_samples: int, requested: int = 0, stride: int = 4) -> int:
-    """Video frames to generate: requested / cfg.num_frames, else what the audio covers (<= max_frames),
-    rounded down to 1 + stride·k."""
+    """Video frames to generate: requested / cfg.num_frames, else what the audio covers, rounded down
+    to 1 + stride·k. More than cfg.max_frames (when set) is an error."""
     n = requested or cfg.num_frames
+    seconds = num_audio_samples / AUDIO_SAMPLE_RATE
     if not n:
-        n = min(int(num_audio_samples / AUDIO_SAMPLE_RATE * cfg.fps + 1e-6), cfg.max_frames)
+        n = int(seconds * cfg.fps + 1e-6)
         n = (n - 1) // stride * stride + 1
         if n < 1 + stride:
-            raise UserError(f"audio of {num_audio_samples / AUDIO_SAMPLE_RATE:.2f} s is too short for {1 + stride} frames at {cfg.fps} fps")
+            raise UserError(f"audio of {seconds:.2f} s is too short for {1 + stride} frames at {cfg.fps} fps")
     elif (n - 1) % stride:
         raise UserError(f"num_frames must be 1 + {stride}k, got {n}")
+    if cfg.max_frames and n > cfg.max_frames:
+        what = f"num_frames={n}" if requested or cfg.num_frames else f"audio of {seconds:.2f} s needs {n} frames at {cfg.fps:g} fps"
+        raise UserError(f"{what}, more than sample.max_frames={cfg.max_frames}: raise the limit (0 = none) or set "
+                        "num_frames to sample the beginning only")
     return n
 
 
@@ -265,10 +285,31 @@ class AvatarSampler:
 
     @torch.no_grad()
     def conditions(self, caption: dict[str, Any], audio: np.ndarray, num_frames: int) -> dict[str, tuple[Any, dict[str, torch.Tensor]]]:
-        """{branch: (TextBatch, audio kwargs)} for "full" v(T, A), "text" v(T) and "uncond" v(∅).
+        """{branch: (TextBatch, audio kwargs)} for "full" v(T, A), "text" v(T) and "uncond" v(∅) of a
+        one-window video of `num_frames` frames (`audio` already fitted to it)."""
+        return self.window_conditions(caption, audio, Window(0, num_frames, 0))
 
-        `audio` is already fitted to `num_frames`. The "text" and "uncond" inputs come from
-        `model.guidance.unconditional_inputs`, as the trainer's condition dropout does.
+    @torch.no_grad()
+    def window_features(self, audio: np.ndarray, window: Window) -> torch.Tensor:
+        """(1, Ta, C) audio features of the window's span, feature 0 at its first frame: the encoder runs
+        on the span plus `window_audio_context_s` of the whole timeline's audio on each side."""
+        cfg, hz = self.cfg, self.audio.feature_hz
+        hop = AUDIO_SAMPLE_RATE / hz  # samples per feature frame
+        first = int(round(window.start / cfg.fps * AUDIO_SAMPLE_RATE))
+        last = min(audio.size, int(round(window.end / cfg.fps * AUDIO_SAMPLE_RATE)))
+        context = int(np.ceil(cfg.window_audio_context_s * hz))  # in feature frames, so offsets stay whole
+        lo = max(0, first - int(round(context * hop)))
+        hi = min(audio.size, last + int(round(context * hop)))
+        feats = self.audio(torch.from_numpy(np.ascontiguousarray(audio[lo:hi]))[None].to(self.cfg.device))
+        return feats[:, int(round((first - lo) / hop)):]
+
+    @torch.no_grad()
+    def window_conditions(self, caption: dict[str, Any], audio: np.ndarray, window: Window) -> dict[str, tuple[Any, dict[str, torch.Tensor]]]:
+        """The guidance branches' inputs for one window of a video: the phases of its time span
+        (`long_video.window_caption`) and its audio (`window_features`); `audio` is the whole video's.
+
+        The "text" and "uncond" inputs come from `model.guidance.unconditional_inputs`, as the
+        trainer's condition dropout does.
         """
         from model.audio_windows import AudioWindowConfig, batch_audio_windows
         from model.guidance import unconditional_inputs
@@ -277,14 +318,15 @@ class AvatarSampler:
         from evaluation.prompt import annotation_for
 
         cfg, dev, stride = self.cfg, torch.device(self.cfg.device), self.vae.temporal_stride
-        n_lat = (num_frames - 1) // stride + 1
-        layout = layout_from_annotation(annotation_for(caption, fps=cfg.fps, num_frames=num_frames), stride=stride,
+        n_lat = (window.frames - 1) // stride + 1
+        local = window_caption(caption, window.start / cfg.fps, window.end / cfg.fps)
+        layout = layout_from_annotation(annotation_for(local, fps=cfg.fps, num_frames=window.frames), stride=stride,
                                         routing=cfg.phase_routing)
         text = self.text.encode_layouts([layout])
         negative = self.text.encode_base(cfg.negative_prompt)
         feats, audio_kw = None, {}
         if self.audio is not None:
-            feats = self.audio(torch.from_numpy(audio)[None].to(dev))  # (1, Ta, C)
+            feats = self.window_features(audio, window)  # (1, Ta, C)
             windows = AudioWindowConfig(context_s=cfg.audio_context_s, feature_hz=self.audio.feature_hz, stride=stride)
             index, mask = batch_audio_windows(n_lat, [cfg.fps], [feats.shape[1]], windows)
             audio_kw = {"audio_index": index.to(dev), "audio_mask": mask.to(dev)}
@@ -299,56 +341,123 @@ class AvatarSampler:
         return {"full": (text, full_kw), "text": dropped(False), "uncond": dropped(True)}
 
     @torch.no_grad()
+    def known_latents(self, window: Window, image: torch.Tensor | None, motion: torch.Tensor | None) -> torch.Tensor | None:
+        """What a window is conditioned on, in the form its reference mode takes:
+        i2v: (1, stride + z, F, h, w) [mask | latents of [known frames, zeros...]];
+        ti2v / none: (1, z, K, h, w) clean latents of the known frames.
+        The known frames are the reference image (first window; none for mode "none") or the previous
+        window's last frames `motion` (1, 3, M, H, W) in [-1, 1]."""
+        from model.reference import i2v_condition
+
+        stride = self.vae.temporal_stride
+        if motion is None:
+            if self.mode == "none":
+                return None
+            if image is None:
+                raise UserError("a reference image is required (sample.reference != none)")
+            if self.mode == "i2v":
+                return i2v_condition(self.vae.encode_reference(image, window.frames), window.frames, stride=stride)
+            return self.vae.encode(image[:, :, None])  # (1, z, 1, h, w)
+        if self.mode == "i2v":
+            video = motion.new_zeros(1, 3, window.frames, *motion.shape[3:])
+            video[:, :, : motion.shape[2]] = motion
+            return i2v_condition(self.vae.encode(video), window.frames, stride=stride, known=motion.shape[2])
+        return self.vae.encode(motion)  # (1, z, 1 + (M - 1) / stride, h, w)
+
+    @torch.no_grad()
     def __call__(
         self, caption: dict[str, Any], image: np.ndarray | None, audio: np.ndarray, *,
         seed: int, num_frames: int = 0, progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 (T, H, W, 3) frames, float32 16 kHz audio of the same length)."""
-        from model.reference import i2v_condition, i2v_input, ti2v_inject, ti2v_timesteps
+        """(uint8 (T, H, W, 3) frames, float32 16 kHz audio of the same length).
 
-        cfg, mcfg, dev = self.cfg, self.dit.config, torch.device(self.cfg.device)
-        stride, space = self.vae.temporal_stride, self.vae.spatial_stride
+        Videos longer than `window_frames` are generated window by window (evaluation/long_video.py);
+        each window after the first is conditioned on the previous one's last `motion_frames` frames.
+        """
+        cfg, dev = self.cfg, torch.device(self.cfg.device)
+        stride = self.vae.temporal_stride
         n = frame_count(cfg, audio.size, num_frames, stride)
         audio = fit_audio(audio, n, cfg.fps)
-        n_lat = (n - 1) // stride + 1
-        shape = (1, self.vae.latent_channels, n_lat, cfg.height // space, cfg.width // space)
-
-        # 1. Conditions per guidance branch (PACA text, audio windows), reference latents.
-        branches = self.conditions(caption, audio, n)
-        ref = None
-        if self.mode != "none":
-            if image is None:
-                raise UserError("a reference image is required (sample.reference != none)")
+        windows = plan_windows(n, cfg.window_frames, cfg.motion_frames, stride)
+        img = None
+        if self.mode != "none" and image is not None:
             img = image_tensor(image, cfg.width, cfg.height).to(dev)
-            ref = (i2v_condition(self.vae.encode_reference(img, n), n, stride=stride) if self.mode == "i2v"
-                   else self.vae.encode(img[:, :, None]))  # (1, stride + z, F, h, w) or (1, z, 1, h, w)
-
-        # 2. One network call per guidance branch.
-        def predict(branch: str, x: torch.Tensor, sigma: float) -> torch.Tensor:
-            t = torch.full((1,), sigma * cfg.sampler.timestep_scale, device=dev)
-            if self.mode == "ti2v":
-                x = ti2v_inject(x, ref)
-                t = ti2v_timesteps(t, tuple(x.shape[2:]), mcfg.patch_size)
-            elif self.mode == "i2v":
-                x = i2v_input(x, ref)
-            text, kw = branches[branch]
-            # VideoDiT casts its inputs to its weights' dtype; the timestep stays fp32
-            return self.dit(x, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, **kw)
-
-        # 3. Integrate from noise (drawn on the CPU so a seed gives the same video on every device).
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(dev)
+        noise = torch.Generator().manual_seed(seed)  # drawn on the CPU: a seed gives the same video on every device
         bar = None
         if progress:
             from tqdm import tqdm
 
-            def bar(steps):
-                return tqdm(steps, desc="sample", unit="step", leave=False)
-        sigmas = sigma_schedule(cfg.sampler.steps, cfg.sampler.shift)
-        latents = integrate(guided_velocity(predict, cfg.sampler), noise, sigmas, cfg.sampler.solver, progress=bar)
-        if self.mode == "ti2v":
-            latents = ti2v_inject(latents, ref.float())
+            bar = tqdm(total=len(windows) * cfg.sampler.steps, desc="sample", unit="step", leave=False)
+        pieces, tail = [], None  # uint8 frames done; the previous window's last frames (3, M, H, W) in [-1, 1]
+        try:
+            for i, window in enumerate(windows):
+                motion = None if tail is None else tail[None]
+                video = self.generate_window(caption, audio, window, img, motion, noise, bar)  # (3, L, H, W)
+                if tail is not None:
+                    video[:, : window.motion] = cross_fade(tail, video[:, : window.motion])
+                keep = window.frames - (windows[i + 1].motion if i + 1 < len(windows) else 0)
+                pieces.append(_to_uint8(video[:, :keep]))
+                tail = video[:, keep:] if keep < window.frames else None
+        finally:
+            if bar is not None:
+                bar.close()
+        return np.concatenate(pieces), audio
 
-        # 4. Decode to uint8 frames.
-        video = self.vae.decode(latents)[0, :, :n]  # (3, T, H, W) in [-1, 1]
-        frames = ((video.permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return frames.cpu().numpy(), audio
+    @torch.no_grad()
+    def generate_window(
+        self, caption: dict[str, Any], audio: np.ndarray, window: Window, image: torch.Tensor | None,
+        motion: torch.Tensor | None, noise: torch.Generator, bar: Any = None,
+    ) -> torch.Tensor:
+        """One window's frames (3, L, H, W) in [-1, 1], conditioned on the reference image (first
+        window) or on `motion`, the previous window's last frames (1, 3, M, H, W)."""
+        from model.reference import i2v_input, ti2v_inject, ti2v_timesteps
+
+        cfg, mcfg, dev = self.cfg, self.dit.config, torch.device(self.cfg.device)
+        stride, space = self.vae.temporal_stride, self.vae.spatial_stride
+        n_lat = (window.frames - 1) // stride + 1
+        shape = (1, self.vae.latent_channels, n_lat, cfg.height // space, cfg.width // space)
+
+        # 1. Conditions per guidance branch (PACA text, audio windows), known latents.
+        branches = self.window_conditions(caption, audio, window)
+        known = self.known_latents(window, image, motion)
+        x_noise = torch.randn(shape, generator=noise).to(dev)
+        # a T2V model ("none") continues a window by inpainting: its known frames are fed noised to the
+        # current level at every call (training-free, as RePaint); TI2V models see them clean at t = 0
+        replace = self.mode == "none" and known is not None
+        clean = self.mode == "ti2v" and known is not None
+
+        # 2. One network call per guidance branch.
+        def predict(branch: str, x: torch.Tensor, sigma: float) -> torch.Tensor:
+            t = torch.full((1,), sigma * cfg.sampler.timestep_scale, device=dev)
+            if clean:
+                x = ti2v_inject(x, known)
+                t = ti2v_timesteps(t, tuple(x.shape[2:]), mcfg.patch_size, known=known.shape[2])
+            elif replace:
+                k = known.shape[2]
+                x = ti2v_inject(x, (1 - sigma) * known + sigma * x_noise[:, :, :k])
+            elif self.mode == "i2v":
+                x = i2v_input(x, known)
+            text, kw = branches[branch]
+            # VideoDiT casts its inputs to its weights' dtype; the timestep stays fp32
+            return self.dit(x, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, **kw)
+
+        # 3. Integrate from noise.
+        step = None
+        if bar is not None:
+            def step(steps):
+                for s in steps:
+                    yield s
+                    bar.update(1)
+        sigmas = sigma_schedule(cfg.sampler.steps, cfg.sampler.shift)
+        latents = integrate(guided_velocity(predict, cfg.sampler), x_noise, sigmas, cfg.sampler.solver, progress=step)
+        if clean or replace:
+            latents = ti2v_inject(latents, known.float())
+
+        # 4. Decode.
+        return self.vae.decode(latents)[0, :, : window.frames]  # (3, L, H, W) in [-1, 1]
+
+
+def _to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(3, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3)."""
+    frames = ((video.permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return frames.cpu().numpy()

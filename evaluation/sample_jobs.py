@@ -155,6 +155,7 @@ def _run_job(sampler: Any, job: SampleJob, index: int, out_dir: Path, *, progres
     import dataclasses
 
     from dataset.config_loader import config_to_dict
+    from evaluation.long_video import plan_windows
 
     cfg = sampler.cfg
     target = out_dir / f"{job.key}.mp4"
@@ -164,7 +165,9 @@ def _run_job(sampler: Any, job: SampleJob, index: int, out_dir: Path, *, progres
     image = read_image(job.image) if job.image else None
     frames, audio = sampler(job.caption, image, read_audio_file(job.audio), seed=seed,
                             num_frames=job.num_frames, progress=progress)
-    settings = {"seed": seed, "reference_mode": sampler.mode, "config": config_to_dict(dataclasses.replace(cfg, seed=seed))}
+    windows = plan_windows(frames.shape[0], cfg.window_frames, cfg.motion_frames, sampler.vae.temporal_stride)
+    settings = {"seed": seed, "reference_mode": sampler.mode, "windows": [[w.start, w.end] for w in windows],
+                "config": config_to_dict(dataclasses.replace(cfg, seed=seed))}
     path = write_sample(out_dir, job, frames, audio, fps=cfg.fps, crf=cfg.crf, settings=settings)
     log.info("%s: %d frames -> %s", job.key, frames.shape[0], path)
     return path
