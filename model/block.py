@@ -9,7 +9,7 @@ from torch import nn
 
 from model.attention import Attention
 from model.audio_attention import AudioCrossAttention
-from model.embeddings import FeedForward, FP32LayerNorm
+from model.embeddings import FeedForward, FP32LayerNorm, Modulation
 from model.phase_attention import PhaseCrossAttention, PhaseKeys
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class DiTBlock(nn.Module):
         self.norm3 = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.ffn = FeedForward(dim, config.ffn_dim)
         # shift/scale/gate for self-attention, then for the FFN (added to the timestep projection)
-        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        self.modulation = Modulation(6, dim)
 
     def forward(
         self,
@@ -68,7 +68,7 @@ class DiTBlock(nn.Module):
         """x (B, L, D); temb (B, L or 1, 6, D) timestep projection; text (B, Lk, D); phase_keys: PACA key
         selection (None = all text); audio (B, F, W, D) windows with audio_mask (B, F, W)."""
         # (B, L|1, 6, D) -> six (B, L|1, D) in fp32
-        shift, scale, gate, c_shift, c_scale, c_gate = (self.modulation.unsqueeze(0).float() + temb.float()).unbind(2)
+        shift, scale, gate, c_shift, c_scale, c_gate = self.modulation(temb).unbind(2)
 
         # 1. Self-attention
         h = (self.norm1(x.float()) * (1 + scale) + shift).type_as(x)

@@ -19,7 +19,7 @@ from model.attention import BACKENDS, Backend
 from model.audio_attention import AudioAttentionConfig
 from model.audio_windows import AudioProjector, gather_windows
 from model.block import DiTBlock
-from model.embeddings import FP32LayerNorm, ImageProjection, RotaryEmbedding3D, TextProjection, TimestepEmbedding
+from model.embeddings import FP32LayerNorm, ImageProjection, Modulation, RotaryEmbedding3D, TextProjection, TimestepEmbedding
 from model.phase_attention import PhaseAttentionConfig, PhaseKeys
 
 
@@ -107,7 +107,9 @@ class VideoDiT(nn.Module):
 
     # Sharding/precision hints for train/parallelize.py (no FSDP code here).
     _no_split_modules = ("DiTBlock",)
-    _keep_in_fp32 = ("time_embed", "modulation", "head_modulation", "norm1", "norm2", "norm3", "alignment")
+    # Modules whose parameters stay fp32 when the rest runs in bf16, as Wan keeps them (time embedding
+    # and projection, adaLN tables, norms, the alignment schedule): `fp32_modules()`.
+    _keep_in_fp32 = ("time_embed", "time_proj", "modulation", "head_modulation", "norm1", "norm2", "norm3", "alignment")
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
@@ -130,11 +132,24 @@ class VideoDiT(nn.Module):
         # 4. Output norm & projection
         self.norm_out = FP32LayerNorm(dim, config.eps, elementwise_affine=False)
         self.proj_out = nn.Linear(dim, config.out_channels * math.prod(config.patch_size))
-        self.head_modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        self.head_modulation = Modulation(2, dim)
+        # checkpoints written before the adaLN tables became modules name them without ".table"
+        self.register_load_state_dict_pre_hook(_upgrade_modulation_keys)
 
     def fsdp_units(self) -> list[str]:
         """Submodule names to shard as separate FSDP units (the root holds the rest)."""
         return [f"blocks.{i}" for i in range(len(self.blocks))]
+
+    def fp32_modules(self) -> list[str]:
+        """Names of the outermost submodules in `_keep_in_fp32` that hold parameters: kept fp32 by
+        `cast_keeping_fp32` and sharded as fp32 FSDP2 units (train/parallelize.py)."""
+        names: list[str] = []
+        for name, module in self.named_modules():
+            if not name or name.rsplit(".", 1)[-1] not in self._keep_in_fp32 or not any(True for _ in module.parameters()):
+                continue
+            if not any(name.startswith(kept + ".") for kept in names):
+                names.append(name)
+        return names
 
     def new_parameter_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of parameters that Wan checkpoints do not have (ActAvatar additions)."""
@@ -164,9 +179,9 @@ class VideoDiT(nn.Module):
                 nn.init.normal_(m.weight, std=0.02)
         nn.init.zeros_(self.proj_out.weight)
         dim = self.config.dim
-        self.head_modulation.copy_(torch.randn_like(self.head_modulation) / dim**0.5)
+        self.head_modulation.table.copy_(torch.randn_like(self.head_modulation.table) / dim**0.5)
         for block in self.blocks:
-            block.modulation.copy_(torch.randn_like(block.modulation) / dim**0.5)
+            block.modulation.table.copy_(torch.randn_like(block.modulation.table) / dim**0.5)
             if block.audio_attn is not None:
                 nn.init.zeros_(block.audio_attn.to_out.weight)
                 nn.init.zeros_(block.audio_attn.to_out.bias)
@@ -220,9 +235,12 @@ class VideoDiT(nn.Module):
         # 2. Condition embeddings
         if timestep.ndim not in (1, 2):
             raise ValueError(f"timestep must be (B,) or (B, L), got shape {tuple(timestep.shape)}")
-        temb = self.time_embed(timestep.flatten()).type_as(text)  # (B or B*L, D)
-        temb = temb.view(b, -1, cfg.dim)  # (B, L|1, D)
-        temb_proj = self.time_proj(nn.functional.silu(temb)).unflatten(-1, (6, cfg.dim))  # (B, L|1, 6, D)
+        # the time embedding and its projection run in fp32 (their weights are kept fp32, see
+        # `fp32_modules`), also under autocast, as Wan computes them
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            temb = self.time_embed(timestep.flatten()).float().view(b, -1, cfg.dim)  # (B, L|1, D)
+            proj_in = nn.functional.silu(temb).to(self.time_proj.weight.dtype)
+            temb_proj = self.time_proj(proj_in).float().unflatten(-1, (6, cfg.dim))  # (B, L|1, 6, D)
         text = self.text_embed(text)  # (B, Lk, D)
         if image is not None:
             if self.image_embed is None:
@@ -261,8 +279,29 @@ class VideoDiT(nn.Module):
             )
 
         # 4. Output norm, projection & unpatchify
-        shift, scale = (self.head_modulation.unsqueeze(0) + temb.unsqueeze(2)).unbind(2)  # (B, L|1, D)
+        shift, scale = self.head_modulation(temb.unsqueeze(2)).unbind(2)  # (B, L|1, D) fp32
         x = (self.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
         x = self.proj_out(x)  # (B, L, C_out*pt*ph*pw)
         x = x.reshape(b, gf, gh, gw, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F, pt, H, ph, W, pw)
         return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)  # (B, C_out, F, H, W)
+
+
+def _upgrade_modulation_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Load-state-dict pre-hook: `head_modulation` / `blocks.i.modulation` (bare parameters in older
+    checkpoints) -> `….table`."""
+    for key in list(state_dict):
+        rest = key[len(prefix):] if key.startswith(prefix) else None
+        if rest is not None and (rest == "head_modulation" or (rest.startswith("blocks.") and rest.endswith(".modulation"))):
+            state_dict[key + ".table"] = state_dict.pop(key)
+
+
+def cast_keeping_fp32(model: VideoDiT, dtype: torch.dtype) -> VideoDiT:
+    """Cast the parameters to `dtype` except those of `fp32_modules()` (never rounded: what diffusers
+    does with `_keep_in_fp32_modules` when it loads Wan in bf16). Buffers (RoPE, the alignment
+    schedule) keep their fp32."""
+    kept = {id(p) for name in model.fp32_modules() for p in model.get_submodule(name).parameters()}
+    with torch.no_grad():
+        for param in model.parameters():
+            if id(param) not in kept and param.is_floating_point():
+                param.data = param.data.to(dtype)
+    return model

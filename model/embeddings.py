@@ -35,6 +35,26 @@ class TimestepEmbedding(nn.Module):
         return self.linear_2(F.silu(self.linear_1(emb)))
 
 
+class Modulation(nn.Module):
+    """Wan's learned shift/scale(/gate) table added to the timestep projection, in fp32.
+
+    A module (not a bare parameter) so it can be kept in fp32 as a unit: `VideoDiT.fp32_modules`,
+    FSDP2's fp32 units (train/parallelize.py) and bf16 loading all treat it like the time embedding.
+
+    Args:
+        rows: 6 in a block (shift, scale, gate for self-attention and the FFN), 2 at the head.
+        dim: model width.
+    """
+
+    def __init__(self, rows: int, dim: int) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(1, rows, dim) / dim**0.5)
+
+    def forward(self, temb: torch.Tensor) -> torch.Tensor:
+        """(B, L|1, rows, D) timestep projection -> (B, L|1, rows, D) fp32 sum."""
+        return self.table.unsqueeze(0).float() + temb.float()
+
+
 class TextProjection(nn.Module):
     """UMT5 features (text_dim) -> model width: Linear -> GELU(tanh) -> Linear."""
 

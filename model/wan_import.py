@@ -32,7 +32,7 @@ _ROOT = (
     ("condition_embedder.image_embedder.ff.net.0.proj.", "image_embed.proj_in."),
     ("condition_embedder.image_embedder.ff.net.2.", "image_embed.proj_out."),
     ("condition_embedder.image_embedder.", "image_embed."),
-    ("scale_shift_table", "head_modulation"),
+    ("scale_shift_table", "head_modulation.table"),
     ("proj_out.", "proj_out."),
     ("norm_out.", "norm_out."),
 )
@@ -44,7 +44,7 @@ _BLOCK = (
     ("attn2.", "cross_attn."),
     ("ffn.net.0.proj.", "ffn.proj_in."),
     ("ffn.net.2.", "ffn.proj_out."),
-    ("scale_shift_table", "modulation"),
+    ("scale_shift_table", "modulation.table"),
     ("norm2.", "norm2."),
 )
 # Fused projections (after diffusers' `fuse_projections()`) -> split parts.

@@ -29,6 +29,9 @@ class ParallelConfig:
     mixed_precision: "bf16" (GPU only; ignored on CPU) or "fp32".
     reshard_after_forward: free gathered parameters after forward (ZeRO-3) instead of keeping them (ZeRO-2).
     compile: torch.compile each block.
+    fp32_modules: under FSDP2 bf16, shard the model's fp32 modules (time embedding and projection,
+        adaLN tables, norms; `VideoDiT.fp32_modules`) as fp32 units, as Wan keeps them; false = every
+        parameter computes in bf16 (fewer, larger all-gathers).
     """
 
     fsdp: Literal["auto", "fsdp2", "ddp"] = "auto"
@@ -36,6 +39,7 @@ class ParallelConfig:
     mixed_precision: Literal["bf16", "fp32"] = "bf16"
     reshard_after_forward: bool = True
     compile: bool = False
+    fp32_modules: bool = True
 
     def __post_init__(self) -> None:
         if self.fsdp not in ("auto", "fsdp2", "ddp"):
@@ -92,14 +96,30 @@ def apply_activation_checkpointing(model: nn.Module, units: list[str]) -> None:
 def apply_fsdp(model: nn.Module, units: list[str], device: torch.device, config: ParallelConfig) -> nn.Module:
     """`fully_shard` every unit, then the root, over a 1-D mesh of all ranks."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     bf16 = config.mixed_precision == "bf16" and device.type == "cuda"
-    policy = fsdp_policy(bf16)
-    for name in units:
-        fully_shard(model.get_submodule(name), mesh=mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
-    fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
+    return shard_model(model, units, mesh, bf16=bf16, keep_fp32=config.fp32_modules,
+                       reshard_after_forward=config.reshard_after_forward)
+
+
+def shard_model(model: nn.Module, units: list[str], mesh, *, bf16: bool, keep_fp32: bool = True,
+                reshard_after_forward: bool = True) -> nn.Module:
+    """FSDP2 over `mesh`: each unit, then the root. With bf16, the model's fp32 modules
+    (`fp32_modules()`: time embedding, adaLN tables, norms) become their own units with an fp32
+    policy first, grouped per enclosing unit (one extra all-gather per block), so they are gathered
+    and computed in fp32 as Wan keeps them; everything else computes in bf16."""
+    from torch.distributed.fsdp import fully_shard
+
+    kept = list(model.fp32_modules()) if bf16 and keep_fp32 and hasattr(model, "fp32_modules") else []
+    for owner in [*units, ""]:  # "" = the root: what no unit encloses
+        inside = [n for n in kept if n.startswith(owner + ".")] if owner else kept
+        if inside:
+            fully_shard([model.get_submodule(n) for n in inside], mesh=mesh, mp_policy=fsdp_policy(False),
+                        reshard_after_forward=reshard_after_forward)
+            kept = [n for n in kept if n not in inside]
+        target = model.get_submodule(owner) if owner else model
+        fully_shard(target, mesh=mesh, mp_policy=fsdp_policy(bf16), reshard_after_forward=reshard_after_forward)
     return model
 
 
@@ -147,7 +167,7 @@ def fsdp_policy(bf16: bool):
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
     if not bf16:
-        return MixedPrecisionPolicy()
+        return MixedPrecisionPolicy(cast_forward_inputs=False)
     return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False)
 
 

@@ -23,7 +23,7 @@ import torch
 
 from model.alignment import AlignmentConfig
 from model.audio_attention import AudioAttentionConfig
-from model.dit import DiTConfig, VideoDiT
+from model.dit import DiTConfig, VideoDiT, cast_keeping_fp32
 from model.phase_attention import PhaseAttentionConfig
 from model.registry import build_model
 
@@ -100,7 +100,7 @@ def _materialize(config: DiTConfig, device: str | torch.device, dtype: torch.dty
     """Build on meta (no memory, fast for 14B), allocate on `device` in `dtype`, initialise."""
     model = build_model(config, device="meta")
     if dtype is not None:
-        model = model.to(dtype)
+        model = cast_keeping_fp32(model, dtype)  # time embedding, adaLN tables, norms stay fp32 as in Wan
     model = model.to_empty(device=device)
     model.init_weights()
     return model
