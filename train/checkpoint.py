@@ -53,6 +53,40 @@ class CheckpointConfig:
             raise UserError(f"checkpoint.keep must be >= 1, got {self.keep}")
 
 
+def check_shared_output(out: Path, rank: int, world_size: int) -> None:
+    """Fail at start, on every rank, unless all ranks see the same `output_dir`.
+
+    Checkpoints are DCP folders every rank writes its shard into, renamed by rank 0 when all are
+    done, and resume reads them back on every rank: `output_dir` must be one filesystem every node
+    mounts (NFS, Lustre, a bucket mounted with gcsfuse / mountpoint-s3). Rank 0 writes a probe file
+    named by a token it broadcasts; each rank reports whether it sees it.
+    """
+    import socket
+    import uuid
+
+    import torch.distributed as dist
+
+    if world_size == 1 or not dist.is_initialized():
+        return
+    token = [uuid.uuid4().hex if rank == 0 else None]
+    dist.broadcast_object_list(token, src=0)
+    probe = out / f".shared-check-{token[0]}"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_text(socket.gethostname())
+    barrier()
+    seen: list[Any] = [None] * world_size
+    dist.all_gather_object(seen, (probe.is_file(), socket.gethostname()))
+    barrier()
+    if rank == 0:
+        probe.unlink(missing_ok=True)
+    blind = [f"rank {r} on {host}" for r, (ok, host) in enumerate(seen) if not ok]
+    if blind:
+        raise UserError(f"output_dir {out} is not shared between the ranks: {', '.join(blind)} cannot see the file rank 0 "
+                        f"wrote there ({seen[0][1]}). Checkpoints and resume need output_dir on a filesystem every node "
+                        "mounts (NFS, Lustre, gcsfuse / mountpoint-s3); an object-storage URL is not supported for output_dir")
+
+
 def step_dir_name(step: int) -> str:
     return f"step-{step:06d}"
 

@@ -31,7 +31,7 @@ from model.dit import DiTConfig
 from model.registry import build_model
 from model.reference import ti2v_inject, ti2v_timesteps
 from train.buckets import parse_buckets
-from train.checkpoint import Checkpointer, ema_full_state, export_dit, full_state_dict, step_dir_name
+from train.checkpoint import Checkpointer, check_shared_output, ema_full_state, export_dit, full_state_dict, step_dir_name
 from train.conditioning import Conditioner, ModelInputs
 from train.config import TrainConfig
 from train.contract import ConditioningContract, training_contract
@@ -130,6 +130,7 @@ class Stage1Trainer:
         self.dist = init_distributed(self.device)
         self.reporter = reporter
         self.out = Path(config.output_dir)
+        check_shared_output(self.out, self.dist.rank, self.dist.world_size)  # before anything loads
         self.arch = dit_config(config.model)
         check_config(config, self.arch)
         # shards are checked before any model loads: a wrong path fails in seconds
