@@ -4,8 +4,10 @@
     .venv/bin/python bench/bench_paca_attention.py --device cuda          # real Wan2.1-1.3B shapes, bf16, + block MFU
     .venv/bin/python bench/bench_paca_attention.py --shape wan1.3b --device cuda --dtype bfloat16
 
-Three implementations of the same text cross-attention layer (one `PhaseCrossAttention`'s weights):
-  plain  every query sees all text tokens (Wan; one attention call, no mask)
+Implementations of the same text cross-attention layer (one `PhaseCrossAttention`'s weights):
+  trim   every query sees the real text tokens only, padding trimmed (one call, no mask): the fair
+         baseline the ratios are taken against
+  plain  every query sees all text tokens, padding included (Wan; one attention call, no mask)
   paca   queries grouped per latent frame, each frame gathers its visible keys (model/phase_attention.py)
   dense  naive: a (B, Lq, Lk) mask expanded from the same rule, one masked attention call
 Reports forward and forward+backward time (best of --repeats, variants interleaved) and peak
@@ -156,7 +158,10 @@ def bench_attention(args, device, dtype) -> None:
     dense_layer.set_processor(DenseMaskProcessor())
     x, text, ids, fmap = _inputs(shape, args.batch, args.phases, device, dtype)
     keys = PhaseKeys.build(ids, fmap)  # what VideoDiT does once per forward for all its layers
+    real = shape.base_tokens + args.phases * shape.phase_tokens  # text tokens without padding
+    trimmed = text[:, :real]
     variants = {
+        "trim": lambda: layer(x, trimmed),
         "plain": lambda: layer(x, text),
         "paca": lambda: layer(x, text, phase_keys=keys),
         "paca*": lambda: layer(x, text, block_ids=ids, frame_phases=fmap),
@@ -189,7 +194,7 @@ def bench_attention(args, device, dtype) -> None:
         name: (t_f[name], t_fb[name], _peak_bytes(lambda: fwd(fn), device), _peak_bytes(lambda: fwd_bwd(fn), device))
         for name, fn in variants.items()
     }
-    ref = rows["plain"]
+    ref = rows["trim"]  # ratios against plain attention over the real tokens only
     print("| impl  | fwd ms | fwd+bwd ms | fwd peak MiB | fwd+bwd peak MiB | fwd time x | fwd+bwd time x | fwd mem x | fwd+bwd mem x |")
     print("|-------|-------:|-----------:|-------------:|-----------------:|-----------:|---------------:|----------:|--------------:|")
     for name, (t_f, t_fb, m_f, m_fb) in rows.items():
