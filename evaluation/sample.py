@@ -84,6 +84,8 @@ class SampleConfig:
         crf: x264 quality of the written mp4.
         threads: torch intra-op CPU threads while sampling (0 = leave torch's setting); tiny models run
             several times faster on 1 thread (thread hand-off costs more than their small matmuls).
+        lora: LoRA adapter files merged into the DiT at load, each "PATH[:SCALE]" (scale 1 when
+            omitted): diffusers' Wan LoRA format, e.g. a trainer's OUT/final/lora (train/lora.py).
         sampler: steps, solver, shift and guidance (evaluation/sampler.py).
     """
 
@@ -111,6 +113,7 @@ class SampleConfig:
     reference: str = "auto"
     crf: int = 20
     threads: int = 0
+    lora: tuple[str, ...] = ()
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
@@ -244,6 +247,12 @@ class AvatarSampler:
         self.cfg = cfg
         dtype = DTYPES[cfg.dtype]
         self.dit = load_dit(cfg.dit, device=cfg.device, dtype=dtype).eval()
+        for spec in cfg.lora:
+            from train.lora import merge_adapters, parse_lora_arg, read_diffusers_lora
+
+            path, scale = parse_lora_arg(spec)
+            merge_adapters(self.dit, read_diffusers_lora(path), scale, where=f"LoRA {path}")
+            log.info("merged LoRA %s (scale %g) into %s", path, scale, cfg.dit)
         mcfg = self.dit.config
         self.vae = load_vae(cfg.vae, device=cfg.device)  # the VAE stays fp32: decode quality
         self.text = load_text_encoder(cfg.text_encoder, device=cfg.device, dtype=dtype, max_length=mcfg.text_len,

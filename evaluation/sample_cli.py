@@ -5,6 +5,7 @@
     actavatar sample --checkpoint M --prompts prompts.jsonl --out out/          # batch (format: evaluation/sample_jobs.py)
     actavatar sample --checkpoint runs/stage2/ema --encoders M --prompts prompts.jsonl --out out/   # a trained export
     actavatar sample --checkpoint M --benchmark BENCH --out out/                # every <key>.json of a benchmark folder
+    actavatar sample --checkpoint BASE --lora runs/s2/final/lora:0.8 ...        # a LoRA on its base, scaled
     actavatar sample ... --config configs/eval/sample_tiny.yaml sampler.steps=4 sampler.solver=euler width=64 height=64
     python -m evaluation.sample_cli ...                                         # the same without the console script
 
@@ -59,7 +60,12 @@ def _sample(args: argparse.Namespace) -> int:
     for key, value in (("seed", args.seed), ("device", args.device)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    cfg = resolve_checkpoint(load_config(SampleConfig, args.config, overrides), args.checkpoint, args.encoders)
+    cfg = load_config(SampleConfig, args.config, overrides)
+    if args.lora:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, lora=(*cfg.lora, *args.lora))
+    cfg = resolve_checkpoint(cfg, args.checkpoint, args.encoders)
     jobs = _jobs(args)  # parse every prompt before loading any model
     sampler = AvatarSampler(cfg)
     written = run_jobs(sampler, jobs, args.out, progress=not args.no_progress, skip_existing=args.skip_existing)
@@ -81,6 +87,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", metavar="JSONL", help="batch: one {key, image, audio, prompt, seed} per line")
     parser.add_argument("--benchmark", metavar="DIR", help="batch: a benchmark folder or a synthetic corpus (see evaluation/benchmark.py)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder for <key>.mp4 + <key>.json")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
+                        help="merge a LoRA (diffusers' Wan format, e.g. a trainer's OUT/final/lora) into the DiT, "
+                        "scaled (default 1); repeatable")
     parser.add_argument("--seed", type=int, help="noise seed (batch: seed + index unless a line sets its own)")
     parser.add_argument("--device", help="torch device (default cpu)")
     parser.add_argument("--skip-existing", action="store_true", help="keep videos already in --out (resume a batch)")

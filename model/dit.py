@@ -167,7 +167,8 @@ class VideoDiT(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:  # LoRA's adapter linears have none
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)) and m.weight is not None:
                 nn.init.ones_(m.weight)
                 if getattr(m, "bias", None) is not None:

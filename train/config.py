@@ -1,7 +1,7 @@
 """`TrainConfig`: the trainer's root config, nesting each component's own config, plus the stage options.
 
 Sections: stage, model (architecture, `train.model_init`), encoders, guidance (condition dropout),
-data, flow, optim, ema, parallel, checkpoint, log.
+lora (LoRA adapters, `train.lora`), data, flow, optim, ema, parallel, checkpoint, log.
 
     cfg = load_config(TrainConfig, "configs/train/stage1_debug.yaml", ["optim.lr=1e-4"])
 """
@@ -18,6 +18,7 @@ from train.conditioning import EncodersConfig
 from train.data import DataConfig
 from train.ema import EMAConfig
 from train.guidance_dropout import GuidanceDropoutConfig
+from train.lora import LoraConfig
 from train.metrics import LogConfig
 from train.model_init import ModelConfig
 from train.objective import FlowConfig
@@ -71,6 +72,7 @@ class TrainConfig:
         seed: model init and noise seed.
         use_gpu: train on CUDA when present.
         guidance: condition dropout for classifier-free guidance (see `train.guidance_dropout`).
+        lora: LoRA adapters on the DiT's attention and FFN projections (see `train.lora`; rank 0 = off).
     """
 
     output_dir: str = "runs/train"
@@ -81,6 +83,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     encoders: EncodersConfig = field(default_factory=EncodersConfig)
     guidance: GuidanceDropoutConfig = field(default_factory=GuidanceDropoutConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(shards="-"))
     flow: FlowConfig = field(default_factory=FlowConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -99,3 +102,6 @@ class TrainConfig:
         parse_buckets(self.data.buckets)
         if self.stage.name == "stage1" and (self.stage.audio_lr, self.stage.text_lr, self.stage.other_lr) != (None, None, None):
             raise UserError("stage.audio_lr / text_lr / other_lr are stage-2 options; stage 1 uses optim.lr")
+        if self.lora.enabled and self.stage.name == "stage1" and self.stage.trainable == "audio":
+            raise UserError("lora.rank > 0 with stage.trainable=audio trains no adapter (only the audio modules train): "
+                            "set stage.trainable=full to train adapters with the audio modules, or lora.rank=0")

@@ -38,6 +38,7 @@ from train.contract import ConditioningContract, training_contract
 from train.data import ClipStream, build_loader, check_shards, first_window
 from train.ema import EMA, clean_name
 from train.guidance_dropout import draw_drops
+from train.lora import adapters_from_state, add_lora, freeze_outside_lora, merge_lora_state, save_diffusers_lora
 from train.metrics import MetricLogger, memory_gb
 from train.model_init import build_dit, dit_config, is_diffusers_import
 from train.objective import (
@@ -142,11 +143,13 @@ class Stage1Trainer:
         self.sharded = use_fsdp(config.parallel, self.dist.world_size)
         full_state = None
         if self.sharded:  # meta-device build; rank 0 alone reads (or initialises) the full weights
-            full_state = build_dit(config.model, config.seed).state_dict() if self.dist.is_main else {}
-            dit = build_model(self.arch, device="meta")
+            full_state = self.with_lora(build_dit(config.model, config.seed)).state_dict() if self.dist.is_main else {}
+            dit = self.with_lora(build_model(self.arch, device="meta"))
         else:
-            dit = build_dit(config.model, config.seed)
+            dit = self.with_lora(build_dit(config.model, config.seed))
         self.configure_trainable(dit)
+        if config.lora.enabled:  # adapters + the new ActAvatar parts train; the base weights stay frozen
+            freeze_outside_lora(dit, dit.new_parameter_prefixes())
         self.model = parallelize(dit, config.parallel, self.device, self.dist.world_size, full_state)
         self.alignments = [m for m in self.model.modules() if isinstance(m, ProgressiveAlignment)]
         self.conditioner = Conditioner(
@@ -162,6 +165,12 @@ class Stage1Trainer:
         self.batches = 0  # batches this rank consumed (the data position)
         self.noise_rng = torch.Generator().manual_seed(config.seed * 100_003 + self.dist.rank)
         self.checkpointer = Checkpointer(self.out / "checkpoints", config.checkpoint, is_main=self.dist.is_main)
+
+    def with_lora(self, model: nn.Module) -> nn.Module:
+        """`model` with peft LoRA adapters on `lora.targets` when `lora.rank` > 0 (B = 0: output unchanged)."""
+        if self.config.lora.enabled:
+            add_lora(model, self.config.lora)
+        return model
 
     # -- stage hooks (Stage2Trainer overrides these three) ----------------------------------
 
@@ -322,13 +331,13 @@ class Stage1Trainer:
         return metrics
 
     def export(self) -> None:
-        """OUT/final (and OUT/ema) as `save_dit` folders with conditioning.json (collective under FSDP)."""
+        """OUT/final (and OUT/ema) as `save_dit` folders with conditioning.json (collective under FSDP);
+        with LoRA the weights are merged and OUT/<name>/lora/ holds the adapters (diffusers format)."""
         state = full_state_dict(self.model)
         state = {clean_name(k.removeprefix("module.")): v for k, v in state.items()}
-        export_dit(self.arch, state, self.out / "final", is_main=self.dist.is_main, contract=self.contract)
+        self._export_state(state, self.out / "final")
         if self.ema is not None:
-            ema_state = ema_full_state(state, self.ema.shadow, is_main=self.dist.is_main)
-            export_dit(self.arch, ema_state, self.out / "ema", is_main=self.dist.is_main, contract=self.contract)
+            self._export_state(ema_full_state(state, self.ema.shadow, is_main=self.dist.is_main), self.out / "ema")
 
     def export_snapshot(self) -> None:
         """OUT/snapshots/step-N: the weights sampling would use now (EMA when on), for learning curves."""
@@ -336,7 +345,13 @@ class Stage1Trainer:
         state = {clean_name(k.removeprefix("module.")): v for k, v in state.items()}
         if self.ema is not None:
             state = ema_full_state(state, self.ema.shadow, is_main=self.dist.is_main)
-        target = self.out / "snapshots" / step_dir_name(self.step)
+        self._export_state(state, self.out / "snapshots" / step_dir_name(self.step))
+
+    def _export_state(self, state: dict[str, torch.Tensor], target: Path) -> None:
+        lora = self.config.lora
+        if lora.enabled and self.dist.is_main:
+            save_diffusers_lora(target / "lora", adapters_from_state(state), scale=lora.scale)
+            state = merge_lora_state(state, lora.scale)
         export_dit(self.arch, state, target, is_main=self.dist.is_main, contract=self.contract)
 
     # -- resumable state -------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Two ranks on CPU (gloo, FSDP2): Ray Train and `torchrun` runs of stage 1 and 2; a run interrupted
-under Ray Train and resumed under torchrun is bit-identical to an uninterrupted Ray Train run."""
+"""Two ranks on CPU (gloo, FSDP2): Ray Train and `torchrun` runs of stage 1 and 2 (with LoRA); a run
+interrupted under Ray Train and resumed under torchrun is bit-identical to an uninterrupted Ray Train run."""
 
 import json
 import os
@@ -64,7 +64,10 @@ def test_two_ranks_resume_exactly_under_ray_train_and_torchrun(ray_session, late
         a, b = _weights(once / name), _weights(twice / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
+    # stage 2 with LoRA adapters, sharded over the two ranks: merged export + diffusers-format adapters
     s2 = tmp_path / "s2"
-    _torchrun(str(ROOT / "configs/train/stage2_debug.yaml"), [*common, f"output_dir={s2}", "steps=2", f"model.init_from={once}/ema"])
+    _torchrun(str(ROOT / "configs/train/stage2_debug.yaml"),
+              [*common, f"output_dir={s2}", "steps=2", f"model.init_from={once}/ema", "lora.rank=4"])
     assert [s for s, _ in _losses(s2)] == [1, 2]
     load_dit(s2 / "final")
+    assert (s2 / "final/lora/pytorch_lora_weights.safetensors").is_file()
