@@ -1,11 +1,13 @@
 """`actavatar models ...` commands: build tiny random-weight models for tests and smoke runs.
 
-    actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2,eval,whisper,aligner,vlm] [--seed N]
+    actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2,clip,dit_i2v,eval,whisper,aligner,vlm] [--seed N]
     python -m actavatar.models_cli tiny --out DIR      # the same without the console script
 
 Writes DIR/dit (ours: config.json + model.safetensors), DIR/wan_dit (diffusers
 WanTransformer3DModel), DIR/vae (AutoencoderKLWan), DIR/umt5 (UMT5EncoderModel + tokenizer) and
-DIR/wav2vec2 (Wav2Vec2Model + feature extractor); each loads with `train.pretrained`. For the ASR
+DIR/wav2vec2 (Wav2Vec2Model + feature extractor); each loads with `train.pretrained`. For Wan2.1
+I2V: DIR/clip (CLIPVisionModel + CLIPImageProcessor, 17 tokens of 32) and DIR/dit_i2v (the debug
+DiT with [noisy | mask | condition] input channels and CLIP image tokens). For the ASR
 stage: DIR/whisper (Whisper converted to CTranslate2 + tokenizer.json + preprocessor config, for
 faster-whisper) and DIR/aligner (Wav2Vec2ForCTC + processor, character vocabulary) with
 DIR/nltk_data (NLTK punkt_tab/english trained locally); see `annotate.tiny_asr`. For the caption
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from dataset.command import standalone_main
 
-TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "eval", "whisper", "aligner", "vlm")
+TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "clip", "dit_i2v", "eval", "whisper", "aligner", "vlm")
 ASR_MODELS = ("whisper", "aligner")  # annotate.tiny_asr; need the ASR extra (whisperx stack)
 
 
@@ -61,6 +63,12 @@ def _tiny(args: argparse.Namespace) -> int:
             extractor, model = tiny.tiny_wav2vec2(args.seed)
             model.save_pretrained(target)
             extractor.save_pretrained(target)
+        elif name == "clip":  # CLIP vision tower + processor (Wan2.1 I2V image tokens)
+            processor, model = tiny.tiny_clip_vision(args.seed)
+            model.save_pretrained(target)
+            processor.save_pretrained(target)
+        elif name == "dit_i2v":  # the debug DiT as Wan2.1 I2V (mask + condition channels, CLIP tokens)
+            save_dit(tiny.tiny_i2v_dit(args.seed), target)
         elif name == "eval":  # Inception (FID), I3D (FVD), SyncNet, face embedder in their real file formats
             from evaluation.tiny_weights import write_tiny_eval_weights
 
@@ -82,9 +90,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `models` group."""
     p = commands.add_parser(
         "tiny",
-        help="build tiny random-weight DiT, VAE, UMT5, wav2vec2, eval, Whisper (CTranslate2), aligner and Qwen2.5-VL models",
+        help="build tiny random-weight DiT (T2V and I2V), VAE, UMT5, wav2vec2, CLIP vision, eval, Whisper (CTranslate2), aligner and Qwen2.5-VL models",
         description="Build tiny random-weight models with the real architectures (the debug DiT "
-        "flavour, a diffusers Wan transformer, AutoencoderKLWan, UMT5 + tokenizer, wav2vec2, a Whisper "
+        "flavour, as T2V and as Wan2.1 I2V, a diffusers Wan transformer, AutoencoderKLWan, UMT5 + tokenizer, wav2vec2, "
+        "a CLIP vision tower + processor, a Whisper "
         "converted to CTranslate2, a wav2vec2 CTC aligner + NLTK punkt_tab, a Qwen2.5-VL + processor) and save each into OUT/<name>/. "
         "Offline; for tests and CPU smoke runs (e.g. `asr.model=OUT/whisper` in configs/annotate/demo.yaml).",
     )

@@ -20,6 +20,7 @@ reference image from `model.resize.cover_crop` (as training windows). The model 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,8 @@ AUDIO_UNCOND = ("zeros", "drop")
 PHASE_ROUTINGS = ("per_frame", "global")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # sub-folder names searched for each encoder next to a checkpoint (first match wins)
-ENCODER_DIRS = {"vae": ("vae",), "text_encoder": ("umt5", "text_encoder"), "audio_encoder": ("wav2vec2", "audio_encoder")}
+ENCODER_DIRS = {"vae": ("vae",), "text_encoder": ("umt5", "text_encoder"), "audio_encoder": ("wav2vec2", "audio_encoder"),
+                "image_encoder": ("clip", "image_encoder")}  # the CLIP tower only for DiTs with image tokens (Wan2.1 I2V)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -55,6 +57,8 @@ class SampleConfig:
         vae, text_encoder, audio_encoder: local folder or HF id of each encoder; empty: --encoders DIR,
             then the source conditioning.json records (if it exists locally or is a cached HF id), then
             next to the checkpoint (vae/, umt5/ or text_encoder/, wav2vec2/ or audio_encoder/).
+        image_encoder: CLIP vision tower + processor for DiTs with image tokens (Wan2.1 I2V): a folder,
+            a Wan I2V pipeline folder/id, or clip/ / image_encoder/ next to the checkpoint or in --encoders.
         device: torch device; dtype: DiT/encoder weights dtype (float32, bfloat16, float16).
         width, height: output size in pixels (multiples of VAE stride x patch size, e.g. 16).
         num_frames: video frames (1 + 4k); 0 = as long as the audio (rounded down to 1 + 4k frames).
@@ -93,6 +97,7 @@ class SampleConfig:
     vae: str = ""
     text_encoder: str = ""
     audio_encoder: str = ""
+    image_encoder: str = ""
     device: str = "cpu"
     dtype: str = "float32"
     width: int = 256
@@ -174,11 +179,12 @@ def resolve_checkpoint(cfg: SampleConfig, checkpoint: str | Path | None = None, 
         raise FileNotFoundError(f"{dit}: no config.json (expected a DiT folder written by save_dit)")
     found: dict[str, str] = {"dit": str(dit)}
     contract = read_contract(dit)
+    image_tokens = json.loads((dit / "config.json").read_text()).get("image_dim") is not None
     for key, names in ENCODER_DIRS.items():
-        if getattr(cfg, key):
+        if getattr(cfg, key) or (key == "image_encoder" and not image_tokens):
             continue
         in_encoders = encoders is not None and any((Path(encoders) / n).is_dir() for n in names)
-        recorded = getattr(contract, key) if contract is not None else ""
+        recorded = getattr(contract, key, "") if contract is not None else ""
         if not in_encoders and source_resolves(recorded):  # --encoders DIR wins over the recorded source
             found[key] = recorded
             continue
@@ -258,6 +264,14 @@ class AvatarSampler:
         self.text = load_text_encoder(cfg.text_encoder, device=cfg.device, dtype=dtype, max_length=mcfg.text_len,
                                       max_base_tokens=cfg.max_base_tokens, max_phase_tokens=cfg.max_phase_tokens)
         self.audio = load_audio_encoder(cfg.audio_encoder, device=cfg.device, dtype=dtype) if mcfg.audio is not None else None
+        self.image = None
+        if mcfg.image_dim is not None:
+            from train.pretrained import load_image_encoder
+
+            if not cfg.image_encoder:
+                raise UserError(f"DiT {cfg.dit} takes CLIP image tokens (image_dim={mcfg.image_dim}): give image_encoder=PATH "
+                                "(a CLIP vision folder or a Wan2.1-I2V pipeline) or put clip/ next to the checkpoint")
+            self.image = load_image_encoder(cfg.image_encoder, device=cfg.device, dtype=dtype)
         self._check(mcfg)
         if self.contract is not None and self.audio is not None and self.audio.feature_hz != self.contract.audio_feature_hz:
             log.warning("audio encoder %s gives %g Hz features; %s was trained with %g Hz", cfg.audio_encoder,
@@ -273,9 +287,9 @@ class AvatarSampler:
         if self.audio is not None and self.audio.output_dim != mcfg.audio.audio_dim:
             raise UserError(f"audio encoder {self.cfg.audio_encoder} gives {self.audio.output_dim}-d features, "
                              f"DiT {self.cfg.dit} expects audio.audio_dim={mcfg.audio.audio_dim}")
-        if mcfg.image_dim is not None:
-            raise UserError(f"DiT {self.cfg.dit} expects CLIP image tokens (image_dim={mcfg.image_dim}); "
-                             "the CLIP image encoder is not wired into sampling yet")
+        if self.image is not None and self.image.output_dim != mcfg.image_dim:
+            raise UserError(f"image encoder {self.cfg.image_encoder} gives {self.image.output_dim}-d tokens, "
+                             f"DiT {self.cfg.dit} expects image_dim={mcfg.image_dim}")
         s = self.vae.spatial_stride * mcfg.patch_size[1]
         if self.cfg.width % s or self.cfg.height % s:
             raise UserError(f"sample.width/height must be multiples of {s} (VAE stride x patch), got {self.cfg.width}x{self.cfg.height}")
@@ -288,6 +302,9 @@ class AvatarSampler:
         if native is None:
             raise UserError(f"DiT in_channels={mcfg.in_channels} fits neither z={z} (T2V/TI2V) nor 2z+{stride} (I2V)")
         mode = native if self.cfg.reference == "auto" else self.cfg.reference
+        if mcfg.image_dim is not None and native != "i2v":
+            raise UserError(f"DiT {self.cfg.dit} takes image tokens but its in_channels={mcfg.in_channels} is not 2z+{stride} "
+                             "(Wan2.1 I2V's [noisy | mask | condition])")
         if (mode == "i2v") != (native == "i2v"):
             raise UserError(f"sample.reference={mode} does not fit DiT in_channels={mcfg.in_channels} (z={z})")
         return mode
@@ -391,6 +408,9 @@ class AvatarSampler:
         img = None
         if self.mode != "none" and image is not None:
             img = image_tensor(image, cfg.width, cfg.height).to(dev)
+        # CLIP tokens of the reference (Wan2.1 I2V), from the image as given, as diffusers' pipeline does;
+        # every window and every guidance branch sees them (the identity anchor of long videos)
+        tokens = self.image([image]) if self.image is not None and image is not None else None
         noise = torch.Generator().manual_seed(seed)  # drawn on the CPU: a seed gives the same video on every device
         bar = None
         if progress:
@@ -401,7 +421,7 @@ class AvatarSampler:
         try:
             for i, window in enumerate(windows):
                 motion = None if tail is None else tail[None]
-                video = self.generate_window(caption, audio, window, img, motion, noise, bar)  # (3, L, H, W)
+                video = self.generate_window(caption, audio, window, img, motion, noise, bar, image_tokens=tokens)
                 if tail is not None:
                     video[:, : window.motion] = cross_fade(tail, video[:, : window.motion])
                 keep = window.frames - (windows[i + 1].motion if i + 1 < len(windows) else 0)
@@ -415,7 +435,7 @@ class AvatarSampler:
     @torch.no_grad()
     def generate_window(
         self, caption: dict[str, Any], audio: np.ndarray, window: Window, image: torch.Tensor | None,
-        motion: torch.Tensor | None, noise: torch.Generator, bar: Any = None,
+        motion: torch.Tensor | None, noise: torch.Generator, bar: Any = None, image_tokens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One window's frames (3, L, H, W) in [-1, 1], conditioned on the reference image (first
         window) or on `motion`, the previous window's last frames (1, 3, M, H, W)."""
@@ -448,7 +468,7 @@ class AvatarSampler:
                 x = i2v_input(x, known)
             text, kw = branches[branch]
             # VideoDiT casts its inputs to its weights' dtype; the timestep stays fp32
-            return self.dit(x, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, **kw)
+            return self.dit(x, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, image=image_tokens, **kw)
 
         # 3. Integrate from noise.
         step = None

@@ -117,3 +117,24 @@ def tiny_wav2vec2(seed: int = 0, hidden: int = 32):
         feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
     )
     return extractor, Wav2Vec2Model(config).eval()
+
+
+def tiny_clip_vision(seed: int = 0, hidden: int = 32, image_size: int = 32):
+    """(CLIPImageProcessor, transformers `CLIPVisionModel`): 8 px patches, so (image_size / 8)^2 + 1
+    tokens of width `hidden` (Wan2.1 I2V's CLIP ViT-H/14 at 224 px: 257 x 1280)."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=image_size, patch_size=8, projection_dim=hidden)
+    processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    return processor, CLIPVisionModel(config).eval()
+
+
+def tiny_i2v_dit(seed: int = 0, z_dim: int = 4, image_dim: int = 32) -> VideoDiT:
+    """The debug DiT as a Wan2.1-I2V model: [noisy | mask (4) | condition] input channels, CLIP image
+    tokens through added key/value projections."""
+    import dataclasses
+
+    torch.manual_seed(seed)
+    return build_model(dataclasses.replace(FLAVORS["debug"](), in_channels=2 * z_dim + 4, image_dim=image_dim))

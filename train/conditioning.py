@@ -26,6 +26,8 @@ class EncodersConfig:
     text: UMT5 folder or HF id (a Wan diffusers pipeline works: text_encoder/ + tokenizer/).
     vae: AutoencoderKLWan folder or HF id (or a pipeline with vae/).
     audio: wav2vec2 folder or HF id.
+    image: CLIP vision tower + processor (a folder, or a Wan2.1-I2V pipeline folder/id); needed by DiTs
+        with image tokens (`model.image_dim`, Wan2.1 I2V).
     max_base_tokens / max_phase_tokens: text truncation per block (PACA packing budget).
     audio_context_s: seconds of audio context on each side of a latent frame.
     local_files_only: never reach the network for HF ids.
@@ -34,6 +36,7 @@ class EncodersConfig:
     text: str = ""
     vae: str = ""
     audio: str = ""
+    image: str = ""
     max_base_tokens: int = 256
     max_phase_tokens: int = 32
     audio_context_s: float = 0.04
@@ -60,6 +63,8 @@ class ModelInputs:
     audio_mask: torch.Tensor  # (B, F, W)
     face_box: torch.Tensor  # (B, 4), NaN = none
     negative: torch.Tensor | None = None  # (n, C) negative prompt base block; None = unknown (no text dropout)
+    condition: torch.Tensor | None = None  # (B, stride + z, F, h, w) Wan2.1 I2V [mask | condition latents]
+    image: torch.Tensor | None = None  # (B, Li, C) CLIP tokens of the first frame (Wan2.1 I2V)
 
     def with_dropped(self, drop_text: torch.Tensor, drop_audio: torch.Tensor) -> ModelInputs:
         """The same batch with the flagged samples' text / audio replaced by the unconditional inputs."""
@@ -72,13 +77,16 @@ class ModelInputs:
         return dataclasses.replace(self, tokens=text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, audio=audio)
 
     def dit_kwargs(self) -> dict[str, torch.Tensor]:
-        return {
+        kwargs = {
             "block_ids": self.block_ids,
             "frame_phases": self.frame_phases,
             "audio": self.audio,
             "audio_index": self.audio_index,
             "audio_mask": self.audio_mask,
         }
+        if self.image is not None:  # kept when text/audio drop: diffusers' I2V feeds them to every branch
+            kwargs["image"] = self.image
+        return kwargs
 
 
 class Conditioner:
@@ -98,10 +106,12 @@ class Conditioner:
     def __init__(
         self, config: EncodersConfig, *, text_len: int, vae_stride: tuple[int, int, int], device: torch.device,
         need_media_encoders: bool = True, phase_routing: str = "per_frame", negative_prompt: str = "",
+        i2v: bool = False, image_tokens: bool = False,
     ) -> None:
         self.config, self.text_len, self.vae_stride, self.device = config, text_len, vae_stride, device
         self.phase_routing, self.negative_prompt = phase_routing, negative_prompt
-        self.text = self.vae = self.audio = None
+        self.i2v = i2v
+        self.text = self.vae = self.audio = self.image = None
         self.negative: torch.Tensor | None = None
         if need_media_encoders:
             from train.pretrained import load_audio_encoder, load_text_encoder, load_vae
@@ -118,6 +128,13 @@ class Conditioner:
             self.audio = load_audio_encoder(config.audio, local_files_only=lo, device=device)
             with torch.no_grad():
                 self.negative = self.text.encode_base(negative_prompt).float()
+            if image_tokens:
+                from train.pretrained import load_image_encoder
+
+                if not config.image:
+                    raise UserError("the model takes CLIP image tokens (model.image_dim, Wan2.1 I2V): set encoders.image to a "
+                                    "CLIP vision folder or a Wan2.1-I2V pipeline")
+                self.image = load_image_encoder(config.image, local_files_only=lo, device=device)
 
     @property
     def feature_hz(self) -> float:
@@ -154,11 +171,13 @@ class Conditioner:
             blocks = [[b.to(self.device) for b in sample] for sample in batch["text_blocks"]]
             text = collate_text_blocks(blocks, [lay.frame_phases for lay in layouts], total=self.text_len)
             negative = self._cached_negative(batch)
+            condition = image = None  # latent shards carry no I2V inputs (check_config refuses that pairing)
         else:
             latents = self.encode_video(batch["video"])
             audio = self.encode_audio(batch["audio"])
             text = self.text.encode_layouts(layouts)
             negative = self.negative
+            condition, image = self.reference_inputs(batch["video"][:, :, 0], batch["num_frames"])
         if latents.shape[2] != num_latent:
             raise ValueError(f"latents have {latents.shape[2]} frames, {batch['num_frames']} video frames need {num_latent}")
         windows = AudioWindowConfig(context_s=self.config.audio_context_s, feature_hz=self.feature_hz, stride=self.vae_stride[0])
@@ -173,7 +192,25 @@ class Conditioner:
             audio_mask=mask.to(self.device),
             face_box=batch["face_box"],
             negative=negative,
+            condition=condition,
+            image=image,
         )
+
+    @torch.no_grad()
+    def reference_inputs(self, first: torch.Tensor, num_frames: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Wan2.1 I2V inputs from the windows' first frames (B, 3, H, W) in [-1, 1]: [mask | latents of
+        [first frame, zeros…]] (as `evaluation.sample` and diffusers' pipeline build them) and the
+        frame's CLIP tokens; (None, None) for other reference modes."""
+        from model.reference import i2v_condition
+
+        condition = image = None
+        first = first.to(self.device)
+        if self.i2v:
+            condition = i2v_condition(self.vae.encode_reference(first, num_frames), num_frames, stride=self.vae_stride[0])
+        if self.image is not None:
+            frames = ((first.permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+            image = self.image(list(frames))
+        return condition, image
 
     def _cached_negative(self, batch: dict[str, Any]) -> torch.Tensor | None:
         """The negative prompt features latent shards carry, after checking they encode our prompt."""

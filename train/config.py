@@ -35,7 +35,10 @@ class StageConfig:
         name: "stage1" (audio-visual, base captions) or "stage2" (phase captions with PACA).
         trainable: stage 1: "audio" (audio attention, projector, alignment weights) or "full" (whole DiT).
         reference: "first_frame" keeps latent frame 0 clean (timestep 0, no loss; Wan2.2 TI2V-style
-            identity conditioning) or "none".
+            identity conditioning), "i2v" (Wan2.1 I2V: [noisy | mask | latents of [first frame, zeros…]]
+            input channels and the first frame's CLIP tokens), "none", or "auto" = what the
+            architecture was trained with (i2v when in_channels = 2z + stride, first_frame for
+            Wan2.2's 48-channel latents, else none); see `train.trainer.resolve_reference`.
         freeze_audio: stage 2: keep the audio modules frozen.
         audio_lr / text_lr / other_lr: stage 2 learning rates of the audio modules, the text path
             (PACA cross-attention, text projection) and the rest; None = optim.lr, 0 = frozen.
@@ -43,7 +46,7 @@ class StageConfig:
 
     name: Literal["stage1", "stage2"] = "stage1"
     trainable: Literal["audio", "full"] = "audio"
-    reference: Literal["none", "first_frame"] = "none"
+    reference: Literal["auto", "none", "first_frame", "i2v"] = "auto"
     freeze_audio: bool = False
     audio_lr: float | None = None
     text_lr: float | None = None
@@ -54,8 +57,8 @@ class StageConfig:
             raise UserError(f"stage.name must be 'stage1' or 'stage2', got {self.name!r}")
         if self.trainable not in ("audio", "full"):
             raise UserError(f"stage.trainable must be 'audio' or 'full', got {self.trainable!r}")
-        if self.reference not in ("none", "first_frame"):
-            raise UserError(f"stage.reference must be 'none' or 'first_frame', got {self.reference!r}")
+        if self.reference not in ("auto", "none", "first_frame", "i2v"):
+            raise UserError(f"stage.reference must be 'auto', 'none', 'first_frame' or 'i2v', got {self.reference!r}")
         for key in ("audio_lr", "text_lr", "other_lr"):
             value = getattr(self, key)
             if value is not None and value < 0:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 CONDITIONING_FILE = "conditioning.json"
 CONTRACT_VERSION = 1
 # stage.reference -> the sampler's reference mode (evaluation.sample.REFERENCE_MODES)
-REFERENCE_MODES = {"first_frame": "ti2v", "none": "none"}
+REFERENCE_MODES = {"first_frame": "ti2v", "none": "none", "i2v": "i2v"}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,7 +51,8 @@ class ConditioningContract:
         phase_routing: "per_frame" (PACA) or "global" (every frame sees every phase).
         audio_feature_hz, audio_context_s: audio feature rate and context per latent frame.
         fps: video frame rate of the training data.
-        reference: "ti2v" (clean first latent frame, stage.reference=first_frame) or "none".
+        reference: "ti2v" (clean first latent frame, stage.reference=first_frame), "i2v" (Wan2.1 I2V mask +
+            condition latents + CLIP tokens) or "none".
         image_preprocessing: name of the frame resize/crop (`model.resize.PREPROCESSING`).
         text_drop, audio_drop, both_drop, negative_prompt: guidance dropout of training.
         audio_uncond: what dropped audio was ("zeros").

@@ -225,11 +225,19 @@ def load_text_encoder(
 
     from model.text_encoder import TextEncoder
 
-    where, extra = _hf_location(source, subfolder)
-    tok_where, tok_extra = _hf_location(source, tokenizer_subfolder)
-    tokenizer = AutoTokenizer.from_pretrained(tok_where, local_files_only=local_files_only, **tok_extra)
-    encoder = UMT5EncoderModel.from_pretrained(where, local_files_only=local_files_only, **_dtype_kwarg(dtype), **extra)
+    tokenizer, encoder = _load_with_preprocessor(source, UMT5EncoderModel, subfolder, AutoTokenizer, tokenizer_subfolder,
+                                                 local_files_only=local_files_only, dtype=dtype)
     return TextEncoder(tokenizer, encoder.to(device), **kwargs)
+
+
+def _load_with_preprocessor(source: str | os.PathLike, model_cls: Any, subfolder: str, pre_cls: Any, pre_subfolder: str, *,
+                            local_files_only: bool, dtype: torch.dtype | None) -> tuple[Any, Any]:
+    """(preprocessor, model) from one folder/id, or a pipeline's two sub-folders (tokenizer/ + text_encoder/, …)."""
+    where, extra = _hf_location(source, subfolder)
+    pre_where, pre_extra = _hf_location(source, pre_subfolder)
+    pre = pre_cls.from_pretrained(pre_where, local_files_only=local_files_only, **pre_extra)
+    model = model_cls.from_pretrained(where, local_files_only=local_files_only, **_dtype_kwarg(dtype), **extra)
+    return pre, model
 
 
 def load_vae(
@@ -249,6 +257,34 @@ def load_vae(
     dtype_kw = {"torch_dtype": dtype} if dtype is not None else {}
     vae = AutoencoderKLWan.from_pretrained(where, local_files_only=local_files_only, **dtype_kw, **extra)
     return VideoVAE(vae.to(device))
+
+
+def load_image_encoder(
+    source: str | os.PathLike,
+    *,
+    subfolder: str = "image_encoder",
+    processor_subfolder: str = "image_processor",
+    local_files_only: bool = False,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+):
+    """`ImageEncoder` (CLIP vision tower + processor) from a folder/id holding both, or a Wan2.1 I2V
+    diffusers pipeline (its `image_encoder/` and `image_processor/`)."""
+    from transformers import CLIPImageProcessor, CLIPVisionModel
+
+    from model.image_encoder import ImageEncoder
+
+    processor, model = _load_with_preprocessor(source, CLIPVisionModel, subfolder, CLIPImageProcessor, processor_subfolder,
+                                               local_files_only=local_files_only, dtype=dtype)
+    return ImageEncoder(processor, model.to(device))
+
+
+def image_encoder_width(source: str | os.PathLike, *, local_files_only: bool = False) -> int:
+    """Token width (hidden_size) of a CLIP vision tower, from its config.json only."""
+    from transformers import CLIPVisionConfig
+
+    where, extra = _hf_location(source, "image_encoder")
+    return int(CLIPVisionConfig.from_pretrained(where, local_files_only=local_files_only, **extra).hidden_size)
 
 
 def encoder_widths(text: str | os.PathLike, audio: str | os.PathLike, *, local_files_only: bool = False) -> dict[str, int]:

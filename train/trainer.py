@@ -11,6 +11,7 @@ the exports carry conditioning.json (`train.contract`) so sampling builds the in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -29,7 +30,7 @@ from dataset.reader import list_shards
 from model.alignment import ProgressiveAlignment
 from model.dit import DiTConfig
 from model.registry import build_model
-from model.reference import ti2v_inject, ti2v_timesteps
+from model.reference import i2v_input, ti2v_inject, ti2v_timesteps
 from train.buckets import parse_buckets
 from train.checkpoint import Checkpointer, check_shared_output, ema_full_state, export_dit, full_state_dict, step_dir_name
 from train.conditioning import Conditioner, ModelInputs
@@ -59,6 +60,33 @@ log = logging.getLogger(__name__)
 Reporter = Callable[[dict[str, Any]], None]
 
 
+def native_reference(arch: DiTConfig) -> str:
+    """The reference conditioning an architecture was built for: Wan2.1 I2V's input holds
+    [noisy | mask (stride channels) | condition latents]; Wan2.2 (48-channel latents, TI2V-5B) keeps
+    the first latent frame clean; Wan2.1 T2V has none."""
+    z, stride = arch.out_channels, arch.vae_stride[0]
+    if arch.in_channels == 2 * z + stride:
+        return "i2v"
+    return "first_frame" if z == 48 and arch.in_channels == z else "none"
+
+
+def resolve_reference(cfg: TrainConfig, arch: DiTConfig) -> str:
+    """`stage.reference`, with "auto" = the architecture's own (`native_reference`). An I2V model
+    cannot train without its condition channels, nor another model with them (an error); a pretrained
+    base forced to another mode gets a warning naming both."""
+    native, asked = native_reference(arch), cfg.stage.reference
+    if asked == "auto":
+        return native
+    if (asked == "i2v") != (native == "i2v"):
+        raise UserError(f"stage.reference={asked!r} does not fit the model: in_channels={arch.in_channels} with "
+                         f"{arch.out_channels}-channel latents is {'Wan2.1 I2V (i2v)' if native == 'i2v' else 'not an I2V input'}; "
+                         "use stage.reference=auto")
+    if asked != native and cfg.model.init_from:
+        log.warning("stage.reference=%s, but %s was trained with %s (stage.reference=auto uses that)", asked,
+                    cfg.model.init_from, native)
+    return asked
+
+
 def check_config(cfg: TrainConfig, arch: DiTConfig) -> None:
     """Fail at start on settings the model cannot train with (named key and value)."""
     spatial = arch.vae_stride[1] * arch.patch_size[1]
@@ -80,13 +108,16 @@ def check_config(cfg: TrainConfig, arch: DiTConfig) -> None:
             f"model.init_from={cfg.model.init_from!r} is a Wan2.1 text-to-video backbone, never trained with a clean first-frame "
             "latent, and stage.trainable='audio' keeps it frozen, so it cannot learn stage.reference='first_frame': "
             "set stage.trainable=full, or stage.reference=none")
+    if cfg.stage.reference == "i2v" and cfg.data.kind != "media":
+        raise UserError("stage.reference=i2v trains from media shards (data.kind=media): `actavatar encode` does not store "
+                         "the I2V condition latents and CLIP tokens yet")
     if cfg.data.kind == "media":
         check_encoder_widths(cfg.encoders, arch)
 
 
 def check_encoder_widths(encoders: Any, arch: DiTConfig) -> None:
     """Encoder feature widths against the DiT, from the encoders' config files (before anything loads)."""
-    from train.pretrained import encoder_widths
+    from train.pretrained import encoder_widths, image_encoder_width
 
     widths = encoder_widths(encoders.text, encoders.audio, local_files_only=encoders.local_files_only)
     if "text" in widths and widths["text"] != arch.text_dim:
@@ -94,6 +125,13 @@ def check_encoder_widths(encoders: Any, arch: DiTConfig) -> None:
     if "audio" in widths and arch.audio is not None and widths["audio"] != arch.audio.audio_dim:
         raise UserError(f"encoders.audio={encoders.audio!r} gives {widths['audio']}-d features; the model's audio.audio_dim is "
                          f"{arch.audio.audio_dim} (set model.audio.audio_dim={widths['audio']} for a new audio branch)")
+    if arch.image_dim is not None:
+        if not encoders.image:
+            raise UserError(f"the model takes {arch.image_dim}-d CLIP image tokens (Wan2.1 I2V): set encoders.image to a CLIP "
+                             "vision folder or a Wan2.1-I2V pipeline")
+        width = image_encoder_width(encoders.image, local_files_only=encoders.local_files_only)
+        if width != arch.image_dim:
+            raise UserError(f"encoders.image={encoders.image!r} gives {width}-d tokens; the model's image_dim is {arch.image_dim}")
 
 
 def check_latent_window(cfg: TrainConfig, window: dict[str, Any] | None) -> None:
@@ -133,6 +171,8 @@ class Stage1Trainer:
         self.out = Path(config.output_dir)
         check_shared_output(self.out, self.dist.rank, self.dist.world_size)  # before anything loads
         self.arch = dit_config(config.model)
+        # stage.reference=auto -> the architecture's own mode; everything below sees the resolved value
+        config = self.config = dataclasses.replace(config, stage=dataclasses.replace(config.stage, reference=resolve_reference(config, self.arch)))
         check_config(config, self.arch)
         # shards are checked before any model loads: a wrong path fails in seconds
         shards = list_shards(config.data.shards)
@@ -155,7 +195,8 @@ class Stage1Trainer:
         self.conditioner = Conditioner(
             config.encoders, text_len=self.arch.text_len, vae_stride=self.arch.vae_stride, device=self.device,
             need_media_encoders=config.data.kind == "media", phase_routing=config.data.phase_routing,
-            negative_prompt=config.guidance.negative_prompt,
+            negative_prompt=config.guidance.negative_prompt, i2v=config.stage.reference == "i2v",
+            image_tokens=self.arch.image_dim is not None,
         )
         self.contract = self.conditioning_contract(window)
         self.optimizer = build_optimizer(self.param_groups(), config.optim)
@@ -227,6 +268,8 @@ class Stage1Trainer:
         if cfg.flow.motion_weight > 0:
             moving = motion_weight(x0, cfg.flow.motion_weight)
             weight = moving if weight is None else weight * moving
+        if inputs.condition is not None:  # Wan2.1 I2V: [noisy | mask | condition latents] on channels
+            x_t = i2v_input(x_t, inputs.condition)
         with autocast(self.device, cfg.parallel, self.sharded):
             pred = self.model(x_t, timestep, inputs.tokens, **inputs.dit_kwargs())
         loss, extras = self.compute_loss(pred, target, inputs, weight, frame_mask)

@@ -1,0 +1,84 @@
+"""Wan2.1-I2V training: [noisy | mask | condition latents] input and CLIP tokens of the first frame,
+chosen by stage.reference=auto from the architecture; the export samples as I2V."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dataset.config_loader import load_config
+from dataset.errors import UserError
+from train.config import TrainConfig
+from train.trainer import build_trainer, native_reference
+
+from .conftest import encoder_overrides, fast_overrides
+
+STAGE1 = "configs/train/stage1_debug.yaml"
+I2V = ["model.in_channels=12", "model.image_dim=32", "stage.reference=auto"]  # debug DiT as Wan2.1 I2V (z 4 + mask 4 + z 4)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from actavatar.models_cli import main
+
+    root = tmp_path_factory.mktemp("clip")
+    assert main(["tiny", "--out", str(root), "--only", "clip"]) == 0
+    return root / "clip"
+
+
+def test_i2v_trains_with_condition_channels_and_clip_tokens_then_samples(corpus, tiny_encoders, clip, tmp_path, monkeypatch):
+    from evaluation.sample import AvatarSampler, SampleConfig, resolve_checkpoint
+    from evaluation.sampler import SamplerConfig
+
+    cfg = load_config(TrainConfig, STAGE1, [f"data.shards={corpus}", "data.buckets=[9x32x32]", "data.batch_size=2",
+                                            *encoder_overrides(tiny_encoders), f"encoders.image={clip}", *I2V,
+                                            *fast_overrides(tmp_path / "run", 2)])
+    trainer = build_trainer(cfg)
+    assert trainer.config.stage.reference == "i2v"
+    seen = []
+    forward = trainer.model.forward
+
+    def spy(x, t, text, **kw):
+        seen.append((x.shape[1], tuple(kw["image"].shape)))
+        return forward(x, t, text, **kw)
+
+    monkeypatch.setattr(trainer.model, "forward", spy)
+    batch = next(trainer.batches_from(0))
+    inputs = trainer.conditioner(batch)
+    # the condition: mask on video frame 0 only, then the VAE latents of [first frame, zeros...]
+    assert inputs.condition.shape == (2, 4 + 4, 3, 4, 4) and inputs.condition[:, :4, 0].eq(1).all()
+    assert inputs.condition[:, :4, 1:].eq(0).all()
+    assert inputs.image.shape == (2, 17, 32)
+    trainer.train_step(batch)
+    assert seen == [(12, (2, 17, 32))]
+    monkeypatch.undo()
+    trainer.train()
+    contract = json.loads((tmp_path / "run/final/conditioning.json").read_text())
+    assert contract["reference"] == "i2v"
+
+    sample_cfg = SampleConfig(width=32, height=32, image_encoder=str(clip), sampler=SamplerConfig(steps=1, solver="euler"))
+    sampler = AvatarSampler(resolve_checkpoint(sample_cfg, tmp_path / "run/final", encoders=tiny_encoders))
+    assert sampler.mode == "i2v"
+    frames, _ = sampler({"base": "x", "phases": []}, np.full((32, 32, 3), 90, np.uint8), np.zeros(4000, np.float32), seed=0)
+    assert frames.shape == (5, 32, 32, 3)
+
+
+def test_reference_modes_follow_the_architecture(corpus, tiny_encoders, latents, clip, tmp_path):
+    from model.registry import FLAVORS
+
+    assert native_reference(FLAVORS["wan2.1-i2v-14b"]()) == "i2v"
+    assert native_reference(FLAVORS["wan2.2-ti2v-5b"]()) == "first_frame"
+    assert native_reference(FLAVORS["wan2.1-t2v-1.3b"]()) == "none"
+    media = [f"data.shards={corpus}", "data.buckets=[9x32x32]", *encoder_overrides(tiny_encoders), *fast_overrides(tmp_path, 1)]
+    with pytest.raises(UserError, match="stage.reference='i2v' does not fit the model"):
+        build_trainer(load_config(TrainConfig, STAGE1, [*media, "stage.reference=i2v"]))
+    with pytest.raises(UserError, match="set encoders.image to a CLIP vision folder"):
+        build_trainer(load_config(TrainConfig, STAGE1, [*media, *I2V]))
+    with pytest.raises(UserError, match="gives 32-d tokens; the model's image_dim is 16"):
+        build_trainer(load_config(TrainConfig, STAGE1, [*media, "model.in_channels=12", "model.image_dim=16",
+                                                        "stage.reference=auto", f"encoders.image={clip}"]))
+    with pytest.raises(UserError, match="stage.reference=i2v trains from media shards"):
+        build_trainer(load_config(TrainConfig, STAGE1, [f"data.shards={latents}", "data.kind=latents", *I2V,
+                                                        *fast_overrides(tmp_path, 1)]))
