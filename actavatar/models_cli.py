@@ -1,13 +1,14 @@
 """`actavatar models ...` commands: build tiny random-weight models for tests and smoke runs.
 
-    actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2,clip,dit_i2v,eval,whisper,aligner,vlm] [--seed N]
+    actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2,clip,dit_i2v,vae22,dit_ti2v,eval,...] [--seed N]
     python -m actavatar.models_cli tiny --out DIR      # the same without the console script
 
 Writes DIR/dit (ours: config.json + model.safetensors), DIR/wan_dit (diffusers
 WanTransformer3DModel), DIR/vae (AutoencoderKLWan), DIR/umt5 (UMT5EncoderModel + tokenizer) and
 DIR/wav2vec2 (Wav2Vec2Model + feature extractor); each loads with `train.pretrained`. For Wan2.1
 I2V: DIR/clip (CLIPVisionModel + CLIPImageProcessor, 17 tokens of 32) and DIR/dit_i2v (the debug
-DiT with [noisy | mask | condition] input channels and CLIP image tokens). For the ASR
+DiT with [noisy | mask | condition] input channels and CLIP image tokens). For Wan2.2-TI2V-5B:
+DIR/vae22 (AutoencoderKLWan of Wan2.2's kind: residual, 48 channels, 4x16x16) and DIR/dit_ti2v. For the ASR
 stage: DIR/whisper (Whisper converted to CTranslate2 + tokenizer.json + preprocessor config, for
 faster-whisper) and DIR/aligner (Wav2Vec2ForCTC + processor, character vocabulary) with
 DIR/nltk_data (NLTK punkt_tab/english trained locally); see `annotate.tiny_asr`. For the caption
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from dataset.command import standalone_main
 
-TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "clip", "dit_i2v", "eval", "whisper", "aligner", "vlm")
+TINY_MODELS = ("dit", "wan_dit", "vae", "umt5", "wav2vec2", "clip", "dit_i2v", "vae22", "dit_ti2v", "eval", "whisper",
+               "aligner", "vlm")
 ASR_MODELS = ("whisper", "aligner")  # annotate.tiny_asr; need the ASR extra (whisperx stack)
 
 
@@ -69,6 +71,10 @@ def _tiny(args: argparse.Namespace) -> int:
             processor.save_pretrained(target)
         elif name == "dit_i2v":  # the debug DiT as Wan2.1 I2V (mask + condition channels, CLIP tokens)
             save_dit(tiny.tiny_i2v_dit(args.seed), target)
+        elif name == "vae22":  # Wan2.2's VAE kind: 48 channels, 16x spatial (TI2V-5B)
+            tiny.tiny_vae22(args.seed).save_pretrained(target)
+        elif name == "dit_ti2v":  # the debug DiT as Wan2.2-TI2V-5B (48-channel latents, 4x16x16 VAE)
+            save_dit(tiny.tiny_ti2v_dit(args.seed), target)
         elif name == "eval":  # Inception (FID), I3D (FVD), SyncNet, face embedder in their real file formats
             from evaluation.tiny_weights import write_tiny_eval_weights
 

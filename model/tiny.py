@@ -76,6 +76,27 @@ def tiny_tokenizer():
     )
 
 
+def tiny_vae22(seed: int = 0, z_dim: int = 48):
+    """A diffusers `AutoencoderKLWan` of Wan2.2's (TI2V-5B) kind: residual, 2x2 patchified input,
+    4x16x16 compression, 48 latent channels; a few feature channels."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(seed)
+    return AutoencoderKLWan(
+        base_dim=8, decoder_base_dim=8, z_dim=z_dim, dim_mult=[1, 1, 1, 1], num_res_blocks=1, attn_scales=[],
+        temperal_downsample=[False, True, True], is_residual=True, in_channels=12, out_channels=12, patch_size=2,
+        scale_factor_spatial=16, scale_factor_temporal=4, latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim,
+    )
+
+
+def tiny_ti2v_dit(seed: int = 0, z_dim: int = 48) -> VideoDiT:
+    """The debug DiT as Wan2.2-TI2V-5B: 48-channel latents in and out, a 4x16x16 VAE."""
+    import dataclasses
+
+    torch.manual_seed(seed)
+    return build_model(dataclasses.replace(FLAVORS["debug"](), in_channels=z_dim, out_channels=z_dim, vae_stride=(4, 16, 16)))
+
+
 def tiny_umt5(seed: int = 0, d_model: int = 32):
     """(tokenizer, transformers `UMT5EncoderModel`) with width `d_model`."""
     from transformers import UMT5Config, UMT5EncoderModel

@@ -82,3 +82,27 @@ def test_reference_modes_follow_the_architecture(corpus, tiny_encoders, latents,
     with pytest.raises(UserError, match="stage.reference=i2v trains from media shards"):
         build_trainer(load_config(TrainConfig, STAGE1, [f"data.shards={latents}", "data.kind=latents", *I2V,
                                                         *fast_overrides(tmp_path, 1)]))
+
+
+def test_ti2v_5b_kind_trains_with_its_16x_vae_then_samples(corpus, tiny_encoders, tmp_path):
+    """Wan2.2-TI2V-5B's architecture in tiny: 48-channel latents from a residual 4x16x16 VAE; auto ->
+    first_frame (clean first latent frame at t = 0), exported as ti2v, sampled at 16x."""
+    from actavatar.models_cli import main
+    from evaluation.sample import AvatarSampler, SampleConfig, resolve_checkpoint
+    from evaluation.sampler import SamplerConfig
+
+    assert main(["tiny", "--out", str(tmp_path / "m"), "--only", "vae22"]) == 0
+    overrides = [f"data.shards={corpus}", "data.buckets=[9x32x32]", "data.batch_size=1", *encoder_overrides(tiny_encoders),
+                 f"encoders.vae={tmp_path / 'm/vae22'}", "model.in_channels=48", "model.out_channels=48",
+                 "model.vae_stride=[4,16,16]", "stage.reference=auto", *fast_overrides(tmp_path / "run", 2)]
+    trainer = build_trainer(load_config(TrainConfig, STAGE1, overrides))
+    assert trainer.config.stage.reference == "first_frame"
+    inputs = trainer.conditioner(next(trainer.batches_from(0)))
+    assert inputs.latents.shape == (1, 48, 3, 2, 2)  # 9 x 32 x 32 video -> 3 x 2 x 2 latents
+    trainer.train()
+    assert json.loads((tmp_path / "run/final/conditioning.json").read_text())["reference"] == "ti2v"
+    cfg = SampleConfig(width=32, height=32, vae=str(tmp_path / "m/vae22"), sampler=SamplerConfig(steps=1, solver="euler"))
+    sampler = AvatarSampler(resolve_checkpoint(cfg, tmp_path / "run/final", encoders=tiny_encoders))
+    assert sampler.mode == "ti2v" and sampler.vae.spatial_stride == 16
+    frames, _ = sampler({"base": "x", "phases": []}, np.full((32, 32, 3), 90, np.uint8), np.zeros(4000, np.float32), seed=0)
+    assert frames.shape == (5, 32, 32, 3)

@@ -98,10 +98,15 @@ def test_flavor_and_init_from_are_exclusive():
         load_config(TrainConfig, None, [*BASE, "model.flavor=huge"])
 
 
-@pytest.mark.parametrize("name", ["stage1_debug", "stage2_debug", "stage1_1.3b", "stage2_1.3b"])
+@pytest.mark.parametrize("name", ["stage1_debug", "stage2_debug", "stage1_1.3b", "stage2_1.3b", "stage1_14b_i2v_lora",
+                                  "stage2_14b_i2v_lora", "stage1_5b_ti2v", "stage2_5b_ti2v"])
 def test_shipped_configs_load(name):
     cfg = load_config(TrainConfig, f"configs/train/{name}.yaml")
     assert bool(cfg.model.flavor) != bool(cfg.model.init_from)
+    if "14b" in name:  # LoRA on the I2V base, its CLIP tower named
+        assert cfg.lora.rank == 32 and cfg.encoders.image and cfg.stage.reference == "auto"
+    if "5b" in name:  # every bucket fits the 16x VAE and 2x2 patches
+        assert all(int(b.split("x")[1]) % 32 == 0 and int(b.split("x")[2]) % 32 == 0 for b in cfg.data.buckets)
     # stage 2 from an export: dropping init_from falls back to the debug flavour (the tests' media smoke run)
     if name == "stage2_debug":
         assert load_config(TrainConfig, f"configs/train/{name}.yaml", ["model.init_from=''"]).model.origin == "debug"
