@@ -171,7 +171,8 @@ class Conditioner:
             blocks = [[b.to(self.device) for b in sample] for sample in batch["text_blocks"]]
             text = collate_text_blocks(blocks, [lay.frame_phases for lay in layouts], total=self.text_len)
             negative = self._cached_negative(batch)
-            condition = image = None  # latent shards carry no I2V inputs (check_config refuses that pairing)
+            condition = batch["condition"].to(self.device) if "condition" in batch else None  # Wan2.1 I2V, cached
+            image = batch["image_tokens"].to(self.device) if "image_tokens" in batch else None
         else:
             latents = self.encode_video(batch["video"])
             audio = self.encode_audio(batch["audio"])

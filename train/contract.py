@@ -45,7 +45,8 @@ class ConditioningContract:
 
     Args:
         version: format version (a newer file is refused).
-        text_encoder, vae, audio_encoder: the encoder sources as configured in training (folder or HF id).
+        text_encoder, vae, audio_encoder, image_encoder: the encoder sources as configured in training
+            (folder or HF id; image_encoder only for Wan2.1-I2V runs).
         text_dim, audio_dim: encoder feature widths; vae_z_dim / vae_stride: latent channels, (t, h, w) strides.
         text_len, max_base_tokens, max_phase_tokens: text budget and per-block truncation.
         phase_routing: "per_frame" (PACA) or "global" (every frame sees every phase).
@@ -82,6 +83,7 @@ class ConditioningContract:
     negative_prompt: str
     audio_uncond: str
     buckets: tuple[str, ...]
+    image_encoder: str = ""  # CLIP tower of Wan2.1-I2V runs; absent from older files
 
     def __post_init__(self) -> None:
         if self.version > CONTRACT_VERSION:
@@ -97,7 +99,7 @@ class ConditioningContract:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConditioningContract:
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(data) - fields), sorted(fields - set(data) - {"version"})
+        unknown, missing = sorted(set(data) - fields), sorted(fields - set(data) - {"version", "image_encoder"})
         if unknown or missing:
             raise UserError(f"conditioning: unknown keys {unknown} / missing keys {missing}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
@@ -136,6 +138,7 @@ def training_contract(
         negative_prompt=g.negative_prompt,
         audio_uncond=AUDIO_UNCOND,
         buckets=tuple(cfg.data.buckets),
+        image_encoder=enc.image or found.get("image", ""),
     )
 
 

@@ -268,6 +268,9 @@ class ClipStream(IterableDataset):
             # the cached blocks are base + every phase of the window; keep the ones in `texts`
             out["text_blocks"] = blocks[: len(texts)]
             out["audio_features"] = torch.from_numpy(_npy(raw["audio.npy"])).float()
+            for member, name in (("condition.npy", "condition"), ("image.npy", "image_tokens")):  # Wan2.1 I2V
+                if member in raw:
+                    out[name] = torch.from_numpy(_npy(raw[member])).float()
             if "negative.npy" in raw:  # shards of an older `actavatar encode` have none
                 out["negative"] = torch.from_numpy(_npy(raw["negative.npy"])).float()
                 out["negative_prompt"] = window.get("negative_prompt", "")
@@ -286,7 +289,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     batch: dict[str, Any] = {k: [s[k] for s in samples] for k in ("key", "fps", "texts", "spans")}
     batch["face_box"] = torch.stack([s["face_box"] for s in samples])
     batch["num_frames"] = samples[0]["num_frames"]
-    for key in ("video", "audio", "latents", "audio_features"):
+    for key in ("video", "audio", "latents", "audio_features", "condition", "image_tokens"):
         if key in samples[0]:
             batch[key] = torch.stack([s[key] for s in samples])
     for key in ("text_blocks", "negative", "negative_prompt"):

@@ -6,11 +6,14 @@ so a latent corpus keeps some of the variety of random windows. Members per wind
 clip's annotation, unchanged), `window.json` (bucket, start frame, text block lengths, feature
 rate, negative prompt, encoder sources), `latents.npy` (z, F, h, w), `text.npy` (base + phase
 blocks concatenated, (L, C)), `audio.npy` (Ta, C) and `negative.npy` (the negative prompt's base
-block, for guidance dropout without a text encoder). Training reads them with `data.kind=latents`.
+block, for guidance dropout without a text encoder); for a Wan2.1-I2V model also `condition.npy`
+((stride + z, F, h, w): mask + latents of [first frame, zeros…]) and `image.npy` (the first frame's
+CLIP tokens, (Li, C)). Training reads them with `data.kind=latents`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -29,7 +32,7 @@ from train.conditioning import Conditioner
 from train.config import TrainConfig
 from train.data import LATENT_MEMBERS, check_shards
 from train.model_init import dit_config
-from train.trainer import check_config
+from train.trainer import check_config, resolve_reference
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +78,21 @@ def encode_corpus(
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
     arch = dit_config(config.model)
-    check_config(config, arch)
+    reference = resolve_reference(config, arch)
+    check_config(dataclasses.replace(config, stage=dataclasses.replace(config.stage, reference=reference)), arch)
     from dataset.reader import list_shards
 
     check_shards(list_shards(config.data.shards), 1)
     buckets = parse_buckets(config.data.buckets)
     cond = Conditioner(config.encoders, text_len=arch.text_len, vae_stride=arch.vae_stride, device=torch.device(device),
-                       negative_prompt=config.guidance.negative_prompt)
+                       negative_prompt=config.guidance.negative_prompt, i2v=reference == "i2v",
+                       image_tokens=arch.image_dim is not None)
     negative = _npy(cond.negative.cpu().numpy().astype(np.float32))
-    header = {"negative_prompt": config.guidance.negative_prompt, "feature_hz": cond.feature_hz,
-              "encoders": {"text": config.encoders.text, "vae": config.encoders.vae, "audio": config.encoders.audio}}
+    sources = {"text": config.encoders.text, "vae": config.encoders.vae, "audio": config.encoders.audio}
+    if config.encoders.image:  # Wan2.1 I2V's CLIP tower
+        sources["image"] = config.encoders.image
+    header = {"negative_prompt": config.guidance.negative_prompt, "feature_hz": cond.feature_hz, "i2v": reference == "i2v",
+              "encoders": sources}
     decoder = SampleDecoder(video=True, audio=True)
     counts = {"written": 0, "clips": 0, "too_short": 0}
     multi = windows_per_clip != 1
@@ -121,18 +129,25 @@ def _encode_windows(
     fps = float(sample["annotation"]["video"]["fps"])
     plans = [WindowPlan(bucket, start, True) for start in starts]
     cuts = [cut_window(sample["frames"], sample["audio"], plan, fps) for plan in plans]
-    latents = cond.encode_video(torch.stack([video for video, _ in cuts])).cpu().numpy().astype(np.float32)
+    videos = torch.stack([video for video, _ in cuts])
+    latents = cond.encode_video(videos).cpu().numpy().astype(np.float32)
     feats = cond.encode_audio(torch.stack([audio for _, audio in cuts])).cpu().numpy().astype(np.float32)
+    condition, image = cond.reference_inputs(videos[:, :, 0], bucket.frames)  # (None, None) unless Wan2.1 I2V
     out = []
     for i, (plan, key) in enumerate(zip(plans, keys, strict=True)):
         texts, _ = window_caption(sample["annotation"], plan, config.data.max_phases)
         blocks = cond.encode_text_blocks(texts)
         window = {"bucket": str(bucket), "start_frame": plan.start_frame, "text_lengths": [int(b.shape[0]) for b in blocks]}
-        out.append({
+        members = {
             "__key__": key,
             "window": window,
             "latents.npy": _npy(latents[i]),
             "text.npy": _npy(torch.cat(blocks).cpu().numpy().astype(np.float32)),
             "audio.npy": _npy(feats[i]),
-        })
+        }
+        if condition is not None:
+            members["condition.npy"] = _npy(condition[i].cpu().numpy().astype(np.float32))
+        if image is not None:
+            members["image.npy"] = _npy(image[i].cpu().numpy().astype(np.float32))
+        out.append(members)
     return out

@@ -108,9 +108,6 @@ def check_config(cfg: TrainConfig, arch: DiTConfig) -> None:
             f"model.init_from={cfg.model.init_from!r} is a Wan2.1 text-to-video backbone, never trained with a clean first-frame "
             "latent, and stage.trainable='audio' keeps it frozen, so it cannot learn stage.reference='first_frame': "
             "set stage.trainable=full, or stage.reference=none")
-    if cfg.stage.reference == "i2v" and cfg.data.kind != "media":
-        raise UserError("stage.reference=i2v trains from media shards (data.kind=media): `actavatar encode` does not store "
-                         "the I2V condition latents and CLIP tokens yet")
     if cfg.data.kind == "media":
         check_encoder_widths(cfg.encoders, arch)
 
@@ -136,8 +133,13 @@ def check_encoder_widths(encoders: Any, arch: DiTConfig) -> None:
 
 def check_latent_window(cfg: TrainConfig, window: dict[str, Any] | None) -> None:
     """Latent shards must carry the negative prompt text dropout trains with (checked on the first
-    sample at start; every batch is checked again in `Conditioner`)."""
-    if window is None or not cfg.guidance.drops_text:
+    sample at start; every batch is checked again in `Conditioner`), and the I2V inputs an I2V run needs."""
+    if window is None:
+        return
+    if cfg.stage.reference == "i2v" and not window.get("i2v"):
+        raise UserError("data.shards: these latent shards hold no I2V condition latents / CLIP tokens (encoded for another "
+                         "model); re-run `actavatar encode` with this training config (Wan2.1-I2V model, encoders.image)")
+    if not cfg.guidance.drops_text:
         return
     if "negative_prompt" not in window:
         raise UserError("data.shards: these latent shards hold no negative prompt features (written by an older "

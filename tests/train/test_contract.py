@@ -31,7 +31,7 @@ def test_exports_carry_the_conditioning_contract(latents, tiny_encoders, tmp_pat
         "audio_encoder": f"{tiny_encoders}/wav2vec2", "audio_dim": 32, "audio_feature_hz": 50.0, "audio_context_s": 0.04,
         "fps": 25.0, "reference": "ti2v", "image_preprocessing": PREPROCESSING,
         "text_drop": 0.2, "audio_drop": 0.05, "both_drop": 0.0, "negative_prompt": "", "audio_uncond": "zeros",
-        "buckets": ["9x32x32"],
+        "buckets": ["9x32x32"], "image_encoder": "",  # only Wan2.1-I2V runs name a CLIP tower
     }
 
 
@@ -46,8 +46,8 @@ def _contract(**changes) -> dict:
 def test_round_trip_and_format_errors(tmp_path):
     from train.contract import write_contract
 
-    contract = ConditioningContract.from_dict(_contract())
-    assert contract.vae_stride == (4, 8, 8) and contract.to_dict() == _contract()
+    contract = ConditioningContract.from_dict(_contract())  # a file from before image_encoder existed
+    assert contract.vae_stride == (4, 8, 8) and contract.to_dict() == {**_contract(), "image_encoder": ""}
     write_contract(tmp_path, contract)
     assert read_contract(tmp_path) == contract and not list(tmp_path.glob(".*.tmp"))
     assert read_contract(tmp_path / "elsewhere") is None  # no file: an older export or a tiny model

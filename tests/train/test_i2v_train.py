@@ -56,9 +56,10 @@ def test_i2v_trains_with_condition_channels_and_clip_tokens_then_samples(corpus,
     monkeypatch.undo()
     trainer.train()
     contract = json.loads((tmp_path / "run/final/conditioning.json").read_text())
-    assert contract["reference"] == "i2v"
+    assert contract["reference"] == "i2v" and contract["image_encoder"] == str(clip)
 
-    sample_cfg = SampleConfig(width=32, height=32, image_encoder=str(clip), sampler=SamplerConfig(steps=1, solver="euler"))
+    # the sampler finds the CLIP tower through conditioning.json
+    sample_cfg = SampleConfig(width=32, height=32, sampler=SamplerConfig(steps=1, solver="euler"))
     sampler = AvatarSampler(resolve_checkpoint(sample_cfg, tmp_path / "run/final", encoders=tiny_encoders))
     assert sampler.mode == "i2v"
     frames, _ = sampler({"base": "x", "phases": []}, np.full((32, 32, 3), 90, np.uint8), np.zeros(4000, np.float32), seed=0)
@@ -79,9 +80,38 @@ def test_reference_modes_follow_the_architecture(corpus, tiny_encoders, latents,
     with pytest.raises(UserError, match="gives 32-d tokens; the model's image_dim is 16"):
         build_trainer(load_config(TrainConfig, STAGE1, [*media, "model.in_channels=12", "model.image_dim=16",
                                                         "stage.reference=auto", f"encoders.image={clip}"]))
-    with pytest.raises(UserError, match="stage.reference=i2v trains from media shards"):
+    with pytest.raises(UserError, match="these latent shards hold no I2V condition latents"):  # T2V-encoded shards
         build_trainer(load_config(TrainConfig, STAGE1, [f"data.shards={latents}", "data.kind=latents", *I2V,
                                                         *fast_overrides(tmp_path, 1)]))
+
+
+def test_i2v_inputs_are_cached_by_encode_and_train_from_latents(corpus, tiny_encoders, clip, tmp_path):
+    """`actavatar encode` stores the condition latents and CLIP tokens; training from them equals
+    training from the media they came from (same inputs to the DiT)."""
+    from dataset.reader import shard_pipeline
+    from train.encode_cli import main as encode_main
+
+    media = [f"data.shards={corpus}", "data.buckets=[9x32x32]", *encoder_overrides(tiny_encoders), f"encoders.image={clip}", *I2V]
+    out = tmp_path / "latents"
+    assert encode_main(["--config", STAGE1, "--out", str(out), "--max-samples", "2", *media]) == 0
+    raw = next(iter(shard_pipeline(str(out), decode="none")))
+    assert {"condition.npy", "image.npy"} <= set(raw)
+    cfg = load_config(TrainConfig, STAGE1, [f"data.shards={out}", "data.kind=latents", "data.batch_size=1", *I2V,
+                                            "data.shuffle_buffer=0", *fast_overrides(tmp_path / "run", 1)])
+    trainer = build_trainer(cfg)
+    batch = next(trainer.batches_from(0))
+    inputs = trainer.conditioner(batch)
+    assert inputs.condition.shape == (1, 8, 3, 4, 4) and inputs.image.shape == (1, 17, 32)
+    media_trainer = build_trainer(load_config(TrainConfig, STAGE1, [*media, "data.batch_size=1", "data.shuffle_buffer=0", "data.random_window=false",
+                                                                    *fast_overrides(tmp_path / "m", 1)]))
+    first = media_trainer.conditioner(next(media_trainer.batches_from(0)))
+    key = batch["key"][0]
+    assert key == next(media_trainer.batches_from(0))["key"][0]
+    import torch
+
+    torch.testing.assert_close(inputs.condition, first.condition, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(inputs.image, first.image, atol=1e-5, rtol=1e-5)
+    trainer.train()
 
 
 def test_ti2v_5b_kind_trains_with_its_16x_vae_then_samples(corpus, tiny_encoders, tmp_path):
