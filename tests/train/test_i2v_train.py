@@ -129,10 +129,20 @@ def test_ti2v_5b_kind_trains_with_its_16x_vae_then_samples(corpus, tiny_encoders
     assert trainer.config.stage.reference == "first_frame"
     inputs = trainer.conditioner(next(trainer.batches_from(0)))
     assert inputs.latents.shape == (1, 48, 3, 2, 2)  # 9 x 32 x 32 video -> 3 x 2 x 2 latents
-    trainer.train()
+    from evaluation.sample_cli import main as sample_main
+    from train.cli import main as train_main
+
+    assert train_main(["--config", STAGE1, *overrides]) == 0  # `actavatar train`
     assert json.loads((tmp_path / "run/final/conditioning.json").read_text())["reference"] == "ti2v"
     cfg = SampleConfig(width=32, height=32, vae=str(tmp_path / "m/vae22"), sampler=SamplerConfig(steps=1, solver="euler"))
     sampler = AvatarSampler(resolve_checkpoint(cfg, tmp_path / "run/final", encoders=tiny_encoders))
     assert sampler.mode == "ti2v" and sampler.vae.spatial_stride == 16
-    frames, _ = sampler({"base": "x", "phases": []}, np.full((32, 32, 3), 90, np.uint8), np.zeros(4000, np.float32), seed=0)
-    assert frames.shape == (5, 32, 32, 3)
+    from dataset.media import decode_mp4, encode_wav
+    from PIL import Image
+
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "ref.png")
+    (tmp_path / "a.wav").write_bytes(encode_wav(np.zeros(4000, np.float32)))
+    assert sample_main(["--checkpoint", str(tmp_path / "run/final"), "--encoders", str(tiny_encoders), "--image", str(tmp_path / "ref.png"),
+                        "--audio", str(tmp_path / "a.wav"), "--prompt", "x", "--out", str(tmp_path / "out"), "--no-progress",
+                        f"vae={tmp_path / 'm/vae22'}", "width=32", "height=32", "sampler.steps=1", "sampler.solver=euler"]) == 0
+    assert decode_mp4((tmp_path / "out/sample.mp4").read_bytes()).shape == (5, 32, 32, 3)
