@@ -99,6 +99,11 @@ def encode_mp4(
             pcm = np.asarray(audio, dtype=np.float32).reshape(1, -1)
             aframe = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
             aframe.sample_rate = sample_rate
+            # A timestamped first frame lets the AAC encoder mark its 1024 priming samples and the muxer
+            # write the edit list that makes decoders skip them; without it every decoder (PyAV and
+            # ffmpeg alike) returned the audio 64 ms (1.6 frames at 25 fps) late against the video.
+            aframe.pts = 0
+            aframe.time_base = Fraction(1, sample_rate)
             for packet in astream.encode(aframe):
                 container.mux(packet)
             for packet in astream.encode():
