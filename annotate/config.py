@@ -142,6 +142,7 @@ class ClipConfig:
             raise UserError(f"clip.crf must be in [0, 51], got {self.crf}")
 
 
+ALIGN_BACKENDS = ("wav2vec2", "whisper")
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "int16", "float16", "bfloat16", "float32")
 
 
@@ -154,6 +155,9 @@ class AsrConfig:
     Args:
         model: CTranslate2 Whisper: a local directory, a faster-whisper size ("large-v3") or a hub
             id ("Systran/faster-whisper-large-v3") already in the Hugging Face cache.
+        align: word timing backend: "wav2vec2" (whisperx's forced alignment with a CTC model, the
+            default where its weights exist) or "whisper" (faster-whisper's own word timestamps
+            from the cross-attention alignment heads; needs no other model).
         align_models: language code -> wav2vec2 CTC aligner (local directory, hub id in the cache,
             or a torchaudio bundle such as WAV2VEC2_ASR_BASE_960H); languages not listed use
             whisperx's default aligner for that language.
@@ -174,6 +178,7 @@ class AsrConfig:
     """
 
     model: str = "large-v3"
+    align: str = "wav2vec2"
     align_models: dict[str, str] = field(default_factory=dict)
     nltk_data: str = ""
     language: str = ""
@@ -198,6 +203,8 @@ class AsrConfig:
                 raise UserError(f"asr language codes are 2-3 lowercase letters (ISO 639-1), got {code!r}")
         if self.language and self.languages and self.language not in self.languages:
             raise UserError(f"asr.language {self.language!r} is not in asr.languages {list(self.languages)}")
+        if self.align not in ALIGN_BACKENDS:
+            raise UserError(f"asr.align must be one of {', '.join(ALIGN_BACKENDS)}, got {self.align!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"asr.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.compute_type not in COMPUTE_TYPES:

@@ -157,7 +157,9 @@ def asr_models_provenance(cfg: AnnotateConfig) -> dict[str, str]:
     """`provenance.models` entries of the ASR stage: the configured ids or directories."""
     models = {"asr": cfg.asr.model, "vad": "whisperx/pyannote-segmentation"}
     language = cfg.asr.language
-    if language and cfg.asr.align_models.get(language):
+    if cfg.asr.align == "whisper":
+        models["aligner"] = "whisper-cross-attention"  # faster-whisper word_timestamps
+    elif language and cfg.asr.align_models.get(language):
         models["aligner"] = cfg.asr.align_models[language]
     return models
 
