@@ -56,6 +56,16 @@ def with_asr(doc: dict[str, Any], result: dict[str, Any], models: dict[str, str]
     }
 
 
+def with_sync(doc: dict[str, Any], verdict: dict[str, Any] | None, model: str = "") -> dict[str, Any]:
+    """A copy with the AV-sync stage's figures in `audio.av_sync` and its measure in
+    `provenance.models.av_sync` (unchanged without a verdict)."""
+    if verdict is None:
+        return doc
+    block = {name: verdict[name] for name in ("offset_frames", "confidence", "method", "shifted_frames")}
+    models = {**doc["provenance"]["models"], "av_sync": model or block["method"]}
+    return {**doc, "audio": {**doc["audio"], "av_sync": block}, "provenance": {**doc["provenance"], "models": models}}
+
+
 def with_caption(doc: dict[str, Any], caption: dict[str, Any] | None, models: dict[str, str],
                  details: dict[str, Any] | None = None) -> dict[str, Any]:
     """A copy with the caption block (None keeps it null), the captioner in `provenance.models`

@@ -306,6 +306,65 @@ class CaptionConfig:
                              max_text_chars=self.max_text_chars, actions=tuple(self.actions))
 
 
+SYNC_ACTIONS = ("shift", "reject", "measure")
+SYNC_METHODS = ("auto", "mouth", "syncnet")
+# Confidence below which a measured offset is inconclusive (nothing is shifted or rejected), per
+# method. Mouth measure (best - median correlation over lags), 4 s windows of synthetic talking
+# videos: with another window's audio 95th percentile 0.49, largest 0.61 (132 pairs); with their own
+# audio, shifted or not, smallest 0.70 (36) - calibrated on puppets, recalibrate on real footage
+# (README). Sync-C >= 3 is LatentSync's filter.
+DEFAULT_MIN_CONFIDENCE = {"mouth": 0.65, "syncnet": 3.0}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AvSyncConfig:
+    """Audio-video sync filter on every cut clip (`annotate.av_sync`), before ASR.
+
+    Args:
+        enabled: run the stage (off: clips carry no sync figures).
+        method: "mouth" (weight-free: mouth-region openness from BlazeFace's mouth keypoint,
+            cross-correlated with the audio loudness envelope), "syncnet" (syncnet_python's
+            algorithm on the clip's face box; needs `syncnet`), "auto" (syncnet when `syncnet` is set).
+        syncnet: SyncNet weights (syncnet_v2.model), "" for none.
+        max_lag_frames: largest offset searched, in frames (syncnet_python's vshift, 15).
+        max_offset_frames: a clip whose |offset| is larger is acted on (`action`).
+        min_confidence: below it the measure is inconclusive and nothing is done;
+            -1 uses the method's default (mouth 0.65, syncnet 3.0).
+        action: "shift" (realign the audio by the offset, as LatentSync does), "reject"
+            (`av_offset` rows) or "measure" (record only).
+    """
+
+    enabled: bool = True
+    method: str = "auto"
+    syncnet: str = ""
+    max_lag_frames: int = 15
+    max_offset_frames: int = 1
+    min_confidence: float = -1.0
+    action: str = "shift"
+
+    def __post_init__(self) -> None:
+        if self.method not in SYNC_METHODS:
+            raise UserError(f"sync.method must be one of {', '.join(SYNC_METHODS)}, got {self.method!r}")
+        if self.method == "syncnet" and not self.syncnet:
+            raise UserError("sync.method=syncnet needs sync.syncnet=/path/to/syncnet_v2.model")
+        if self.action not in SYNC_ACTIONS:
+            raise UserError(f"sync.action must be one of {', '.join(SYNC_ACTIONS)}, got {self.action!r}")
+        if not 1 <= self.max_lag_frames <= 50:
+            raise UserError(f"sync.max_lag_frames must be in [1, 50], got {self.max_lag_frames}")
+        if not 0 <= self.max_offset_frames < self.max_lag_frames:
+            raise UserError(f"need 0 <= sync.max_offset_frames < sync.max_lag_frames, got {self.max_offset_frames}")
+        if self.min_confidence < 0 and self.min_confidence != -1:
+            raise UserError(f"sync.min_confidence must be -1 (the method's default) or >= 0, got {self.min_confidence}")
+
+    @property
+    def resolved_method(self) -> str:
+        return self.method if self.method != "auto" else ("syncnet" if self.syncnet else "mouth")
+
+    @property
+    def confidence_threshold(self) -> float:
+        return self.min_confidence if self.min_confidence >= 0 else DEFAULT_MIN_CONFIDENCE[self.resolved_method]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AnnotateConfig:
     """Root config of `actavatar data run`.
@@ -319,6 +378,7 @@ class AnnotateConfig:
     shots: ShotConfig = field(default_factory=ShotConfig)
     face: FaceConfig = field(default_factory=FaceConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    sync: AvSyncConfig = field(default_factory=AvSyncConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     pack: ShardWriterConfig = field(default_factory=ShardWriterConfig)

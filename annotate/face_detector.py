@@ -98,10 +98,13 @@ def ensure_face_model(path: str | Path | None = None) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Face:
-    """One detection: box as normalised (x0, y0, x1, y1) in [0, 1] of the frame, and its score."""
+    """One detection: box as normalised (x0, y0, x1, y1) in [0, 1] of the frame, its score, and
+    BlazeFace's six keypoints as normalised (x, y): right eye, left eye, nose tip, mouth centre,
+    right ear tragion, left ear tragion."""
 
     box: tuple[float, float, float, float]
     score: float
+    keypoints: tuple[tuple[float, float], ...] = ()
 
 
 class FaceDetector:
@@ -143,7 +146,9 @@ class FaceDetector:
             bb = det.bounding_box
             box = (bb.origin_x / width, bb.origin_y / height,
                    (bb.origin_x + bb.width) / width, (bb.origin_y + bb.height) / height)
-            faces.append(Face(box=tuple(float(np.clip(v, 0.0, 1.0)) for v in box), score=float(det.categories[0].score)))
+            keypoints = tuple((float(k.x), float(k.y)) for k in det.keypoints or ())
+            faces.append(Face(box=tuple(float(np.clip(v, 0.0, 1.0)) for v in box), score=float(det.categories[0].score),
+                              keypoints=keypoints))
         return sorted(faces, key=lambda f: -f.score)
 
     def close(self) -> None:

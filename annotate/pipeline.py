@@ -1,4 +1,4 @@
-"""The Ray Data graph of `actavatar data run`: hash → probe → analyse → plan → cut → asr → caption → pack.
+"""The Ray Data graph of `actavatar data run`: hash → probe → analyse → plan → cut → sync → asr → caption → pack.
 
 Local in-process Ray by default, an existing cluster with `ray_address` (the toolkit must be
 installed on the cluster's nodes). Per-source stages run as Ray Data actor pools with durable
@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from annotate.annotation import with_asr, with_caption
+from annotate.annotation import with_asr, with_caption, with_sync
 from annotate.asr_models import check_asr_models
 from annotate.caption import check_caption_setup
 from annotate.config import AnnotateConfig, config_hash
 from annotate.ledger import Ledger
 from annotate.sources import clip_key, resolve_inputs, source_sha256
-from annotate.stages import clip_files, initial_row, row_stages
+from annotate.stages import clip_files, initial_row, row_stages, sync_verdict
 from dataset.annotation import parse_annotation
 from dataset.atomic import atomic_write_bytes
 from dataset.writer import ShardWriter
@@ -110,8 +110,8 @@ def run_pipeline(
 def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], int]:
     """Rejected/failed rows of one source, the keys of its kept clips, its clip candidates.
 
-    A clip is kept when it passed the face filter, was cut, the ASR stage kept it and, with a VLM
-    captioner, the caption stage captioned it.
+    A clip is kept when it passed the face filter, was cut, the sync filter (when on) kept it, the
+    ASR stage kept it and, with a VLM captioner, the caption stage captioned it.
     """
     base = {"source_uri": uri, "source_sha256": state["sha256"]}
     error = state.get("error")
@@ -133,6 +133,9 @@ def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[lis
                          "reason": clip["reason"], "detail": clip["detail"]})
         elif error:  # the cut or ASR stage failed for this source: its kept clips become failed rows
             rows.append({**row, "status": "failed", "stage": error["stage"], "reason": error["reason"], "detail": error["detail"]})
+        elif (sync := sync_verdict(state, key)) is not None and sync["status"] != "ok":
+            rows.append({**row, "status": sync["status"], "stage": "sync", "reason": sync["reason"], "detail": sync["detail"],
+                         "av_offset_frames": sync["offset_frames"], "av_sync_confidence": sync["confidence"]})
         elif asr[key]["status"] != "ok":
             result = asr[key]
             rows.append({**row, "status": result["status"], "stage": "asr", "reason": result["reason"],
@@ -168,8 +171,10 @@ def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str
         truth = TruthCaptioner(cfg.caption.truth, min_phase_s=cfg.caption.min_phase_s)
     with ShardWriter(out, cfg.pack, overwrite=True) as writer:
         for key, source_id, state in sorted(kept, key=lambda item: item[0]):
-            files, asr, last_stage = clip_files(out, source_id, key), state["asr"], "asr"
-            doc = with_asr(parse_annotation(files["json"].read_bytes()), asr["clips"][key], asr["models"])
+            files, asr, last_stage = clip_files(out, source_id, key, state), state["asr"], "asr"
+            doc = with_sync(parse_annotation(files["json"].read_bytes()), sync_verdict(state, key),
+                            cfg.sync.syncnet if cfg.sync.resolved_method == "syncnet" else "blazeface-mouth-envelope")
+            doc = with_asr(doc, asr["clips"][key], asr["models"])
             if truth is not None:
                 doc = with_caption(doc, truth(doc["source"]["uri"], doc["source"]["start_s"], doc["source"]["end_s"]),
                                    {"caption": MODEL_NAME})

@@ -8,6 +8,7 @@ Rejected (valid media, unsuitable): `no_audio`, `too_short`.
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -29,11 +30,13 @@ class ProbeResult:
     duration_s: float
     fps: float  # average frame rate
     variable_frame_rate: bool
-    width: int
+    width: int  # display width: the coded width times the sample aspect ratio (non-square pixels)
     height: int
     rotation: int  # degrees, as the display matrix says; applied when frames are normalised
     has_audio: bool
     audio_rate: int | None
+    coded_width: int = 0  # the stored width (equal to `width` for square pixels)
+    sample_aspect_ratio: str = "1:1"  # pixel width : height, as the stream declares it
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -56,6 +59,21 @@ def probe(uri: str) -> ProbeResult:
             raise SourceError("not_media", f"FFmpeg cannot read it: {err}") from None
 
 
+def _sample_aspect_ratio(video: av.video.stream.VideoStream) -> Fraction:
+    """The stream's pixel aspect ratio (container first, then the codec's; 1 when unset or 0:1)."""
+    for sar in (video.sample_aspect_ratio, video.codec_context.sample_aspect_ratio):
+        if sar is not None and sar > 0:
+            return Fraction(sar)
+    return Fraction(1)
+
+
+def display_width(coded_width: int, sar: Fraction) -> int:
+    """The width at which a frame of non-square pixels displays undistorted (even, as H.264 needs)."""
+    if sar == 1:
+        return coded_width
+    return max(2, int(round(coded_width * sar / 2)) * 2)
+
+
 def _describe(container: av.container.InputContainer) -> ProbeResult:
     if not container.streams.video:
         kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
@@ -75,12 +93,16 @@ def _describe(container: av.container.InputContainer) -> ProbeResult:
         rotation = int(round(frame.rotation or 0)) % 360
         break
     audio = container.streams.audio[0] if container.streams.audio else None
+    coded_width, height = video.codec_context.width, video.codec_context.height
+    sar = _sample_aspect_ratio(video)
     return ProbeResult(
         duration_s=duration,
         fps=average,
         variable_frame_rate=bool(base and average and abs(base - average) > 0.01),
-        width=video.codec_context.width,
-        height=video.codec_context.height,
+        width=display_width(coded_width, sar),
+        height=height,
+        coded_width=coded_width,
+        sample_aspect_ratio=f"{sar.numerator}:{sar.denominator}",
         rotation=rotation,
         has_audio=audio is not None,
         audio_rate=audio.rate if audio is not None else None,

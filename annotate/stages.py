@@ -124,6 +124,57 @@ class CutRowStage(_RowStage):
         return keys
 
 
+class SyncRowStage(_RowStage):
+    """Measures every cut clip's audio-video offset (`annotate.av_sync`); a clip realigned by the
+    filter gets `KEY.synced.wav` / `KEY.synced.mp4` beside the cut files (those stay as cut, so a
+    rerun measures the same input), and later stages read the synced pair."""
+
+    name = "sync"
+    uses_actor = True
+
+    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
+        super().__init__(cfg, out_dir)
+        self._stage = None
+
+    def run(self, uri, source_id, state):
+        from dataset.annotation import parse_annotation
+        from dataset.atomic import atomic_write_bytes
+        from dataset.media import decode_mp4, decode_wav, encode_wav, replace_audio
+
+        if self._stage is None:
+            from annotate.av_sync import AvSyncStage
+
+            self._stage = AvSyncStage(self.cfg.sync, self.cfg.face.model_path)
+        folder, clips = self.ledger.clip_dir(source_id), {}
+        for key in state["cut"]:
+            try:
+                mp4 = (folder / f"{key}.mp4").read_bytes()
+                audio, _ = decode_wav((folder / f"{key}.wav").read_bytes())
+                face = parse_annotation((folder / f"{key}.json").read_bytes()).get("face") or {}
+                verdict = self._stage.check(decode_mp4(mp4), audio.reshape(-1), face.get("bbox"))
+            except Exception as err:  # noqa: BLE001 - one bad clip must not stop its source
+                log.warning("%s: AV sync failed: %r", key, err)
+                verdict = {"status": "failed", "reason": "sync_error", "detail": f"{type(err).__name__}: {err}",
+                           "offset_frames": None, "confidence": None, "method": self._stage.method,
+                           "shifted_frames": 0, "audio": None}
+            realigned = verdict.pop("audio")
+            if realigned is not None:
+                atomic_write_bytes(folder / f"{key}.synced.wav", encode_wav(realigned))
+                atomic_write_bytes(folder / f"{key}.synced.mp4", replace_audio(mp4, realigned))
+            clips[key] = verdict
+        return {"clips": clips}
+
+
+def sync_verdict(state: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The sync stage's verdict for a clip (None when the stage did not run)."""
+    return ((state.get("sync") or {}).get("clips") or {}).get(key)
+
+
+def synced_keys(state: dict[str, Any]) -> list[str]:
+    """The cut clips that the sync stage kept (all of them when it did not run)."""
+    return [key for key in state["cut"] if (sync_verdict(state, key) or {"status": "ok"})["status"] == "ok"]
+
+
 class AsrRowStage(_RowStage):
     """Transcribes every cut clip of a source; the ledger record holds each clip's verdict and
     transcript (the cut stage's files stay as they are; `pack` merges the two)."""
@@ -145,9 +196,9 @@ class AsrRowStage(_RowStage):
             from annotate.asr import AsrStage
 
             self._stage = AsrStage(self.cfg.asr)
-        keys = state["cut"]
-        folder = self.ledger.clip_dir(source_id)
-        out = self._stage({"key": keys, "wav": [str(folder / f"{key}.wav") for key in keys]})
+        keys = synced_keys(state)
+        out = self._stage({"key": keys, "wav": [str(clip_files(self.ledger.root.parent, source_id, key, state)["wav"])
+                                                for key in keys]})
         fields = ("status", "reason", "detail", "speech_ratio", "language", "num_words", "transcript")
         clips = {key: {name: out[name][i] for name in fields} for i, key in enumerate(out["key"])}
         return {"clips": clips, "models": asr_models_provenance(self.cfg)}
@@ -188,7 +239,7 @@ class CaptionRowStage(_RowStage):
         from dataset.annotation import parse_annotation
 
         asr = state["asr"]
-        keys = [key for key in state["cut"] if asr["clips"][key]["status"] == "ok"]
+        keys = [key for key in synced_keys(state) if asr["clips"][key]["status"] == "ok"]
         if keys and self._stage is None:
             from annotate.caption import CaptionStage
 
@@ -196,26 +247,31 @@ class CaptionRowStage(_RowStage):
         folder = self.ledger.clip_dir(source_id)
         docs = [with_asr(parse_annotation((folder / f"{key}.json").read_bytes()), asr["clips"][key], asr["models"])
                 for key in keys]
-        out = self._stage({"key": keys, "mp4": [str(folder / f"{key}.mp4") for key in keys], "annotation": docs}) if keys else {}
+        mp4s = [str(clip_files(self.ledger.root.parent, source_id, key, state)["mp4"]) for key in keys]
+        out = self._stage({"key": keys, "mp4": mp4s, "annotation": docs}) if keys else {}
         fields = ("status", "reason", "detail", "caption", "repairs", "attempts")
         clips = {key: {name: out[name][i] for name in fields} for i, key in enumerate(out.get("key", []))}
         return {"clips": clips, "provenance": self._stage.provenance if keys else None}
 
 
-ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage, AsrRowStage, CaptionRowStage)
+ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage, SyncRowStage, AsrRowStage, CaptionRowStage)
 
 
 def row_stages(cfg: AnnotateConfig) -> tuple[type[_RowStage], ...]:
     """The stages of a run: the caption stage only with a VLM backend (truth captions are exact
-    and applied while packing)."""
+    and applied while packing), the sync stage only when `sync.enabled`."""
     vlm = cfg.caption.backend in ("local", "server")
-    return tuple(stage for stage in ROW_STAGES if vlm or stage is not CaptionRowStage)
+    return tuple(stage for stage in ROW_STAGES
+                 if (vlm or stage is not CaptionRowStage) and (cfg.sync.enabled or stage is not SyncRowStage))
 
 
 def initial_row(uri: str, source_id: str, sha256: str) -> dict[str, Any]:
     return {"uri": uri, "source_id": source_id, "state": json.dumps({"sha256": sha256, "error": None})}
 
 
-def clip_files(out_dir: str | Path, source_id: str, key: str) -> dict[str, Path]:
+def clip_files(out_dir: str | Path, source_id: str, key: str, state: dict[str, Any] | None = None) -> dict[str, Path]:
+    """A clip's annotation, mp4 and wav; the realigned pair when the sync stage shifted its audio."""
     folder = Ledger(out_dir).clip_dir(source_id)
-    return {ext: folder / f"{key}.{ext}" for ext in ("json", "mp4", "wav")}
+    shifted = bool(state and (sync_verdict(state, key) or {}).get("shifted_frames"))
+    media = f"{key}.synced" if shifted else key
+    return {"json": folder / f"{key}.json", "mp4": folder / f"{media}.mp4", "wav": folder / f"{media}.wav"}

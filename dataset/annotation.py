@@ -89,6 +89,20 @@ ANNOTATION_JSON_SCHEMA: dict[str, Any] = {
                 "num_samples": {"type": "integer", "minimum": 1},
                 # null until the ASR stage has measured it
                 "speech_ratio": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                # optional (corpora built before the AV-sync filter lack it): the clip's measured
+                # audio-video offset in frames (> 0: the video lags the audio, syncnet_python's sign),
+                # the measure's confidence, its method and how far the audio was shifted to fix it
+                "av_sync": {
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "required": ["offset_frames", "confidence", "method", "shifted_frames"],
+                    "properties": {
+                        "offset_frames": {"type": ["integer", "null"]},
+                        "confidence": {"type": ["number", "null"]},
+                        "method": {"type": "string", "enum": ["mouth", "syncnet"]},
+                        "shifted_frames": {"type": "integer"},
+                    },
+                },
             },
         },
         # null: the face stage did not run for this corpus

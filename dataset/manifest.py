@@ -97,6 +97,8 @@ def row_from_annotation(doc: Mapping[str, Any], *, shard: str | None, stage: str
         "height": video["height"],
         "fps": video["fps"],
         "speech_ratio": audio.get("speech_ratio"),
+        "av_offset_frames": (audio.get("av_sync") or {}).get("offset_frames"),
+        "av_sync_confidence": (audio.get("av_sync") or {}).get("confidence"),
         "face_detected_ratio": face["detected_ratio"] if face else None,
         "face_max_faces": face["max_faces"] if face else None,
         "face_area": (bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) if bbox else None,

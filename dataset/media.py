@@ -96,18 +96,44 @@ def encode_mp4(
         for packet in vstream.encode():
             container.mux(packet)
         if astream is not None:
-            pcm = np.asarray(audio, dtype=np.float32).reshape(1, -1)
-            aframe = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
-            aframe.sample_rate = sample_rate
-            # A timestamped first frame lets the AAC encoder mark its 1024 priming samples and the muxer
-            # write the edit list that makes decoders skip them; without it every decoder (PyAV and
-            # ffmpeg alike) returned the audio 64 ms (1.6 frames at 25 fps) late against the video.
-            aframe.pts = 0
-            aframe.time_base = Fraction(1, sample_rate)
-            for packet in astream.encode(aframe):
-                container.mux(packet)
-            for packet in astream.encode():
-                container.mux(packet)
+            _mux_aac(container, astream, audio, sample_rate)
+    return buf.getvalue()
+
+
+def _mux_aac(container, astream, audio: np.ndarray, sample_rate: int) -> None:
+    pcm = np.asarray(audio, dtype=np.float32).reshape(1, -1)
+    aframe = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
+    aframe.sample_rate = sample_rate
+    # A timestamped first frame lets the AAC encoder mark its 1024 priming samples and the muxer
+    # write the edit list that makes decoders skip them; without it every decoder (PyAV and
+    # ffmpeg alike) returned the audio 64 ms (1.6 frames at 25 fps) late against the video.
+    aframe.pts = 0
+    aframe.time_base = Fraction(1, sample_rate)
+    for packet in astream.encode(aframe):
+        container.mux(packet)
+    for packet in astream.encode():
+        container.mux(packet)
+
+
+def replace_audio(data: bytes, audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> bytes:
+    """An mp4 with its video stream copied packet for packet (no re-encode) and `audio` as its AAC track."""
+    buf = io.BytesIO()
+    try:
+        with av.open(io.BytesIO(data)) as src, av.open(buf, mode="w", format="mp4", options={"fflags": "+bitexact"}) as dst:
+            if not src.streams.video:
+                raise MediaError("no video stream")
+            vin = src.streams.video[0]
+            vout = dst.add_stream_from_template(vin)
+            astream = dst.add_stream("aac", rate=sample_rate, layout="mono")
+            astream.options = {"flags": "+bitexact"}
+            for packet in src.demux(vin):
+                if packet.dts is None:  # the demuxer's end-of-stream flush packet
+                    continue
+                packet.stream = vout
+                dst.mux(packet)
+            _mux_aac(dst, astream, audio, sample_rate)
+    except av.error.FFmpegError as err:
+        raise MediaError(f"not a readable mp4: {err}") from None
     return buf.getvalue()
 
 

@@ -55,6 +55,8 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("height", pa.int32()),
         pa.field("fps", pa.float64()),
         pa.field("speech_ratio", pa.float64()),
+        pa.field("av_offset_frames", pa.int32()),
+        pa.field("av_sync_confidence", pa.float64()),
         pa.field("face_detected_ratio", pa.float64()),
         pa.field("face_max_faces", pa.int32()),
         pa.field("face_area", pa.float64()),
