@@ -2,6 +2,7 @@
 
     actavatar data validate OUT/            # exit 0: valid; 1: one line per problem
     actavatar data stats OUT/ [--json]
+    actavatar data review OUT/ [--html FILE | --port P]
     python -m dataset.cli validate OUT/     # the same without the console script
 """
 
@@ -45,6 +46,31 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _review(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dataset.review import build_review
+
+    html = Path(args.html) if args.html else Path(args.path) / "review" / "index.html"
+    summary = build_review(args.path, html, frames=args.frames, height=args.height, progress=not args.no_progress)
+    status = ", ".join(f"{n} {s}" for s, n in sorted(summary["status"].items())) or "no rows"
+    print(f"review page: {html} ({summary['rows']} rows: {status})")
+    if args.port is None:
+        print(f"open it in a browser: file://{html.resolve()}")
+        return 0
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html.parent))
+    with http.server.ThreadingHTTPServer((args.host, args.port), handler) as server:
+        print(f"serving on http://{args.host}:{server.server_address[1]}/{html.name} (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this package's commands to the `data` group."""
     p = commands.add_parser(
@@ -70,6 +96,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("path", help="corpus folder (holds manifest.parquet)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_stats)
+
+    p = commands.add_parser(
+        "review",
+        help="write (and optionally serve) a static HTML page to review a corpus clip by clip",
+        description="A page a person opens in a browser: per kept clip a frame strip with the face box, "
+        "the phase timeline, base caption, transcript with word times and the AV-sync figures; rejected "
+        "and failed rows with their reasons; filters by status, reason and text; paged. Static files, "
+        "no network: open FILE from disk, or serve it with --port.",
+    )
+    p.add_argument("path", help="corpus folder (holds shards/ and manifest.parquet)")
+    p.add_argument("--html", help="page to write (default PATH/review/index.html; strips go to <stem>_files/ beside it)")
+    p.add_argument("--port", type=int, help="serve the page over HTTP on this port after writing it (0: any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument("--frames", type=int, default=8, help="frames per clip strip (default 8)")
+    p.add_argument("--height", type=int, default=72, help="strip height in pixels (default 72)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_review)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -137,6 +137,23 @@ def replace_audio(data: bytes, audio: np.ndarray, sample_rate: int = AUDIO_SAMPL
     return buf.getvalue()
 
 
+def encode_jpeg(image: np.ndarray, quality: int = 5) -> bytes:
+    """uint8 (H, W, 3) RGB -> JPEG bytes (FFmpeg's mjpeg encoder; `quality` is its qscale, 2 best .. 31)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise MediaError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height = image.shape[1], image.shape[0]
+    codec.pix_fmt = "yuvj444p"
+    codec.time_base = Fraction(1, 25)
+    codec.options = {"qscale": str(quality)}
+    codec.flags |= av.codec.context.Flags.qscale
+    codec.global_quality = quality * 118  # FF_QP2LAMBDA: the encoder reads qscale through this
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="yuvj444p")
+    frame.pts = 0
+    return b"".join(bytes(p) for p in [*codec.encode(frame), *codec.encode(None)])
+
+
 def probe_mp4(data: bytes) -> VideoInfo:
     """Stream facts without decoding every frame (frame count from the container)."""
     try:

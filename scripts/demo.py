@@ -100,6 +100,8 @@ def run(out: Path, videos: int) -> int:
              corpus_line)
     demo.cli("data validate", ["data", "validate", str(corpus)], lambda: "corpus valid: members, media, schema v1, manifest agree")
     demo.cli("data stats", ["data", "stats", str(corpus)], lambda: "table of clips, hours, phases/words per clip, rejections")
+    demo.cli("data review: a static page to review every clip and rejection in a browser",
+             ["data", "review", str(corpus), "--no-progress"], lambda: f"open file://{(corpus / 'review' / 'index.html').resolve()}")
     demo.step("load: torch DataLoader over the shards", lambda: load_back(corpus))
 
     runs = out / "train"

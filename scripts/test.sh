@@ -3,6 +3,13 @@
 # since this project always has tests and collecting none means something is broken.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The review page's test drives a real headless browser (Debian's chromium package).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "test: installing chromium (apt-get) for the review page's browser test"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ $rc -eq 5 ]; then
