@@ -22,7 +22,10 @@ def _run(args: argparse.Namespace) -> int:
     from dataset.config_loader import load_config
 
     cfg = load_config(AnnotateConfig, args.config, args.overrides)
-    summary = run_pipeline(cfg, args.input, args.output, ray_address=args.ray_address, worker_logs=args.verbose)
+    if args.progress_every < 0:
+        raise UserError(f"--progress-every must be >= 0 seconds, got {args.progress_every}")
+    summary = run_pipeline(cfg, args.input, args.output, ray_address=args.ray_address, worker_logs=args.verbose,
+                           progress_every=args.progress_every)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -71,6 +74,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="YAML with values (e.g. configs/annotate/default.yaml)")
     p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: local in-process Ray)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="log one line per stage (sources/clips done, rate, ETA) to stderr this often; 0: off (default 30)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. clip.width=384")
     p.set_defaults(func=_run)
 

@@ -18,7 +18,7 @@ from typing import Any
 from dataset.atomic import atomic_write_bytes
 
 WORK_DIRNAME = "_work"
-STAGES = ("probe", "analyse", "plan", "cut", "asr")
+STAGES = ("probe", "analyse", "plan", "cut", "sync", "asr", "caption")
 
 
 class Ledger:

@@ -23,6 +23,7 @@ from annotate.config import AnnotateConfig, config_hash
 from annotate.face_detector import ensure_face_model
 from annotate.face_landmarks import ensure_landmarker_bundle
 from annotate.ledger import Ledger
+from annotate.progress import StageProgress
 from annotate.sources import clip_key, resolve_inputs, source_sha256
 from annotate.stages import clip_files, initial_row, row_stages, sync_verdict
 from dataset.annotation import parse_annotation
@@ -67,9 +68,13 @@ def _source_rows(uris: list[str], workers: int) -> tuple[list[dict[str, Any]], l
 
 
 def run_pipeline(
-    cfg: AnnotateConfig, input_spec: str, out_dir: str | Path, *, ray_address: str | None = None, worker_logs: bool = False
+    cfg: AnnotateConfig, input_spec: str, out_dir: str | Path, *, ray_address: str | None = None, worker_logs: bool = False,
+    progress_every: float = 0.0,
 ) -> dict[str, Any]:
-    """Run (or resume) the pipeline; returns the summary dict that the CLI prints."""
+    """Run (or resume) the pipeline; returns the summary dict that the CLI prints.
+
+    `progress_every` > 0 logs one line per stage that often (seconds) to stderr (`annotate.progress`).
+    """
     import ray
     import ray.data
 
@@ -106,7 +111,10 @@ def run_pipeline(
                         num_cpus=share, **stage.ray_options(cfg, cluster_gpus))
         else:  # cheap stage: Ray Data fuses these tasks with their neighbours
             ds = ds.map(stage(cfg, str(out)), num_cpus=share)
-    finished = {row["source_id"]: (row["uri"], json.loads(row["state"])) for row in ds.iter_rows()}
+    with StageProgress(ledger, len(sources), [stage.name for stage in stages], interval=progress_every) as progress:
+        finished = {row["source_id"]: (row["uri"], json.loads(row["state"])) for row in ds.iter_rows()}
+    if progress_every > 0:
+        progress.report()  # the final counts
     summary = pack(cfg, out, finished, duplicates)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
