@@ -20,6 +20,16 @@ from annotate.probe import SourceError
 log = logging.getLogger(__name__)
 
 
+def _node_id() -> str | None:
+    """The Ray node this process runs on (None outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+
+
 class _RowStage:
     """Shared mechanics: ledger lookup, error capture, state (de)serialisation."""
 
@@ -43,6 +53,7 @@ class _RowStage:
                     log.warning("%s: %s failed: %r", row["uri"], self.name, err)
                     record = {"error": {"stage": self.name, "status": "failed", "reason": f"{self.name}_error",
                                         "detail": f"{type(err).__name__}: {err}"}}
+                record["node"] = _node_id()  # where it ran: `data status` and the cluster test read it
                 self.ledger.put(row["source_id"], self.name, record)
             if "error" in record:
                 state["error"] = record["error"]
