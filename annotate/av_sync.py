@@ -208,3 +208,9 @@ class AvSyncStage:
     def close(self) -> None:
         if self.detector is not None:
             self.detector.close()
+
+    def __enter__(self) -> AvSyncStage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

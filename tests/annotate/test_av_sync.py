@@ -93,33 +93,22 @@ def test_another_clips_audio_is_inconclusive(talking_videos, mouth_stage):
 def test_verdicts_shift_reject_or_measure(talking_videos):
     frames, audio = talking_videos[0]
     late = realign(audio, 4)  # the audio arrives 4 frames after the picture
-    with AvSyncStageCtx(AvSyncConfig()) as stage:
+    with AvSyncStage(AvSyncConfig()) as stage:
         shifted = stage.check(frames, late, None)
         assert shifted["status"] == "ok" and shifted["offset_frames"] in (-5, -4, -3)
         assert shifted["shifted_frames"] == shifted["offset_frames"] and "audio realigned" in shifted["detail"]
         again, _ = stage.measure(frames, shifted["audio"], None)
         assert abs(again.offset_frames) <= 1
-    with AvSyncStageCtx(AvSyncConfig(action="reject")) as stage:
+    with AvSyncStage(AvSyncConfig(action="reject")) as stage:
         rejected = stage.check(frames, late, None)
         assert rejected["status"] == "rejected" and rejected["reason"] == "av_offset"
         assert "exceeds sync.max_offset_frames 1" in rejected["detail"] and rejected["audio"] is None
-    with AvSyncStageCtx(AvSyncConfig(action="measure")) as stage:
+    with AvSyncStage(AvSyncConfig(action="measure")) as stage:
         measured = stage.check(frames, late, None)
         assert measured["status"] == "ok" and measured["shifted_frames"] == 0 and measured["offset_frames"] <= -3
-    with AvSyncStageCtx(AvSyncConfig()) as stage:
+    with AvSyncStage(AvSyncConfig()) as stage:
         blank = stage.check(np.full((60, 64, 64, 3), 90, np.uint8), audio[: 60 * SAMPLES_PER_FRAME], None)
         assert blank["offset_frames"] is None and blank["detail"] == "not measured: no face in any frame"
-
-
-class AvSyncStageCtx:
-    def __init__(self, cfg: AvSyncConfig) -> None:
-        self.stage = AvSyncStage(cfg)
-
-    def __enter__(self) -> AvSyncStage:
-        return self.stage
-
-    def __exit__(self, *exc: object) -> None:
-        self.stage.close()
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +195,7 @@ def test_data_run_realigns_a_late_source_and_records_the_offset(tmp_path, tiny_a
     late = [s for s in samples if s["annotation"]["source"]["uri"] == late_uri]
     on_time = [s for s in samples if s["annotation"]["source"]["uri"] != late_uri]
     assert late and on_time
-    with AvSyncStageCtx(AvSyncConfig(action="measure")) as stage:
+    with AvSyncStage(AvSyncConfig(action="measure")) as stage:
         for sample in late:
             block = sample["annotation"]["audio"]["av_sync"]
             assert block["method"] == "mouth" and -5 <= block["offset_frames"] <= -3, block
