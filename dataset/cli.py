@@ -51,7 +51,9 @@ def _review(args: argparse.Namespace) -> int:
 
     from dataset.review import build_review
 
-    html = Path(args.html) if args.html else Path(args.path) / "review" / "index.html"
+    # a corpus on object storage gets its page in ./review/ (the page and strips are local files)
+    default = Path("review") if "://" in args.path else Path(args.path) / "review"
+    html = Path(args.html) if args.html else default / "index.html"
     summary = build_review(args.path, html, frames=args.frames, height=args.height, progress=not args.no_progress)
     status = ", ".join(f"{n} {s}" for s, n in sorted(summary["status"].items())) or "no rows"
     print(f"review page: {html} ({summary['rows']} rows: {status})")
@@ -106,7 +108,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "no network: open FILE from disk, or serve it with --port.",
     )
     p.add_argument("path", help="corpus folder (holds shards/ and manifest.parquet)")
-    p.add_argument("--html", help="page to write (default PATH/review/index.html; strips go to <stem>_files/ beside it)")
+    p.add_argument("--html", help="page to write (default PATH/review/index.html, ./review/index.html for a URL such as "
+                   "s3://bucket/corpus; strips go to <stem>_files/ beside it)")
     p.add_argument("--port", type=int, help="serve the page over HTTP on this port after writing it (0: any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     p.add_argument("--frames", type=int, default=8, help="frames per clip strip (default 8)")

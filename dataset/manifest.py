@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from dataset.atomic import atomic_write_bytes
 from dataset.schema import MANIFEST_COLUMNS, MANIFEST_SCHEMA, STATUSES
+from dataset.storage import Store, is_remote
 
 
 def check_row(row: Mapping[str, Any]) -> None:
@@ -38,18 +39,24 @@ def rows_to_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(full, schema=MANIFEST_SCHEMA)
 
 
-def write_manifest(rows: Iterable[Mapping[str, Any]] | pa.Table, path: str | Path) -> pa.Table:
-    """Write rows (sorted by key, for a deterministic file) atomically to `path`."""
+def manifest_bytes(rows: Iterable[Mapping[str, Any]] | pa.Table) -> bytes:
+    """Rows as a Parquet file's bytes, sorted by key (a deterministic file)."""
     table = rows if isinstance(rows, pa.Table) else rows_to_table(rows)
     table = table.sort_by("key") if table.num_rows else table
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    atomic_write_bytes(path, buf.getvalue())
-    return table
+    return buf.getvalue()
+
+
+def write_manifest(rows: Iterable[Mapping[str, Any]] | pa.Table, path: str | Path) -> None:
+    """Write rows (sorted by key, for a deterministic file) atomically to `path`."""
+    atomic_write_bytes(path, manifest_bytes(rows))
 
 
 def read_manifest(path: str | Path) -> pa.Table:
-    """A manifest file, or a folder of Parquet parts (read together)."""
+    """A manifest file, or a folder of Parquet parts (read together); local or an fsspec URL."""
+    if is_remote(path):
+        return _read_remote(str(path).rstrip("/"))
     path = Path(path)
     if path.is_dir():
         parts = sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
@@ -62,9 +69,24 @@ def read_manifest(path: str | Path) -> pa.Table:
     return _read_one(path)
 
 
-def _read_one(path: Path) -> pa.Table:
+def _read_remote(url: str) -> pa.Table:
+    """`read_manifest` on object storage: each file fetched whole (one GET), parsed in memory."""
+    store = Store(url)
+    if store.is_dir():
+        parts = [n for n in store.listdir() if n.endswith(".parquet") and not n.startswith(".")]
+        if not parts:
+            raise FileNotFoundError(f"{url}: no Parquet parts in this folder")
+        return pa.concat_tables([_read_one(store.url(n), store.read_bytes(n)) for n in parts])
+    folder, _, name = url.rpartition("/")
+    parent = Store(folder)
+    if not parent.exists(name):
+        raise FileNotFoundError(f"manifest not found: {url}")
+    return _read_one(url, parent.read_bytes(name))
+
+
+def _read_one(path: Path | str, data: bytes | None = None) -> pa.Table:
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(data) if data is not None else path)
     except (pa.ArrowInvalid, OSError) as err:
         raise ValueError(f"{path}: not a readable Parquet file: {err}") from None
     missing = [c for c in ("key", "status", "stage") if c not in table.column_names]

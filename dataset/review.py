@@ -57,17 +57,18 @@ def review_rows(corpus: str | Path, assets: Path, *, frames: int = 8, height: in
     from dataset.media import decode_mp4, encode_jpeg
     from dataset.reader import shard_pipeline
 
-    corpus = Path(corpus)
-    manifest_path = corpus / "manifest.parquet"
-    if not manifest_path.exists():
+    from dataset.storage import Store, check_readable
+
+    check_readable(str(corpus))  # object storage: bad credentials are one clear error
+    store = Store(corpus)
+    if not store.exists("manifest.parquet"):
         raise UserError(f"{corpus}: no manifest.parquet here (is it a corpus folder written by `actavatar data run`?)")
-    rows = {row["key"]: {k: _clean(v) for k, v in row.items()} for row in read_manifest(manifest_path).to_pylist()}
+    rows = {row["key"]: {k: _clean(v) for k, v in row.items()} for row in read_manifest(store.url("manifest.parquet")).to_pylist()}
     assets.mkdir(parents=True, exist_ok=True)
     kept = sum(1 for r in rows.values() if r["status"] == "ok")
-    shards = corpus / "shards"
     bar = tqdm(total=kept, desc="review", unit="clip", disable=(not progress) if progress is not None else None)
-    if kept and shards.is_dir():
-        for sample in shard_pipeline(shards, decode="none"):
+    if kept and store.is_dir("shards"):
+        for sample in shard_pipeline(store.url("shards"), decode="none"):
             key = sample["__key__"]
             row = rows.setdefault(key, {"key": key, "status": "ok", "stage": "pack", "reason": None,
                                         "detail": "in a shard but not in the manifest"})
@@ -94,7 +95,7 @@ def build_review(corpus: str | Path, html: str | Path, *, frames: int = 8, heigh
     """Write the page to `html` (its strips into `<stem>_files/` beside it); returns counts."""
     html = Path(html)
     rows = review_rows(corpus, html.parent / f"{html.stem}_files", frames=frames, height=height, progress=progress)
-    data = {"corpus": str(Path(corpus).resolve()), "figures": FIGURES, "rows": rows}
+    data = {"corpus": str(corpus) if "://" in str(corpus) else str(Path(corpus).resolve()), "figures": FIGURES, "rows": rows}
     page = _TEMPLATE.read_text(encoding="utf-8").replace("__REVIEW_DATA__", script_json(data))
     atomic_write_bytes(html, page.encode("utf-8"))
     counts: dict[str, int] = {}

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from dataset.manifest import read_manifest
+from dataset.storage import check_readable
 from dataset.validate import manifest_path
 
 
@@ -26,7 +27,9 @@ def _summary(values: list[float]) -> dict[str, float] | None:
 
 
 def corpus_stats(root: str | Path) -> dict[str, Any]:
-    """Figures for the corpus at `root`; reads only the manifest, so it is fast on any size."""
+    """Figures for the corpus at `root` (a folder or an object-storage URL); reads only the
+    manifest, so it is fast on any size."""
+    check_readable(str(root))  # object storage: bad credentials or a missing bucket, one clear error
     table = read_manifest(manifest_path(root))
     rows = table.to_pylist()
     kept = [r for r in rows if r["status"] == "ok"]

@@ -2,11 +2,13 @@
 
 Shards are checked independently (in worker processes with `workers > 1`), then the manifest is
 compared against what the shards hold. Each problem is one line naming the file, the sample key
-and what is wrong.
+and what is wrong. The corpus may be on object storage (`s3://bucket/corpus`): shards are then
+streamed, manifests fetched whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tarfile
 from collections import Counter
@@ -28,6 +30,7 @@ from dataset.schema import (
     SHARDS_DIRNAME,
     is_safe_key,
 )
+from dataset.storage import Store, check_readable, is_remote
 
 
 @dataclasses.dataclass(slots=True)
@@ -42,7 +45,7 @@ class ShardResult:
 class CorpusReport:
     """What `validate_corpus` found. `ok` is True when there is no problem (warnings allowed)."""
 
-    root: Path
+    root: Path | str  # a URL for a corpus on object storage
     shards: int = 0
     samples: int = 0
     hours: float = 0.0
@@ -125,11 +128,11 @@ def _check_sample(shard: str, key: str, members: dict[str, bytes], decode: bool,
 
 
 def check_shard(path: str, decode: bool = True, rules: AnnotationRules = AnnotationRules()) -> ShardResult:
-    """Every problem in one shard tar (and its sibling Parquet manifest)."""
-    path_ = Path(path)
-    result = ShardResult(name=path_.name)
+    """Every problem in one shard tar (and its sibling Parquet manifest); a local path or a URL."""
+    folder, name = _split(path)
+    result = ShardResult(name=name)
     try:
-        with tarfile.open(path_, mode="r:") as tar:
+        with _open_tar(path) as tar:
             for key, members in _iter_samples(tar, result.name, result):
                 problems, seconds = _check_sample(result.name, key, members, decode, rules)
                 result.problems += problems
@@ -137,24 +140,45 @@ def check_shard(path: str, decode: bool = True, rules: AnnotationRules = Annotat
                 result.seconds += seconds
     except (tarfile.TarError, OSError) as err:
         result.problems.append(f"{result.name}: unreadable tar after {len(result.keys)} sample(s): {err}")
-    sibling = path_.with_suffix(".parquet")
-    if not sibling.is_file():
-        result.problems.append(f"{result.name}: its manifest {sibling.name} is missing")
+    sibling = name.removesuffix(".tar") + ".parquet"
+    if not Store(folder).exists(sibling):
+        result.problems.append(f"{result.name}: its manifest {sibling} is missing")
     else:
         try:
-            rows = read_manifest(sibling).column("key").to_pylist()
+            rows = read_manifest(f"{folder}/{sibling}").column("key").to_pylist()
             if sorted(rows) != sorted(result.keys):
                 extra, lost = set(rows) - set(result.keys), set(result.keys) - set(rows)
                 for key in sorted(extra):
-                    result.problems.append(f"{sibling.name}: {key}: listed but not in {result.name}")
+                    result.problems.append(f"{sibling}: {key}: listed but not in {result.name}")
                 for key in sorted(lost):
-                    result.problems.append(f"{sibling.name}: {key}: in {result.name} but not listed")
+                    result.problems.append(f"{sibling}: {key}: in {result.name} but not listed")
         except ValueError as err:
             result.problems.append(str(err))
     return result
 
 
-def _check_manifest(root: Path, keys_by_shard: dict[str, list[str]], report: CorpusReport) -> None:
+def _split(path: str) -> tuple[str, str]:
+    """(folder, file name) of a local path or a URL."""
+    if is_remote(path):
+        folder, _, name = str(path).rpartition("/")
+        return folder, name
+    return str(Path(path).parent), Path(path).name
+
+
+@contextlib.contextmanager
+def _open_tar(path: str) -> Iterator[tarfile.TarFile]:
+    """A local shard opened seekable; one on object storage streamed (members are read in order)."""
+    if not is_remote(path):
+        with tarfile.open(path, mode="r:") as tar:
+            yield tar
+        return
+    import fsspec
+
+    with fsspec.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        yield tar
+
+
+def _check_manifest(root: Path | str, keys_by_shard: dict[str, list[str]], report: CorpusReport) -> None:
     path = manifest_path(root)
     try:
         table = read_manifest(path)
@@ -164,9 +188,10 @@ def _check_manifest(root: Path, keys_by_shard: dict[str, list[str]], report: Cor
     report.manifest_rows = table.num_rows
     rows = table.select(["key", "status", "shard"]).to_pylist()
     report.status_counts = dict(Counter(r["status"] for r in rows))
+    name = Path(str(path)).name
     for key, count in Counter(r["key"] for r in rows).items():
         if count > 1:
-            report.problems.append(f"{path.name}: {key}: {count} rows for one key")
+            report.problems.append(f"{name}: {key}: {count} rows for one key")
     shard_of = {key: shard for shard, keys in keys_by_shard.items() for key in keys}
     listed = set()
     for row in rows:
@@ -174,13 +199,13 @@ def _check_manifest(root: Path, keys_by_shard: dict[str, list[str]], report: Cor
         if status == "ok":
             listed.add(key)
             if key not in shard_of:
-                report.problems.append(f"{path.name}: {key}: status ok (shard {shard}) but no shard contains this sample")
+                report.problems.append(f"{name}: {key}: status ok (shard {shard}) but no shard contains this sample")
             elif shard != shard_of[key]:
-                report.problems.append(f"{path.name}: {key}: row says shard {shard}, sample is in {shard_of[key]}")
+                report.problems.append(f"{name}: {key}: row says shard {shard}, sample is in {shard_of[key]}")
         elif key in shard_of:
-            report.problems.append(f"{path.name}: {key}: status {status} but the sample is in {shard_of[key]}")
+            report.problems.append(f"{name}: {key}: status {status} but the sample is in {shard_of[key]}")
     for key in sorted(set(shard_of) - listed):
-        report.problems.append(f"{shard_of[key]}: {key}: sample has no 'ok' row in {path.name}")
+        report.problems.append(f"{shard_of[key]}: {key}: sample has no 'ok' row in {name}")
 
 
 def validate_corpus(
@@ -198,17 +223,20 @@ def validate_corpus(
         workers: shards checked in parallel processes.
         progress: show a progress bar (None: only on a terminal).
     """
-    root = Path(root)
-    if not root.is_dir():
+    root = str(root).rstrip("/") if is_remote(root) else Path(root)
+    check_readable(str(root))  # object storage: bad credentials or a missing bucket, one clear error
+    store = Store(root)
+    if not store.is_dir():
         raise FileNotFoundError(f"corpus folder not found: {root}")
-    shard_dir = root / SHARDS_DIRNAME
-    if not shard_dir.is_dir():
+    if not store.is_dir(SHARDS_DIRNAME):
         raise FileNotFoundError(f"{root}: no '{SHARDS_DIRNAME}/' folder; is this a corpus written by actavatar?")
+    shard_dir = store.sub(SHARDS_DIRNAME)
+    names = shard_dir.listdir()
     report = CorpusReport(root=root)
-    shards = sorted(str(p) for p in shard_dir.iterdir() if SHARD_RE.match(p.name))
+    shards = [shard_dir.url(n) for n in names if SHARD_RE.match(n)]
     report.warnings += [
-        f"{p.name}: partial file left by an interrupted writer (not part of the corpus)"
-        for p in sorted(shard_dir.glob(f".*{PARTIAL_SUFFIX}"))
+        f"{n}: partial file left by an interrupted writer (not part of the corpus)"
+        for n in names if n.startswith(".") and n.endswith(PARTIAL_SUFFIX)
     ]
     report.shards = len(shards)
     keys_by_shard: dict[str, list[str]] = {}
@@ -227,7 +255,7 @@ def validate_corpus(
                 first_shard.setdefault(key, result.name)
     bar.close()
     if not shards:
-        report.warnings.append(f"{shard_dir}: no shards (an empty corpus)")
+        report.warnings.append(f"{shard_dir.root}: no shards (an empty corpus)")
     _check_manifest(root, keys_by_shard, report)
     return report
 
@@ -244,8 +272,12 @@ class _Serial:
     map = staticmethod(map)
 
 
-def manifest_path(root: str | Path) -> Path:
-    """`root/manifest.parquet`, or `root/manifest/` when the manifest is a folder of parts."""
+def manifest_path(root: str | Path) -> Path | str:
+    """`root/manifest.parquet`, or `root/manifest/` when the manifest is a folder of parts (a URL
+    under a URL root)."""
+    if is_remote(root):
+        store = Store(root)
+        return store.url("manifest") if not store.exists(MANIFEST_FILENAME) and store.is_dir("manifest") else store.url(MANIFEST_FILENAME)
     root = Path(root)
     path = root / MANIFEST_FILENAME
     return root / "manifest" if not path.exists() and (root / "manifest").is_dir() else path

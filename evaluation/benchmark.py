@@ -61,7 +61,7 @@ class BenchmarkConfig:
 
 
 def is_synth_corpus(path: str | Path) -> bool:
-    return (Path(path) / "truth.jsonl").is_file()
+    return "://" not in str(path) and (Path(path) / "truth.jsonl").is_file()
 
 
 def jobs_from_benchmark(folder: str | Path, max_clips: int = 0) -> list[SampleJob]:
@@ -174,7 +174,8 @@ def synth_to_benchmark(corpus: str | Path, out: str | Path, cfg: BenchmarkConfig
 
 
 def is_shard_corpus(path: str | Path) -> bool:
-    """A `data run` output folder, a folder of shard-NNNNNN.tar, a .tar, a .txt list or a URL pattern."""
+    """A `data run` output folder, a folder of shard-NNNNNN.tar, a .tar, a .txt list, a URL pattern
+    or any URL (`s3://bucket/corpus`: shards on object storage)."""
     text = str(path)
     if "://" in text or "{" in text or text.endswith((".tar", ".txt")):
         return True
@@ -184,18 +185,20 @@ def is_shard_corpus(path: str | Path) -> bool:
 
 
 def shards_to_benchmark(shards: str | Path, out: str | Path, cfg: BenchmarkConfig = BenchmarkConfig()) -> Path:
-    """Unpack the captioned clips of a shard corpus into a benchmark folder (key order, `max_clips`)."""
-    import webdataset as wds
+    """Unpack the captioned clips of a shard corpus (local or object storage) into a benchmark folder
+    (key order, `max_clips`)."""
+    from webdataset.handlers import reraise_exception
 
     from dataset.annotation import parse_annotation
     from dataset.atomic import atomic_write_bytes
-    from dataset.reader import list_shards
+    from dataset.reader import shard_pipeline
     from dataset.schema import SAMPLE_KEY_RE
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kept = 0
-    for sample in wds.WebDataset(list_shards(shards), shardshuffle=False, empty_check=False):
+    # raw members; any broken shard (or one that cannot be opened) stops the conversion with its error
+    for sample in shard_pipeline(shards, decode="none", handler=reraise_exception):
         key = sample["__key__"]
         if not SAMPLE_KEY_RE.match(key):  # keys become file names: never trust a path from an archive
             raise UserError(f"{sample.get('__url__', shards)}: sample key {key!r} is not <source_id>_<clip>")

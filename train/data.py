@@ -14,6 +14,7 @@ the prompt they encode (`negative_prompt`, checked against `guidance.negative_pr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -32,7 +33,17 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset.annotation import parse_annotation
 from dataset.errors import UserError
-from dataset.reader import LogAndContinue, SampleDecoder, is_local_url, list_shards, tar_expansion
+from dataset.reader import (
+    LogAndContinue,
+    SampleDecoder,
+    is_local_url,
+    is_object_url,
+    list_shards,
+    open_shard,
+    storage_errors,
+    tar_expansion,
+)
+from dataset.storage import Store
 from model.phase_layout import ROUTINGS
 from train.buckets import Bucket, bucket_batches, choose_bucket
 from train.clip_window import (
@@ -107,12 +118,16 @@ class DataConfig:
 
 
 def check_shards(urls: Sequence[str], min_count: int) -> None:
-    """Fail at start, naming the shard, when a local shard is missing, unreadable or empty."""
+    """Fail at start, naming the shard, when a shard is missing, unreadable or empty: local shards
+    each, object-storage shards by one listing per folder plus the first shard opened."""
     if len(urls) < min_count:
         raise UserError(
             f"data.shards: {len(urls)} shard(s) for {min_count} readers (ranks x DataLoader workers); "
             "every reader needs at least one shard: write smaller shards or use fewer workers"
         )
+    remote = [url for url in urls if is_object_url(url)]
+    if remote:
+        _check_remote_shards(remote)
     for url in urls:
         if not is_local_url(url):
             continue
@@ -127,17 +142,63 @@ def check_shards(urls: Sequence[str], min_count: int) -> None:
             raise UserError(f"data.shards: shard {path} is not a readable tar: {err}") from None
 
 
+def _check_remote_shards(urls: Sequence[str]) -> None:
+    """Every object exists and is not empty (one listing per folder: a HEAD per shard would be slow
+    on thousands), and the first one opens as a tar (credentials that list but cannot read)."""
+    by_folder: dict[str, list[str]] = {}
+    for url in urls:
+        by_folder.setdefault(url.rsplit("/", 1)[0], []).append(url)
+    for folder, members in by_folder.items():
+        sizes = _object_sizes(folder)
+        for url in members:
+            size = sizes.get(url.rsplit("/", 1)[1])
+            if size is None:
+                raise FileNotFoundError(f"data.shards: shard {url} does not exist")
+            if not size:
+                raise UserError(f"data.shards: shard {url} is empty (no samples)")
+    with _first_member(urls[0]) as (_, member):
+        if member is None:
+            raise UserError(f"data.shards: shard {urls[0]} is empty (no samples)")
+
+
+def _object_sizes(folder: str) -> dict[str, int]:
+    """{name: size} of the files directly under an object-storage folder ({} when there is none)."""
+    fs = Store(folder).fs
+    with storage_errors(folder, "data.shards: cannot list"):
+        fs.invalidate_cache(folder)  # another process may have just written the shards
+        try:
+            entries = fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return {}
+    return {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e.get("size") or 0) for e in entries if e.get("type") != "directory"}
+
+
+@contextlib.contextmanager
+def _first_member(url: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo | None]]:
+    """A local or object-storage shard opened as a tar stream, and its first member."""
+    stream = open_shard(url, block_size=1 << 20)  # a header or one sample, not the default 50 MiB read-ahead
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            yield tar, tar.next()
+    except tarfile.TarError as err:
+        raise UserError(f"data.shards: shard {url} is not a readable tar: {err}") from None
+    finally:
+        stream.close()
+
+
 def first_window(urls: Sequence[str]) -> dict[str, Any] | None:
-    """window.json of the first sample of the first local latent shard (what `actavatar encode`
-    recorded: encoders, negative prompt, feature rate); None for remote shards."""
-    local = [u.removeprefix("file://") for u in urls if is_local_url(u)]
-    if not local:
+    """window.json of the first sample of the first local or object-storage latent shard (what
+    `actavatar encode` recorded: encoders, negative prompt, feature rate), streaming only that
+    sample; None when every shard is a pipe: or http(s) URL."""
+    readable = [u for u in urls if is_local_url(u) or is_object_url(u)]
+    if not readable:
         return None
-    with tarfile.open(local[0], mode="r:") as tar:
-        for member in tar:
+    with _first_member(readable[0]) as (tar, member):
+        while member is not None:
             if member.name.endswith(".window.json"):
-                return json.loads(tar.extractfile(member).read())
-    raise UserError(f"data.shards: {local[0]} holds no .window.json (not a latent shard written by `actavatar encode`)")
+                return json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+            member = tar.next()
+    raise UserError(f"data.shards: {readable[0]} holds no .window.json (not a latent shard written by `actavatar encode`)")
 
 
 def worker_skip(start_batch: int, worker: int, num_workers: int) -> int:
