@@ -31,6 +31,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from annotate.ledger import CLIP_STAGES
     from annotate.pipeline import run_status
 
     status = run_status(args.output)
@@ -39,8 +40,9 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     print(f"run {status['output']}: {status['inputs'] if status['inputs'] is not None else '?'} input(s)")
     for stage, count in status["stages"].items():
-        print(f"  {stage:<8} {count} source(s) done")
+        print(f"  {stage:<8} {count} {'clip' if stage in CLIP_STAGES else 'source'}(s) done")
     print(f"  clips    {status['clips_cut']} cut")
+    print(f"  groups   {status['groups_packed']} shard group(s) packed")
     packed = status["packed"]
     print("  packed   " + (", ".join(f"{n} {s}" for s, n in sorted(packed.items())) if packed else "not yet"))
     return 0
@@ -69,8 +71,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "write WebDataset shards + manifest.parquet (+ captions_audit.jsonl) to OUTPUT. Resumable: rerun the "
         "same command after an interruption. Without caption.backend the caption stays null (explicitly absent).",
     )
-    p.add_argument("--input", required=True, help="folder of videos, glob, text file listing paths/URLs, or an fsspec URL")
-    p.add_argument("--output", required=True, help="output folder (shards/, manifest.parquet, _work/ progress)")
+    p.add_argument("--input", required=True, help="folder of videos, glob, text file listing paths/URLs, or an fsspec URL "
+                   "(s3://bucket/raw/, gs://…)")
+    p.add_argument("--output", required=True, help="output folder or fsspec URL, e.g. s3://bucket/corpus "
+                   "(shards/, manifest.parquet, _work/ progress; nothing needs a shared filesystem)")
     p.add_argument("--config", default=None, help="YAML with values (e.g. configs/annotate/default.yaml)")
     p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: local in-process Ray)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -99,7 +103,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve_vlm)
 
     p = commands.add_parser("status", help="per-stage progress of a run", description="Per-stage counts of a run, finished or not.")
-    p.add_argument("output", help="the run's output folder")
+    p.add_argument("output", help="the run's output folder or URL")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
 

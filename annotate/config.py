@@ -181,6 +181,7 @@ class AsrConfig:
         device: "auto" (CUDA when the worker has a GPU), "cuda" or "cpu".
         compute_type: CTranslate2 compute type ("default": float16 on GPU, float32 on CPU; "int8" ...).
         batch_size: VAD chunks transcribed per batch.
+        clip_batch: clips (from any sources) handed to an ASR worker at once.
         beam_size: beam search width.
         max_new_tokens: cap on generated tokens per chunk (0: Whisper's own limit, 224).
         cpu_threads: CTranslate2 / torch threads per worker on CPU.
@@ -199,6 +200,7 @@ class AsrConfig:
     device: str = "auto"
     compute_type: str = "default"
     batch_size: int = 8
+    clip_batch: int = 8
     beam_size: int = 5
     max_new_tokens: int = 0
     cpu_threads: int = 1
@@ -222,7 +224,7 @@ class AsrConfig:
             raise UserError(f"asr.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.compute_type not in COMPUTE_TYPES:
             raise UserError(f"asr.compute_type must be one of {', '.join(COMPUTE_TYPES)}, got {self.compute_type!r}")
-        for name in ("batch_size", "beam_size", "cpu_threads"):
+        for name in ("batch_size", "clip_batch", "beam_size", "cpu_threads"):
             if getattr(self, name) < 1:
                 raise UserError(f"asr.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.max_new_tokens <= 224:
@@ -262,6 +264,8 @@ class CaptionConfig:
             output schema and the repair rules); `actions` non-empty restricts labels to that list.
         word_snap_s: a phase boundary inside a word moves to the word's edge when that is this close.
         num_gpus: GPUs each local-backend caption worker asks Ray for; -1 asks for one when the cluster has GPUs.
+        clip_batch: clips (from any sources) handed to a caption worker at once (its requests
+            are then batched by `caption.vlm.batch_size`).
     """
 
     backend: str = "none"
@@ -284,6 +288,7 @@ class CaptionConfig:
     actions: list[str] = field(default_factory=list)
     word_snap_s: float = 0.2
     num_gpus: float = -1.0
+    clip_batch: int = 8
 
     def __post_init__(self) -> None:
         if self.backend not in CAPTION_BACKENDS:
@@ -296,7 +301,7 @@ class CaptionConfig:
             raise UserError(f"caption.min_phase_s must be > 0, got {self.min_phase_s}")
         if not 0 < self.sample_fps <= 25:
             raise UserError(f"caption.sample_fps must be in (0, 25], got {self.sample_fps}")
-        for name in ("max_frames", "attempts"):
+        for name in ("max_frames", "attempts", "clip_batch"):
             if getattr(self, name) < 1:
                 raise UserError(f"caption.{name} must be >= 1, got {getattr(self, name)}")
         if self.frame_size < 28:
@@ -384,6 +389,10 @@ class AnnotateConfig:
 
     Args:
         workers: sources processed in parallel (Ray actors per stage).
+        group_size: sources per shard group. Sources are ordered by id and cut into groups of
+            this many; a worker packs a group into its own shards (`shard-GGGGGG-PPP.tar`) as soon
+            as all its sources are done, so shards appear while the run goes on and a killed run
+            keeps every finished group. Same inputs and config -> same groups -> same bytes.
         pipeline_version: written into every annotation's provenance.
     """
 
@@ -396,14 +405,29 @@ class AnnotateConfig:
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     pack: ShardWriterConfig = field(default_factory=ShardWriterConfig)
     workers: int = 2
+    group_size: int = 16
     pipeline_version: str = "actavatar-annotate-1"
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise UserError(f"workers must be >= 1, got {self.workers}")
+        if self.group_size < 1:
+            raise UserError(f"group_size must be >= 1, got {self.group_size}")
+
+
+# Knobs that only schedule work (how many actors, how clips are batched, GPUs per actor): a run
+# may resume with other values, and they stay out of the provenance hash.
+_SCHEDULING = {("workers",), ("asr", "clip_batch"), ("asr", "num_gpus"), ("caption", "clip_batch"), ("caption", "num_gpus")}
 
 
 def config_hash(cfg: AnnotateConfig) -> str:
     """Short hash of everything that shapes the output (provenance; resume safety)."""
-    data = json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()
+    values = dataclasses.asdict(cfg)
+    for path in _SCHEDULING:
+        *parents, name = path
+        section = values
+        for parent in parents:
+            section = section[parent]
+        section.pop(name)
+    data = json.dumps(values, sort_keys=True).encode()
     return hashlib.sha256(data).hexdigest()[:16]

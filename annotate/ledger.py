@@ -1,65 +1,131 @@
-"""Durable per-stage progress: one JSON record per (source, stage), written atomically.
+"""Durable progress: one JSON record per (source, stage) or (clip, stage), written atomically.
 
-    OUT/_work/<source_id>/<stage>.json     the stage's result for that source
-    OUT/_work/<source_id>/clips/<key>.*    clip media and annotations (cut stage)
-    OUT/_work/<source_id>/asr.json         per-clip speech ratio, verdict and transcript
+    OUT/_work/<source_id>/<stage>.json          a source stage's result (probe, analyse, plan, cut)
+    OUT/_work/<source_id>/dropped.json          the source stopped at a stage (failed / rejected)
+    OUT/_work/<source_id>/clips/<key>.*         clip media and annotations (cut and sync stages)
+    OUT/_work/<source_id>/<stage>/<key>.json    a clip stage's result for one clip (sync, asr, caption)
+    OUT/_work/groups/<GGGGGG>.json              a committed shard group (written last: the commit)
+    OUT/_work/groups/<GGGGGG>.parquet           its manifest rows; .audit.jsonl its caption audit
 
-A stage whose record exists is not run again, so after `kill -9` the same command resumes
-where it stopped. Records are plain data: a stage's output depends only on the source bytes
-and the config, which is why the config hash is checked before reusing a work folder.
+OUT is a local folder or any fsspec URL (`dataset.storage.Store`). A stage whose record exists is
+not run again, so after `kill -9` the same command resumes where it stopped. Records are plain
+data: a stage's output depends only on the source bytes and the config, which is why the config
+hash is checked before reusing a work folder.
 """
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dataset.atomic import atomic_write_bytes
+from dataset.storage import Store
 
 WORK_DIRNAME = "_work"
-STAGES = ("probe", "analyse", "plan", "cut", "sync", "asr", "caption")
+GROUPS_DIRNAME = "groups"
+SOURCE_STAGES = ("probe", "analyse", "plan", "cut")
+CLIP_STAGES = ("sync", "asr", "caption")  # run per clip, batched across sources
+STAGES = SOURCE_STAGES + CLIP_STAGES
+DROPPED = "dropped.json"  # a source that failed or was rejected by a source stage
 
 
 class Ledger:
     """Args:
-    out_dir: the run's output folder.
+    out_dir: the run's output folder or URL.
     """
 
-    def __init__(self, out_dir: str | Path) -> None:
-        self.root = Path(out_dir) / WORK_DIRNAME
+    def __init__(self, out_dir: str | Path | Store) -> None:
+        self.out = out_dir if isinstance(out_dir, Store) else Store(out_dir)
+        self.store = self.out.sub(WORK_DIRNAME)
 
-    def source_dir(self, source_id: str) -> Path:
-        return self.root / source_id
+    def exists(self) -> bool:
+        return self.store.is_dir()
 
-    def clip_dir(self, source_id: str) -> Path:
-        return self.source_dir(source_id) / "clips"
+    # -- source stages ------------------------------------------------------------------------
 
     def get(self, source_id: str, stage: str) -> dict[str, Any] | None:
-        path = self.source_dir(source_id) / f"{stage}.json"
-        if not path.is_file():
+        try:
+            return self.store.read_json(f"{source_id}/{stage}.json")
+        except FileNotFoundError:
             return None
-        return json.loads(path.read_text())
 
     def put(self, source_id: str, stage: str, record: dict[str, Any]) -> None:
-        data = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-        atomic_write_bytes(self.source_dir(source_id) / f"{stage}.json", data)
+        self.store.write_json(f"{source_id}/{stage}.json", record)
 
-    def counts(self) -> dict[str, int]:
-        """Sources that completed each stage."""
-        counts = dict.fromkeys(STAGES, 0)
-        if self.root.is_dir():
-            for source in self.root.iterdir():
-                for stage in STAGES:
-                    counts[stage] += (source / f"{stage}.json").is_file()
-        return counts
+    # -- clip stages --------------------------------------------------------------------------
+
+    def get_clip(self, source_id: str, stage: str, key: str) -> dict[str, Any] | None:
+        try:
+            return self.store.read_json(f"{source_id}/{stage}/{key}.json")
+        except FileNotFoundError:
+            return None
+
+    def put_clip(self, source_id: str, stage: str, key: str, record: dict[str, Any]) -> None:
+        self.store.write_json(f"{source_id}/{stage}/{key}.json", record)
+
+    def clip_file(self, source_id: str, name: str) -> str:
+        """Path inside the ledger of a clip's media or annotation file (`KEY.mp4`, …)."""
+        return f"{source_id}/clips/{name}"
+
+    # -- shard groups -------------------------------------------------------------------------
+
+    def group_record(self, group: int) -> dict[str, Any] | None:
+        try:
+            return self.store.read_json(f"{GROUPS_DIRNAME}/{group:06d}.json")
+        except FileNotFoundError:
+            return None
+
+    # -- whole-run views ----------------------------------------------------------------------
+
+    def scan(self) -> list[str]:
+        """Every record path under the ledger, relative to it (one listing; a bucket lists in pages)."""
+        if not self.store.remote:
+            root = Path(self.store.root)
+            if not root.is_dir():
+                return []
+            return [str(p.relative_to(root)) for p in root.rglob("*.json")]
+        base = self.store._path("")
+        self.store.fs.invalidate_cache(base)
+        try:
+            found = self.store.fs.find(base)
+        except FileNotFoundError:
+            return []
+        finally:
+            self.store.fs.invalidate_cache()  # find() cached every folder's listing: soon stale
+        return [p[len(base):].lstrip("/") for p in found if p.endswith(".json")]
+
+    def drop(self, source_id: str, stage: str) -> None:
+        """Mark a source that stopped at `stage` (failed or rejected), so progress counts it as
+        through the later source stages without reading every record."""
+        self.store.write_json(f"{source_id}/{DROPPED}", {"stage": stage})
+
+    def counts(self, paths: list[str] | None = None) -> dict[str, int]:
+        """Sources through each source stage (done, or dropped before it); clips through each clip stage."""
+        counts: Counter[str] = Counter()
+        per_source: dict[str, set[str]] = {}
+        for path in self.scan() if paths is None else paths:
+            parts = path.split("/")
+            if parts[0] == GROUPS_DIRNAME:
+                continue
+            if len(parts) == 2:
+                per_source.setdefault(parts[0], set()).add(parts[1].removesuffix(".json"))
+            elif len(parts) == 3 and parts[1] in CLIP_STAGES:
+                counts[parts[1]] += 1
+        for stages in per_source.values():
+            dropped = DROPPED.removesuffix(".json") in stages
+            for stage in SOURCE_STAGES:
+                counts[stage] += stage in stages or dropped
+        return {stage: counts[stage] for stage in STAGES}
 
     def check_config(self, config_hash: str) -> None:
         """Refuse to mix results of two different configs in one work folder."""
-        marker = self.root / "config_hash"
-        if marker.is_file() and marker.read_text().strip() != config_hash:
+        try:
+            previous = self.store.read_bytes("config_hash").decode().strip()
+        except FileNotFoundError:
+            previous = None
+        if previous is not None and previous != config_hash:
             raise ValueError(
-                f"{self.root.parent} was started with a different config (hash {marker.read_text().strip()}, "
-                f"now {config_hash}); use a new --output folder or delete {self.root}"
+                f"{self.out.root} was started with a different config (hash {previous}, now {config_hash}); "
+                f"use a new --output folder or delete {self.store.root}"
             )
-        atomic_write_bytes(marker, config_hash.encode())
+        self.store.write_bytes("config_hash", config_hash.encode())

@@ -1,35 +1,39 @@
-"""The Ray Data graph of `actavatar data run`: hash → probe → analyse → plan → cut → sync → asr → caption → pack.
+"""The Ray Data graph of `actavatar data run`:
+hash → probe → analyse → plan → cut → (per clip) sync → asr → caption → pack (per shard group).
 
 Local in-process Ray by default, an existing cluster with `ray_address` (the toolkit must be
-installed on the cluster's nodes). Per-source stages run as Ray Data actor pools with durable
-ledger records (`annotate.ledger`); packing runs on the driver at the end, from the ledger, in
-key order, so a resumed run writes the same shards as an uninterrupted one.
+installed on the cluster's nodes). Source stages run per source, clip stages on batches of clips
+from any sources, all as Ray Data actor pools with durable ledger records (`annotate.ledger`).
+The driver only counts finished rows: when every source of a shard group is through, a Ray task
+packs that group (`annotate.pack`) on whichever node is free, so shards appear while the run goes
+on, the driver holds no clip data, and a killed run keeps every committed group. The output may be
+a local folder or any fsspec URL (`s3://bucket/corpus`); nothing assumes a shared filesystem.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from annotate.annotation import with_asr, with_caption, with_sync
 from annotate.asr_models import check_asr_models
 from annotate.caption import check_caption_setup
 from annotate.config import AnnotateConfig, config_hash
 from annotate.face_detector import ensure_face_model
 from annotate.face_landmarks import ensure_landmarker_bundle
-from annotate.ledger import Ledger
+from annotate.ledger import GROUPS_DIRNAME, Ledger
+from annotate.pack import group_name, pack_group
 from annotate.progress import StageProgress
-from annotate.sources import clip_key, resolve_inputs, source_sha256
-from annotate.stages import clip_files, initial_row, row_stages, sync_verdict
-from dataset.annotation import parse_annotation
-from dataset.atomic import atomic_write_bytes
-from dataset.writer import ShardWriter
-from dataset.schema import VIDEO_FPS
+from annotate.sources import resolve_inputs, source_sha256
+from annotate.stages import SOURCE_ROW_STAGES, clip_rows, clip_stages, initial_row
+from dataset.manifest import read_manifest
+from dataset.schema import MANIFEST_FILENAME
+from dataset.storage import Store, check_readable
 
 log = logging.getLogger(__name__)
 CAPTION_AUDIT = "captions_audit.jsonl"  # raw VLM outputs, repairs and verdicts of every captioned clip
@@ -67,154 +71,185 @@ def _source_rows(uris: list[str], workers: int) -> tuple[list[dict[str, Any]], l
     return unique, duplicates
 
 
+def shard_groups(sources: list[dict[str, Any]], group_size: int) -> list[list[dict[str, Any]]]:
+    """Sources ordered by id, cut into groups of `group_size` (deterministic for a set of inputs)."""
+    ordered = sorted(sources, key=lambda r: r["source_id"])
+    return [ordered[i : i + group_size] for i in range(0, len(ordered), group_size)]
+
+
+class GroupTracker:
+    """Counts finished rows on the driver and starts a group's pack task when the group is complete.
+
+    Memory: the group membership (ids and URIs, as the inputs list) and counters of the sources in
+    flight; no clip data ever reaches the driver.
+    """
+
+    def __init__(self, cfg: AnnotateConfig, out: Store, groups: dict[int, list[dict[str, Any]]],
+                 duplicates: dict[int, list[dict[str, Any]]], max_in_flight: int) -> None:
+        import ray
+
+        self.cfg, self.out, self.groups, self.duplicates = cfg, out, groups, duplicates
+        self.waiting = {g: len(members) for g, members in groups.items()}  # sources not through yet
+        self.rows_left: dict[str, int] = {}  # source -> rows still expected
+        self.in_flight: list[Any] = []
+        self.max_in_flight = max_in_flight
+        self.summaries: list[dict[str, Any]] = []
+        self._task = ray.remote(num_cpus=0, max_retries=2)(pack_group)  # light: I/O and JSON
+
+    def add(self, row: dict[str, Any]) -> None:
+        source, group = row["source_id"], int(row["group"])
+        left = self.rows_left.get(source, int(row["rows"])) - 1
+        if left > 0:
+            self.rows_left[source] = left
+            return
+        self.rows_left.pop(source, None)
+        self.waiting[group] -= 1
+        if self.waiting[group] == 0:
+            self._start(group)
+
+    def _start(self, group: int) -> None:
+        import ray
+
+        members = [(m["source_id"], m["uri"], m["sha256"]) for m in self.groups[group]]
+        while len(self.in_flight) >= self.max_in_flight:
+            self._collect(ray.wait(self.in_flight, num_returns=1)[0])
+        self.in_flight.append(self._task.remote(self.cfg, self.out.root, group, members, self.duplicates.get(group, [])))
+
+    def _collect(self, done: list[Any]) -> None:
+        import ray
+
+        for ref in done:
+            self.in_flight.remove(ref)
+            self.summaries.append(ray.get(ref))
+
+    def finish(self) -> list[dict[str, Any]]:
+        unfinished = [g for g, n in self.waiting.items() if n > 0]
+        if unfinished:
+            raise RuntimeError(f"shard groups {unfinished[:5]} never completed: rows went missing in the pipeline")
+        if self.in_flight:
+            self._collect(list(self.in_flight))
+        return self.summaries
+
+
 def run_pipeline(
     cfg: AnnotateConfig, input_spec: str, out_dir: str | Path, *, ray_address: str | None = None, worker_logs: bool = False,
     progress_every: float = 0.0,
 ) -> dict[str, Any]:
     """Run (or resume) the pipeline; returns the summary dict that the CLI prints.
 
-    `progress_every` > 0 logs one line per stage that often (seconds) to stderr (`annotate.progress`).
+    `out_dir` is a local folder or an fsspec URL. `progress_every` > 0 logs one line per stage that
+    often (seconds) to stderr (`annotate.progress`).
     """
     import ray
     import ray.data
 
     started = time.perf_counter()
-    out = Path(out_dir)
+    out = Store(out_dir)
+    check_readable(input_spec)
     uris = resolve_inputs(input_spec)
     check_asr_models(cfg.asr)  # missing models stop the run here, with one clear message
     ensure_face_model(cfg.face.model_path or None)  # fetched once here, not by every actor at once
     if cfg.face.confirm == "landmarks":
         ensure_landmarker_bundle(cfg.face.landmark_bundle or None)
     check_caption_setup(cfg.caption)
+    out.check_writable()  # a bad credential or bucket stops the run here, before any work
     ledger = Ledger(out)
     ledger.check_config(config_hash(cfg))
-    atomic_write_bytes(ledger.root / "inputs.json", json.dumps(uris).encode())
+    ledger.store.write_bytes("inputs.json", json.dumps(uris).encode())
     _init_ray(ray_address, cfg.workers, worker_logs)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = False
     sources, duplicates = _source_rows(uris, cfg.workers)
-    log.info("%d sources (%d duplicates)", len(sources), len(duplicates))
+    groups = dict(enumerate(shard_groups(sources, cfg.group_size)))
+    group_of = {m["source_id"]: g for g, members in groups.items() for m in members}
+    duplicates_by_group: dict[int, list[dict[str, Any]]] = {}
+    for row in duplicates:
+        duplicates_by_group.setdefault(group_of[row["source_sha256"][:16]], []).append(row)
+    committed = {g: record for g in groups if (record := ledger.group_record(g)) is not None}
+    todo = [(g, m) for g, members in groups.items() if g not in committed for m in members]
+    log.info("%d sources (%d duplicates) in %d shard groups (%d already packed)",
+             len(sources), len(duplicates), len(groups), len(committed))
 
-    ds = ray.data.from_items([initial_row(r["uri"], r["source_id"], r["sha256"]) for r in sources],
-                             override_num_blocks=max(1, len(sources)))
-    # Every actor stage gets `workers` actors (never more than there are sources: an actor that gets
-    # no row still pays its model loading); each reserves a CPU share so that all pools fit in
-    # `workers` CPUs together (with 1 CPU each, downstream pools starve upstream ones and the
-    # streaming executor waits forever). A stage's actors are busy only while data reaches them.
-    actors = max(1, min(cfg.workers, len(sources)))
-    stages = row_stages(cfg)
-    share = 1.0 / sum(stage.uses_actor for stage in stages)
-    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
-    for stage in stages:
-        if stage.uses_actor:
-            ds = ds.map(stage, fn_constructor_kwargs={"cfg": cfg, "out_dir": str(out)}, concurrency=actors,
-                        num_cpus=share, **stage.ray_options(cfg, cluster_gpus))
-        else:  # cheap stage: Ray Data fuses these tasks with their neighbours
-            ds = ds.map(stage(cfg, str(out)), num_cpus=share)
-    with StageProgress(ledger, len(sources), [stage.name for stage in stages], interval=progress_every) as progress:
-        finished = {row["source_id"]: (row["uri"], json.loads(row["state"])) for row in ds.iter_rows()}
+    summaries = list(committed.values())
+    stage_names = [stage.name for stage in (*SOURCE_ROW_STAGES, *clip_stages(cfg))]
+    with StageProgress(ledger, len(sources), stage_names, groups=len(groups), interval=progress_every) as progress:
+        if todo:
+            tracker = GroupTracker(cfg, out, {g: groups[g] for g in {g for g, _ in todo}}, duplicates_by_group,
+                                   max_in_flight=max(2, cfg.workers))
+            for row in _dataset(cfg, out, todo, ray).iter_rows():
+                tracker.add(row)
+            summaries += tracker.finish()
     if progress_every > 0:
         progress.report()  # the final counts
-    summary = pack(cfg, out, finished, duplicates)
+    summary = _finish(out, ledger, len(groups), summaries)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
 
 
-def _manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], int]:
-    """Rejected/failed rows of one source, the keys of its kept clips, its clip candidates.
-
-    A clip is kept when it passed the face filter, was cut, the sync filter (when on) kept it, the
-    ASR stage kept it and, with a VLM captioner, the caption stage captioned it.
-    """
-    base = {"source_uri": uri, "source_sha256": state["sha256"]}
-    error = state.get("error")
-    if error and error["stage"] in ("probe", "analyse", "plan"):
-        return [{**base, "key": source_id, "status": error["status"], "stage": error["stage"],
-                 "reason": error["reason"], "detail": error["detail"],
-                 "duration_s": (state.get("probe") or {}).get("duration_s")}], [], 0
-    rows, kept = [], []
-    asr = (state.get("asr") or {}).get("clips", {})
-    captions = (state.get("caption") or {}).get("clips", {})
-    for clip in state["plan"]:
-        key = clip_key(source_id, clip["index"])
-        figures = clip["face"] or {}
-        row = {**base, "key": key, "start_s": clip["start"] / VIDEO_FPS, "end_s": clip["stop"] / VIDEO_FPS,
-               "duration_s": (clip["stop"] - clip["start"]) / VIDEO_FPS, "fps": VIDEO_FPS,
-               "face_detected_ratio": figures.get("detected_ratio"), "face_max_faces": figures.get("max_faces")}
-        if clip["status"] != "ok":
-            rows.append({**row, "status": clip["status"], "stage": "shots" if clip["reason"] == "shot_too_short" else "face",
-                         "reason": clip["reason"], "detail": clip["detail"]})
-        elif error:  # the cut or ASR stage failed for this source: its kept clips become failed rows
-            rows.append({**row, "status": "failed", "stage": error["stage"], "reason": error["reason"], "detail": error["detail"]})
-        elif (sync := sync_verdict(state, key)) is not None and sync["status"] != "ok":
-            rows.append({**row, "status": sync["status"], "stage": "sync", "reason": sync["reason"], "detail": sync["detail"],
-                         "av_offset_frames": sync["offset_frames"], "av_sync_confidence": sync["confidence"]})
-        elif asr[key]["status"] != "ok":
-            result = asr[key]
-            rows.append({**row, "status": result["status"], "stage": "asr", "reason": result["reason"],
-                         "detail": result["detail"], "speech_ratio": result["speech_ratio"],
-                         "language": result["language"], "num_words": result["num_words"]})
-        elif key in captions and captions[key]["status"] != "ok":
-            result = captions[key]
-            rows.append({**row, "status": "failed", "stage": "caption", "reason": result["reason"], "detail": result["detail"]})
-        else:
-            kept.append(key)
-    return rows, kept, len(state["plan"])
+def _dataset(cfg: AnnotateConfig, out: Store, todo: list[tuple[int, dict[str, Any]]], ray: Any):
+    """The Ray Data graph over the sources still to do (ordered by group, so groups finish in turn)."""
+    ds = ray.data.from_items([initial_row(m["uri"], m["source_id"], m["sha256"], g) for g, m in todo],
+                             override_num_blocks=max(1, len(todo)))
+    # Every actor stage gets `workers` actors (never more than there are sources: an actor that gets
+    # no row still pays its model loading); each reserves a CPU share so that all pools fit in
+    # `workers` CPUs together (with 1 CPU each, downstream pools starve upstream ones and the
+    # streaming executor waits forever). A stage's actors are busy only while data reaches them.
+    actors = max(1, min(cfg.workers, len(todo)))
+    per_clip = clip_stages(cfg)
+    share = 1.0 / sum(stage.uses_actor for stage in (*SOURCE_ROW_STAGES, *per_clip))
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+    kwargs = {"fn_constructor_kwargs": {"cfg": cfg, "out_dir": out.root}, "concurrency": actors, "num_cpus": share}
+    for stage in SOURCE_ROW_STAGES:
+        if stage.uses_actor:
+            ds = ds.map(stage, **kwargs, **stage.ray_options(cfg, cluster_gpus))
+        else:  # cheap stage: Ray Data fuses these tasks with their neighbours
+            ds = ds.map(stage(cfg, out.root), num_cpus=share)
+    ds = ds.flat_map(clip_rows, num_cpus=share)
+    for stage in per_clip:  # batches of clips from any sources
+        ds = ds.map_batches(stage, batch_size=stage.batch_size(cfg), **kwargs, **stage.ray_options(cfg, cluster_gpus))
+    return ds.select_columns(["source_id", "group", "rows"])
 
 
-def pack(cfg: AnnotateConfig, out: Path, finished: dict[str, tuple[str, dict[str, Any]]], duplicates: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write shards + manifest from the ledger, in key order (deterministic)."""
-    rows: list[dict[str, Any]] = list(duplicates)
-    kept: list[tuple[str, str, dict[str, Any]]] = []
-    audit: list[dict[str, Any]] = []  # every VLM caption attempt, raw output included
-    candidates = 0
-    hours_in = 0.0
-    for source_id, (uri, state) in finished.items():
-        hours_in += ((state.get("probe") or {}).get("duration_s") or 0.0) / 3600
-        source_rows, keys, count = _manifest_rows(source_id, uri, state)
-        rows += source_rows
-        candidates += count
-        kept += [(key, source_id, state) for key in keys]
-        audit += [{"key": key, **clip} for key, clip in ((state.get("caption") or {}).get("clips") or {}).items()]
-    seconds_out = 0.0
-    truth = None
-    if cfg.caption.backend == "truth":
-        from annotate.truth_captions import MODEL_NAME, TruthCaptioner  # imports the synth package: only when used
+def _finish(out: Store, ledger: Ledger, num_groups: int, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge the groups' manifest parts and audits (one group at a time: flat memory) and sum their summaries."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-        truth = TruthCaptioner(cfg.caption.truth, min_phase_s=cfg.caption.min_phase_s)
-    with ShardWriter(out, cfg.pack, overwrite=True) as writer:
-        for key, source_id, state in sorted(kept, key=lambda item: item[0]):
-            files, asr, last_stage = clip_files(out, source_id, key, state), state["asr"], "asr"
-            doc = with_sync(parse_annotation(files["json"].read_bytes()), sync_verdict(state, key),
-                            cfg.sync.syncnet if cfg.sync.resolved_method == "syncnet" else "blazeface-mouth-envelope")
-            doc = with_asr(doc, asr["clips"][key], asr["models"])
-            if truth is not None:
-                doc = with_caption(doc, truth(doc["source"]["uri"], doc["source"]["start_s"], doc["source"]["end_s"]),
-                                   {"caption": MODEL_NAME})
-            elif state.get("caption"):
-                clip, provenance = state["caption"]["clips"][key], state["caption"]["provenance"]
-                doc = with_caption(doc, clip["caption"], {"vlm": provenance["model"]},
-                                   {**provenance, "attempts": len(clip["attempts"]), "repairs": clip["repairs"]})
-                last_stage = "caption"
-            writer.write({"__key__": key, "json": doc, "mp4": files["mp4"].read_bytes(), "wav": files["wav"].read_bytes()},
-                         row={"stage": last_stage})
-            seconds_out += doc["video"]["duration_s"]
-        for row in rows:
-            writer.add_row(row)
-    if audit:
-        lines = b"".join(json.dumps(a, ensure_ascii=False, sort_keys=True).encode() + b"\n" for a in sorted(audit, key=lambda a: a["key"]))
-        atomic_write_bytes(out / CAPTION_AUDIT, lines)
-    reasons = Counter(f"{r['status']}: {r['reason']}" for r in rows)
+    from dataset.schema import MANIFEST_SCHEMA
+
+    with tempfile.TemporaryDirectory(prefix="actavatar-manifest-") as tmp:
+        manifest, audit = Path(tmp) / MANIFEST_FILENAME, Path(tmp) / CAPTION_AUDIT
+        audit_lines = 0
+        with pq.ParquetWriter(manifest, MANIFEST_SCHEMA, compression="zstd") as writer, open(audit, "wb") as audit_out:
+            for group in range(num_groups):  # group order = key order: groups hold sources by id
+                name = group_name(group)
+                with ledger.store.local_file(f"{GROUPS_DIRNAME}/{name}.parquet") as part:
+                    table = read_manifest(part)
+                if table.num_rows:
+                    writer.write_table(table)
+                lines = ledger.store.read_bytes(f"{GROUPS_DIRNAME}/{name}.audit.jsonl")
+                audit_out.write(lines)
+                audit_lines += lines.count(b"\n")
+            if not num_groups:
+                writer.write_table(pa.Table.from_pylist([], schema=MANIFEST_SCHEMA))
+        out.put_file(manifest, MANIFEST_FILENAME)
+        if audit_lines:
+            out.put_file(audit, CAPTION_AUDIT)
+    summaries = sorted(summaries, key=lambda s: s["group"])
+    reasons: Counter[str] = Counter()
+    for s in summaries:
+        reasons.update(s["not_kept"])
     return {
-        "output": str(out),
-        "sources": len(finished) + len(duplicates),
-        "sources_failed": sum(1 for _, s in finished.values() if (s.get("error") or {}).get("status") == "failed"),
-        "clips_kept": len(kept),
-        "clip_candidates": candidates,
+        "output": out.root,
+        "sources": sum(s["sources"] for s in summaries),
+        "sources_failed": sum(s["sources_failed"] for s in summaries),
+        "clips_kept": sum(s["clips_kept"] for s in summaries),
+        "clip_candidates": sum(s["clip_candidates"] for s in summaries),
         "not_kept": dict(reasons.most_common()),
-        "hours_in": round(hours_in, 4),
-        "hours_out": round(seconds_out / 3600, 4),
-        "shards": writer.shards_written,
+        "hours_in": round(sum(s["hours_in"] for s in summaries), 4),
+        "hours_out": round(sum(s["seconds_out"] for s in summaries) / 3600, 4),
+        "shards": [name for s in summaries for name in s["shards"]],
+        "groups": num_groups,
     }
 
 
@@ -231,20 +266,18 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def run_status(out_dir: str | Path) -> dict[str, Any]:
-    """Per-stage progress of a run (finished or not)."""
-    ledger = Ledger(out_dir)
-    if not ledger.root.is_dir():
-        raise FileNotFoundError(f"{out_dir}: no run here (no {ledger.root.name}/ folder)")
-    inputs_file = ledger.root / "inputs.json"
-    inputs = len(json.loads(inputs_file.read_text())) if inputs_file.is_file() else None
-    clips = 0
-    for source in ledger.root.iterdir():
-        record = ledger.get(source.name, "cut") if source.is_dir() else None
-        clips += len(record.get("ok") or []) if record else 0
-    manifest = Path(out_dir) / "manifest.parquet"
+    """Per-stage progress of a run (finished or not); `out_dir` may be a URL."""
+    out = Store(out_dir)
+    ledger = Ledger(out)
+    if not ledger.exists():
+        raise FileNotFoundError(f"{out_dir}: no run here (no _work/ folder)")
+    inputs = len(ledger.store.read_json("inputs.json")) if ledger.store.exists("inputs.json") else None
+    paths = ledger.scan()
+    clips = sum(1 for p in paths if p.split("/")[1:2] == ["clips"] and p.count(".") == 1)
+    groups = sum(1 for p in paths if p.startswith(f"{GROUPS_DIRNAME}/") and p.count(".") == 1)
     packed = None
-    if manifest.is_file():
-        from dataset.manifest import read_manifest
-
-        packed = dict(Counter(read_manifest(manifest).column("status").to_pylist()))
-    return {"output": str(out_dir), "inputs": inputs, "stages": ledger.counts(), "clips_cut": clips, "packed": packed}
+    if out.exists(MANIFEST_FILENAME):
+        with out.local_file(MANIFEST_FILENAME) as manifest:
+            packed = dict(Counter(read_manifest(manifest).column("status").to_pylist()))
+    return {"output": out.root, "inputs": inputs, "stages": ledger.counts(paths), "clips_cut": clips,
+            "groups_packed": groups, "packed": packed}

@@ -1,12 +1,14 @@
 """Per-stage progress of `actavatar data run`, as plain log lines (readable in a log file).
 
     [data run 0:01:20] analyse   31/40 sources   0.39 sources/s   ETA 0:00:23
-    [data run 0:01:20] asr       18/40 sources   55 clips   0.69 clips/s   ETA 0:00:32
+    [data run 0:01:20] cut       28/40 sources   112 clips   1.40 clips/s   ETA 0:00:17
+    [data run 0:01:20] asr       55/112 clips cut so far   0.69 clips/s
+    [data run 0:01:20] pack      1/3 shard groups
 
-The ledger is the truth (one record per source and stage, written by the workers), so a
-background thread on the driver reads it every `interval` seconds; rates count only what this run
-did (a resumed run does not claim the earlier run's work). Clip counts come from each source's cut
-record, read once. Ray Data's own progress bars redraw one terminal line, which a log file cannot show.
+The ledger is the truth (one record per source or clip and stage, written by the workers), so a
+background thread on the driver lists it every `interval` seconds (one listing, also on object
+storage); rates count only what this run did (a resumed run does not claim the earlier run's
+work). Ray Data's own progress bars redraw one terminal line, which a log file cannot show.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from annotate.ledger import Ledger
-
-CLIP_STAGES = ("sync", "asr", "caption")  # stages that work on the cut clips of a source
+from annotate.ledger import CLIP_STAGES, GROUPS_DIRNAME, Ledger
 
 
 def _clock(seconds: float) -> str:
@@ -32,59 +33,56 @@ class StageProgress:
         ledger: the run's ledger.
         total: sources in the run.
         stages: stage names in pipeline order.
+        groups: shard groups in the run (0: no pack line).
         interval: seconds between reports (the thread); `report()` can also be called directly.
         out: where lines go (stderr by default).
         now: clock (tests inject one).
     """
 
-    def __init__(self, ledger: Ledger, total: int, stages: Sequence[str], *, interval: float = 30.0,
+    def __init__(self, ledger: Ledger, total: int, stages: Sequence[str], *, groups: int = 0, interval: float = 30.0,
                  out: TextIO | None = None, now: Callable[[], float] = time.monotonic) -> None:
-        self.ledger, self.total, self.stages, self.interval = ledger, total, tuple(stages), interval
+        self.ledger, self.total, self.stages, self.groups, self.interval = ledger, total, tuple(stages), groups, interval
         self.out, self.now = out or sys.stderr, now
         self.started = now()
-        self._clips: dict[str, int] = {}  # source -> clips cut (read once per source)
         self._baseline = self._done()  # work already in the ledger (a resumed run)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _clip_count(self, source: str) -> int:
-        if source not in self._clips:
-            record = self.ledger.get(source, "cut") or {}
-            self._clips[source] = len(record.get("ok") or [])
-        return self._clips[source]
-
-    def _done(self) -> dict[str, tuple[int, int]]:
-        """stage -> (sources done, clips done) from the ledger."""
-        done = {stage: [0, 0] for stage in self.stages}
-        if self.ledger.root.is_dir():
-            for folder in self.ledger.root.iterdir():
-                if not folder.is_dir():
-                    continue
-                for stage in self.stages:
-                    if (folder / f"{stage}.json").is_file():
-                        done[stage][0] += 1
-                        if stage == "cut" or stage in CLIP_STAGES:
-                            done[stage][1] += self._clip_count(folder.name)
-        return {stage: (s, c) for stage, (s, c) in done.items()}
+    def _done(self) -> Counter[str]:
+        """Sources per source stage, clips per clip stage, `clips` cut, `pack` groups committed."""
+        paths = self.ledger.scan()
+        done: Counter[str] = Counter(self.ledger.counts(paths))
+        for path in paths:
+            parts = path.split("/")
+            if parts[0] == GROUPS_DIRNAME:
+                done["pack"] += path.count(".") == 1  # NNNNNN.json, the commit record
+            elif len(parts) == 3 and parts[1] == "clips" and parts[2].count(".") == 1:
+                done["clips"] += 1  # KEY.json, one per cut clip
+        return done
 
     def lines(self) -> list[str]:
-        """One line per stage: sources (and clips) done, this run's rate, ETA."""
+        """One line per stage: sources or clips done, this run's rate, ETA."""
         elapsed = max(self.now() - self.started, 1e-9)
         stamp = f"[data run {_clock(elapsed)}]"
-        out = []
-        for stage, (sources, clips) in self._done().items():
-            new_sources = sources - self._baseline[stage][0]
-            new_clips = clips - self._baseline[stage][1]
-            text = f"{stamp} {stage:<8} {sources}/{self.total} sources"
-            if stage == "cut" or stage in CLIP_STAGES:
-                text += f"   {clips} clips   {new_clips / elapsed:.2f} clips/s"
+        done, out = self._done(), []
+        for stage in self.stages:
+            count, new = done[stage], done[stage] - self._baseline[stage]
+            if stage in CLIP_STAGES:
+                text = f"{stamp} {stage:<8} {count}/{done['clips']} clips cut so far   {new / elapsed:.2f} clips/s"
+                out.append(text)
+                continue
+            text = f"{stamp} {stage:<8} {count}/{self.total} sources"
+            if stage == "cut":
+                text += f"   {done['clips']} clips   {(done['clips'] - self._baseline['clips']) / elapsed:.2f} clips/s"
             else:
-                text += f"   {new_sources / elapsed:.2f} sources/s"
-            if sources >= self.total:
+                text += f"   {new / elapsed:.2f} sources/s"
+            if count >= self.total:
                 text += "   done"
-            elif new_sources > 0:
-                text += f"   ETA {_clock((self.total - sources) * elapsed / new_sources)}"
+            elif new > 0:
+                text += f"   ETA {_clock((self.total - count) * elapsed / new)}"
             out.append(text)
+        if self.groups:
+            out.append(f"{stamp} {'pack':<8} {done['pack']}/{self.groups} shard groups" + ("   done" if done["pack"] >= self.groups else ""))
         return out
 
     def report(self) -> None:

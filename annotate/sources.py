@@ -14,11 +14,13 @@ _CHUNK = 1 << 20
 
 def resolve_inputs(spec: str) -> list[str]:
     """A folder (its video files, recursively), a glob, a text file listing paths or URLs (one
-    per line, `#` comments), a single file, or an fsspec URL. Sorted, duplicates removed."""
+    per line, `#` comments) or a single file; local or as an fsspec URL (`s3://bucket/raw/`).
+    Sorted, duplicates removed."""
     if "://" in spec and not spec.startswith("file://"):
-        fs, _, paths = fsspec.get_fs_token_paths(spec)
-        protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-        return sorted({f"{protocol}://{p}" for p in paths})
+        found = _resolve_remote(spec)
+        if not found:
+            raise FileNotFoundError(f"no input videos found at {spec}")
+        return found
     path = Path(spec.removeprefix("file://"))
     if path.is_dir():
         found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
@@ -31,6 +33,22 @@ def resolve_inputs(spec: str) -> list[str]:
     if not found:
         raise FileNotFoundError(f"no input videos found at {spec}")
     return sorted(set(found))
+
+
+def _resolve_remote(spec: str) -> list[str]:
+    """The same rules on object storage: a prefix ("folder") is searched recursively for video
+    files, a glob expands, a .txt object lists URLs, anything else is one video."""
+    fs, path = fsspec.core.url_to_fs(spec)
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    if any(ch in path for ch in "*?["):
+        return sorted({f"{protocol}://{p}" for p in fs.glob(path)})
+    path = path.rstrip("/")
+    if fs.isdir(path):
+        return sorted(f"{protocol}://{p}" for p in fs.find(path) if Path(p).suffix.lower() in VIDEO_SUFFIXES)
+    if path.endswith(".txt"):
+        text = fs.cat_file(path).decode()
+        return sorted({line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")})
+    return [f"{protocol}://{path}"]
 
 
 def open_source(uri: str):

@@ -1,9 +1,15 @@
-"""Ray Data row stages: each wraps one pipeline stage with the durable ledger.
+"""Ray Data stages: each wraps one pipeline stage with the durable ledger.
 
-A row is `{"uri", "source_id", "state"}` where `state` is a JSON string (kept as a string so
-Ray's Arrow blocks never have to infer types for nested, ragged data). A stage whose ledger
-record exists returns it instead of recomputing; a stage that fails for a source records the
-failure, so the failure is not retried on resume either (the input is what it is).
+Source stages (probe, analyse, plan, cut) map rows `{"uri", "source_id", "group", "state"}`, where
+`state` is a JSON string (kept as a string so Ray's Arrow blocks never have to infer types for
+nested, ragged data). After the cut, `clip_rows` turns each source into one row per cut clip
+`{"uri", "source_id", "group", "key", "rows", "clip"}` (`rows`: how many rows the source became;
+a source with no clip, or one that failed, becomes one row with key ""), and the clip stages
+(sync, asr, caption) run on batches of clips from any sources (`map_batches`), so one long video
+no longer serialises a model stage.
+
+A stage whose ledger record exists returns it instead of recomputing; a stage that fails records
+the failure, so it is not retried on resume either (the input is what it is).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from annotate.config import AnnotateConfig, config_hash
-from annotate.ledger import Ledger
+from annotate.ledger import CLIP_STAGES, Ledger
 from annotate.probe import SourceError
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ class _RowStage:
 
     def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
         self.cfg, self.ledger = cfg, Ledger(out_dir)
+        self.clips = self.ledger.store  # clip files live under the ledger
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         state = json.loads(row["state"])
@@ -54,6 +61,8 @@ class _RowStage:
                     record = {"error": {"stage": self.name, "status": "failed", "reason": f"{self.name}_error",
                                         "detail": f"{type(err).__name__}: {err}"}}
                 record["node"] = _node_id()  # where it ran: `data status` and the cluster test read it
+                if "error" in record:
+                    self.ledger.drop(row["source_id"], self.name)
                 self.ledger.put(row["source_id"], self.name, record)
             if "error" in record:
                 state["error"] = record["error"]
@@ -121,98 +130,164 @@ class CutRowStage(_RowStage):
         from annotate.annotation import clip_annotation
         from annotate.sources import clip_key
         from dataset.annotation import dump_annotation
-        from dataset.atomic import atomic_write_bytes
 
-        folder = self.ledger.clip_dir(source_id)
         keys = []
         for clip, mp4, wav, face_box in self.stage(uri, state["probe"], state["plan"]):
             key = clip_key(source_id, clip["index"])
             doc = clip_annotation(key, uri, state["sha256"], clip, face_box, self.cfg, self.hash)
-            atomic_write_bytes(folder / f"{key}.mp4", mp4)
-            atomic_write_bytes(folder / f"{key}.wav", wav)
-            atomic_write_bytes(folder / f"{key}.json", dump_annotation(doc))
+            self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.mp4"), mp4)
+            self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.wav"), wav)
+            self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.json"), dump_annotation(doc))
             keys.append(key)
         return keys
 
 
-class SyncRowStage(_RowStage):
+SOURCE_ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage)
+
+
+def clip_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A cut source as one row per clip (or one row with key "" when it has none or failed)."""
+    state = json.loads(row["state"])
+    base = {"uri": row["uri"], "source_id": row["source_id"], "group": row["group"]}
+    keys = [] if state.get("error") else state["cut"]
+    if not keys:
+        return [{**base, "key": "", "rows": 1, "clip": "{}"}]
+    return [{**base, "key": key, "rows": len(keys), "clip": "{}"} for key in keys]
+
+
+class _ClipStage:
+    """Shared mechanics of the clip stages: ledger lookup per clip, then one batched call on the
+    clips without a record. A clip that an earlier clip stage did not keep passes through."""
+
+    name = ""
+    uses_actor = True
+
+    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
+        self.cfg, self.ledger = cfg, Ledger(out_dir)
+        self.clips = self.ledger.store
+        self._stage = None  # loaded on first use: a resumed run whose clips all have records loads nothing
+
+    def wanted(self, clip: dict[str, Any]) -> bool:
+        """Does this stage run on a clip, given the earlier clip stages' results?"""
+        return all((clip.get(stage) or {"status": "ok"})["status"] == "ok" for stage in CLIP_STAGES)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        # numpy scalars (Ray's default batch format) back to plain Python values
+        rows = [{name: getattr(v, "item", lambda v=v: v)() for name, v in zip(batch, values)} for values in zip(*batch.values())]
+        states = [json.loads(row["clip"]) for row in rows]
+        pending = []
+        for row, clip in zip(rows, states):
+            if not row["key"] or not self.wanted(clip):
+                continue
+            record = self.ledger.get_clip(row["source_id"], self.name, row["key"])
+            if record is None:
+                pending.append((row, clip))
+            else:
+                clip[self.name] = record["result"]
+        if pending:
+            try:
+                results = self.run([row for row, _ in pending], [clip for _, clip in pending])
+            except Exception as err:  # noqa: BLE001 - a batch that fails as a whole fails each of its clips
+                log.warning("%s batch of %d clips failed: %r", self.name, len(pending), err)
+                results = [self.failure(f"{type(err).__name__}: {err}") for _ in pending]
+            node = _node_id()
+            for (row, clip), result in zip(pending, results):
+                self.ledger.put_clip(row["source_id"], self.name, row["key"], {"result": result, "node": node})
+                clip[self.name] = result
+        for row, clip in zip(rows, states):
+            row["clip"] = json.dumps(clip)
+        return {name: [row[name] for row in rows] for name in batch}
+
+    def failure(self, detail: str) -> dict[str, Any]:
+        return {"status": "failed", "reason": f"{self.name}_error", "detail": detail}
+
+    def run(self, rows: list[dict[str, Any]], clips: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def media(self, row: dict[str, Any], clip: dict[str, Any], ext: str) -> str:
+        """Ledger path of the clip's .mp4/.wav: the realigned one when the sync stage shifted it."""
+        shifted = bool((clip.get("sync") or {}).get("shifted_frames"))
+        return self.ledger.clip_file(row["source_id"], f"{row['key']}.synced.{ext}" if shifted else f"{row['key']}.{ext}")
+
+    @classmethod
+    def ray_options(cls, cfg: AnnotateConfig, cluster_gpus: float) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def batch_size(cls, cfg: AnnotateConfig) -> int:
+        return 8
+
+
+class SyncClipStage(_ClipStage):
     """Measures every cut clip's audio-video offset (`annotate.av_sync`); a clip realigned by the
     filter gets `KEY.synced.wav` / `KEY.synced.mp4` beside the cut files (those stay as cut, so a
     rerun measures the same input), and later stages read the synced pair."""
 
     name = "sync"
-    uses_actor = True
 
-    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
-        super().__init__(cfg, out_dir)
-        self._stage = None
-
-    def run(self, uri, source_id, state):
+    def run(self, rows, clips):
         from dataset.annotation import parse_annotation
-        from dataset.atomic import atomic_write_bytes
         from dataset.media import decode_mp4, decode_wav, encode_wav, replace_audio
 
         if self._stage is None:
             from annotate.av_sync import AvSyncStage
 
             self._stage = AvSyncStage(self.cfg.sync, self.cfg.face.model_path)
-        folder, clips = self.ledger.clip_dir(source_id), {}
-        for key in state["cut"]:
+        results = []
+        for row in rows:
+            source_id, key = row["source_id"], row["key"]
             try:
-                mp4 = (folder / f"{key}.mp4").read_bytes()
-                audio, _ = decode_wav((folder / f"{key}.wav").read_bytes())
-                face = parse_annotation((folder / f"{key}.json").read_bytes()).get("face") or {}
+                mp4 = self.clips.read_bytes(self.ledger.clip_file(source_id, f"{key}.mp4"))
+                audio, _ = decode_wav(self.clips.read_bytes(self.ledger.clip_file(source_id, f"{key}.wav")))
+                face = parse_annotation(self.clips.read_bytes(self.ledger.clip_file(source_id, f"{key}.json"))).get("face") or {}
                 verdict = self._stage.check(decode_mp4(mp4), audio.reshape(-1), face.get("bbox"))
-            except Exception as err:  # noqa: BLE001 - one bad clip must not stop its source
+            except Exception as err:  # noqa: BLE001 - one bad clip must not stop the others
                 log.warning("%s: AV sync failed: %r", key, err)
                 verdict = {"status": "failed", "reason": "sync_error", "detail": f"{type(err).__name__}: {err}",
                            "offset_frames": None, "confidence": None, "method": self._stage.method,
                            "shifted_frames": 0, "audio": None}
             realigned = verdict.pop("audio")
             if realigned is not None:
-                atomic_write_bytes(folder / f"{key}.synced.wav", encode_wav(realigned))
-                atomic_write_bytes(folder / f"{key}.synced.mp4", replace_audio(mp4, realigned))
-            clips[key] = verdict
-        return {"clips": clips}
+                self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.synced.wav"), encode_wav(realigned))
+                self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.synced.mp4"), replace_audio(mp4, realigned))
+            results.append(verdict)
+        return results
+
+    def failure(self, detail: str) -> dict[str, Any]:
+        return {"status": "failed", "reason": "sync_error", "detail": detail, "offset_frames": None,
+                "confidence": None, "method": self.cfg.sync.resolved_method, "shifted_frames": 0}
 
 
-def sync_verdict(state: dict[str, Any], key: str) -> dict[str, Any] | None:
-    """The sync stage's verdict for a clip (None when the stage did not run)."""
-    return ((state.get("sync") or {}).get("clips") or {}).get(key)
+ASR_FIELDS = ("status", "reason", "detail", "speech_ratio", "language", "num_words", "transcript")
 
 
-def synced_keys(state: dict[str, Any]) -> list[str]:
-    """The cut clips that the sync stage kept (all of them when it did not run)."""
-    return [key for key in state["cut"] if (sync_verdict(state, key) or {"status": "ok"})["status"] == "ok"]
-
-
-class AsrRowStage(_RowStage):
-    """Transcribes every cut clip of a source; the ledger record holds each clip's verdict and
-    transcript (the cut stage's files stay as they are; `pack` merges the two)."""
+class AsrClipStage(_ClipStage):
+    """Transcribes clips (whisperx / faster-whisper, `annotate.asr.AsrStage`) in batches of
+    `asr.batch_size` clips from any sources; each clip's verdict and transcript is its record."""
 
     name = "asr"
-    uses_actor = True
-
-    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
-        super().__init__(cfg, out_dir)
-        self._stage = None  # loaded on first use: a resumed run whose sources all passed ASR loads nothing
 
     @classmethod
     def ray_options(cls, cfg: AnnotateConfig, cluster_gpus: float) -> dict[str, Any]:
         gpus = cfg.asr.num_gpus if cfg.asr.num_gpus >= 0 else (1.0 if cluster_gpus > 0 and cfg.asr.device != "cpu" else 0.0)
         return {"num_gpus": gpus} if gpus > 0 else {}
 
-    def run(self, uri, source_id, state):
+    @classmethod
+    def batch_size(cls, cfg: AnnotateConfig) -> int:
+        return cfg.asr.clip_batch
+
+    def run(self, rows, clips):
         if self._stage is None:
             from annotate.asr import AsrStage
 
             self._stage = AsrStage(self.cfg.asr)
-        keys = synced_keys(state)
-        out = self._stage({"key": keys, "wav": [str(clip_files(self.ledger.root.parent, source_id, key, state)["wav"])
-                                                for key in keys]})
-        fields = ("status", "reason", "detail", "speech_ratio", "language", "num_words", "transcript")
-        clips = {key: {name: out[name][i] for name in fields} for i, key in enumerate(out["key"])}
-        return {"clips": clips, "models": asr_models_provenance(self.cfg)}
+        wavs = [self.clips.read_bytes(self.media(row, clip, "wav")) for row, clip in zip(rows, clips)]
+        out = self._stage({"key": [row["key"] for row in rows], "wav": wavs})
+        return [{name: out[name][i] for name in ASR_FIELDS} for i in range(len(rows))]
+
+    def failure(self, detail: str) -> dict[str, Any]:
+        return {"status": "failed", "reason": "asr_error", "detail": detail, "speech_ratio": None,
+                "language": None, "num_words": None, "transcript": None}
 
 
 def asr_models_provenance(cfg: AnnotateConfig) -> dict[str, str]:
@@ -226,16 +301,15 @@ def asr_models_provenance(cfg: AnnotateConfig) -> dict[str, str]:
     return models
 
 
-class CaptionRowStage(_RowStage):
-    """Captions every clip of a source that the ASR stage kept (`annotate.caption.CaptionStage`);
-    the ledger record holds each clip's verdict, caption, repairs and raw model outputs."""
+CAPTION_FIELDS = ("status", "reason", "detail", "caption", "repairs", "attempts")
+
+
+class CaptionClipStage(_ClipStage):
+    """Captions the clips the ASR stage kept (`annotate.caption.CaptionStage`), batched across
+    sources; each clip's record holds its verdict, caption, repairs, raw model outputs and the
+    captioner's provenance."""
 
     name = "caption"
-    uses_actor = True
-
-    def __init__(self, cfg: AnnotateConfig, out_dir: str) -> None:
-        super().__init__(cfg, out_dir)
-        self._stage = None  # loaded on first use, as in the ASR stage
 
     @classmethod
     def ray_options(cls, cfg: AnnotateConfig, cluster_gpus: float) -> dict[str, Any]:
@@ -245,44 +319,44 @@ class CaptionRowStage(_RowStage):
         gpus = caption.num_gpus if caption.num_gpus >= 0 else (1.0 if cluster_gpus > 0 and caption.vlm.device != "cpu" else 0.0)
         return {"num_gpus": gpus} if gpus > 0 else {}
 
-    def run(self, uri, source_id, state):
+    @classmethod
+    def batch_size(cls, cfg: AnnotateConfig) -> int:
+        return cfg.caption.clip_batch
+
+    def run(self, rows, clips):
+        import contextlib
+
         from annotate.annotation import with_asr
         from dataset.annotation import parse_annotation
 
-        asr = state["asr"]
-        keys = [key for key in synced_keys(state) if asr["clips"][key]["status"] == "ok"]
-        if keys and self._stage is None:
+        if self._stage is None:
             from annotate.caption import CaptionStage
 
             self._stage = CaptionStage(self.cfg.caption)
-        folder = self.ledger.clip_dir(source_id)
-        docs = [with_asr(parse_annotation((folder / f"{key}.json").read_bytes()), asr["clips"][key], asr["models"])
-                for key in keys]
-        mp4s = [str(clip_files(self.ledger.root.parent, source_id, key, state)["mp4"]) for key in keys]
-        out = self._stage({"key": keys, "mp4": mp4s, "annotation": docs}) if keys else {}
-        fields = ("status", "reason", "detail", "caption", "repairs", "attempts")
-        clips = {key: {name: out[name][i] for name in fields} for i, key in enumerate(out.get("key", []))}
-        return {"clips": clips, "provenance": self._stage.provenance if keys else None}
+        models = asr_models_provenance(self.cfg)
+        docs = [with_asr(parse_annotation(self.clips.read_bytes(self.ledger.clip_file(row["source_id"], f"{row['key']}.json"))),
+                         clip["asr"], models) for row, clip in zip(rows, clips)]
+        with contextlib.ExitStack() as stack:  # the VLM reads frames from a local file (a copy when remote)
+            mp4s = [str(stack.enter_context(self.clips.local_file(self.media(row, clip, "mp4")))) for row, clip in zip(rows, clips)]
+            out = self._stage({"key": [row["key"] for row in rows], "mp4": mp4s, "annotation": docs})
+        provenance = self._stage.provenance
+        return [{**{name: out[name][i] for name in CAPTION_FIELDS}, "provenance": provenance} for i in range(len(rows))]
+
+    def failure(self, detail: str) -> dict[str, Any]:
+        return {"status": "failed", "reason": "caption_error", "detail": detail, "caption": None, "repairs": [],
+                "attempts": [], "provenance": None}
 
 
-ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage, SyncRowStage, AsrRowStage, CaptionRowStage)
+CLIP_ROW_STAGES = (SyncClipStage, AsrClipStage, CaptionClipStage)
 
 
-def row_stages(cfg: AnnotateConfig) -> tuple[type[_RowStage], ...]:
-    """The stages of a run: the caption stage only with a VLM backend (truth captions are exact
-    and applied while packing), the sync stage only when `sync.enabled`."""
+def clip_stages(cfg: AnnotateConfig) -> tuple[type[_ClipStage], ...]:
+    """The clip stages of a run: the caption stage only with a VLM backend (truth captions are
+    exact and applied while packing), the sync stage only when `sync.enabled`."""
     vlm = cfg.caption.backend in ("local", "server")
-    return tuple(stage for stage in ROW_STAGES
-                 if (vlm or stage is not CaptionRowStage) and (cfg.sync.enabled or stage is not SyncRowStage))
+    return tuple(stage for stage in CLIP_ROW_STAGES
+                 if (vlm or stage is not CaptionClipStage) and (cfg.sync.enabled or stage is not SyncClipStage))
 
 
-def initial_row(uri: str, source_id: str, sha256: str) -> dict[str, Any]:
-    return {"uri": uri, "source_id": source_id, "state": json.dumps({"sha256": sha256, "error": None})}
-
-
-def clip_files(out_dir: str | Path, source_id: str, key: str, state: dict[str, Any] | None = None) -> dict[str, Path]:
-    """A clip's annotation, mp4 and wav; the realigned pair when the sync stage shifted its audio."""
-    folder = Ledger(out_dir).clip_dir(source_id)
-    shifted = bool(state and (sync_verdict(state, key) or {}).get("shifted_frames"))
-    media = f"{key}.synced" if shifted else key
-    return {"json": folder / f"{key}.json", "mp4": folder / f"{media}.mp4", "wav": folder / f"{media}.wav"}
+def initial_row(uri: str, source_id: str, sha256: str, group: int) -> dict[str, Any]:
+    return {"uri": uri, "source_id": source_id, "group": group, "state": json.dumps({"sha256": sha256, "error": None})}

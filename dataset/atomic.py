@@ -49,13 +49,3 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def remove_stale_partials(directory: Path) -> list[Path]:
-    """Delete temp files left by killed writers; returns what was removed."""
-    removed = []
-    if directory.is_dir():
-        for path in directory.glob(f".*{PARTIAL_SUFFIX}"):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed

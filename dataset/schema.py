@@ -25,7 +25,10 @@ REQUIRED_MEMBERS: dict[str, str] = {
     "wav": "16 kHz mono PCM16 audio",
 }
 SHARD_PATTERN = "shard-%06d.tar"
-SHARD_RE = re.compile(r"^shard-(\d{6,})\.tar$")
+# `shard-000012.tar` (ShardWriter's running index) or `shard-000012-003.tar` (the corpus pipeline:
+# shard group 12, its shard 3; groups are written independently by workers).
+SHARD_RE = re.compile(r"^shard-(\d{6,})(?:-(\d{3,}))?\.tar$")
+GROUP_SHARD_PATTERN = "shard-%06d-%03d.tar"
 SHARDS_DIRNAME = "shards"
 MANIFEST_FILENAME = "manifest.parquet"
 PARTIAL_SUFFIX = ".partial"

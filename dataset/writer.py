@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dataset.annotation import AnnotationRules, dump_annotation, validate_annotation
-from dataset.atomic import fsync_dir, partial_path, remove_stale_partials
+from dataset.atomic import fsync_dir, partial_path
 from dataset.errors import UserError
 from dataset.manifest import check_row, row_from_annotation, write_manifest
-from dataset.schema import MANIFEST_FILENAME, REQUIRED_MEMBERS, SHARD_RE, SHARDS_DIRNAME, is_safe_key, shard_name
+from dataset.schema import GROUP_SHARD_PATTERN, MANIFEST_FILENAME, PARTIAL_SUFFIX, REQUIRED_MEMBERS, SHARD_RE, SHARDS_DIRNAME, is_safe_key, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ class ShardWriterConfig:
             raise UserError(f"max_samples must be >= 1, got {self.max_samples}")
         if self.max_bytes < 4 * _TAR_BLOCK:
             raise UserError(f"max_bytes must be >= {4 * _TAR_BLOCK}, got {self.max_bytes}")
+
+
+def group_shard_prefix(group: int) -> str:
+    """Every shard file of group `group` starts with this (`shard-000012-`)."""
+    return (GROUP_SHARD_PATTERN % (group, 0)).rsplit("-", 1)[0] + "-"
 
 
 def _member_bytes(size: int) -> int:
@@ -81,6 +86,9 @@ class ShardWriter:
         required_members: extensions every sample must carry (media shards: json, mp4, wav).
         start_index: number of the first shard.
         overwrite: remove shards and manifest already in `out_dir` instead of refusing.
+        group: write shard group `group` only: shards `shard-GGGGGG-PPP.tar`, and only that group's
+            earlier files are checked / removed (other groups' writers may work in the same folder
+            at the same time); no `manifest.parquet` (the caller merges the groups' rows).
     """
 
     def __init__(
@@ -92,14 +100,19 @@ class ShardWriter:
         required_members: tuple[str, ...] = tuple(REQUIRED_MEMBERS),
         start_index: int = 0,
         overwrite: bool = False,
+        group: int | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.shard_dir = self.out_dir / SHARDS_DIRNAME
         self.cfg, self.rules, self.required_members = cfg, rules, required_members
+        self.group = group
         self.shard_dir.mkdir(parents=True, exist_ok=True)
-        for stale in remove_stale_partials(self.shard_dir):
+        prefix = "shard-" if group is None else group_shard_prefix(group)
+        for stale in sorted(self.shard_dir.glob(f".{prefix}*{PARTIAL_SUFFIX}")):
+            stale.unlink(missing_ok=True)
             log.warning("removed %s left by an interrupted writer", stale)
-        existing = sorted(p for p in self.shard_dir.iterdir() if SHARD_RE.match(p.name) or p.suffix == ".parquet")
+        existing = sorted(p for p in self.shard_dir.iterdir()
+                          if p.name.startswith(prefix) and (SHARD_RE.match(p.name) or p.suffix == ".parquet"))
         if existing and not overwrite:
             raise FileExistsError(
                 f"{self.shard_dir} already holds {len(existing)} shard file(s); pass overwrite=True "
@@ -107,7 +120,8 @@ class ShardWriter:
             )
         for path in existing:
             path.unlink()
-        (self.out_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
+        if group is None:
+            (self.out_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
         self.index = start_index
         self.shards_written: list[str] = []
         self.rows: list[dict[str, Any]] = []
@@ -157,7 +171,7 @@ class ShardWriter:
         self._tar.write({"__key__": key, **members})
         self._bytes += size
         self._keys.add(key)
-        name = shard_name(self.index)
+        name = self._name()
         manifest_row = row_from_annotation(annotation, shard=name) if isinstance(annotation, Mapping) else {"key": key, "status": "ok", "stage": "pack", "shard": name}
         manifest_row.update(row or {})
         manifest_row["shard"] = name
@@ -174,11 +188,12 @@ class ShardWriter:
         self.rows.append(row)
 
     def close(self) -> None:
-        """Finalise the open shard and write `manifest.parquet` (all rows)."""
+        """Finalise the open shard and write `manifest.parquet` (all rows; not for a group writer)."""
         if self._closed:
             return
         self._finish_shard()
-        write_manifest(self.rows, self.out_dir / MANIFEST_FILENAME)
+        if self.group is None:
+            write_manifest(self.rows, self.out_dir / MANIFEST_FILENAME)
         self._closed = True
 
     def abort(self) -> None:
@@ -187,7 +202,7 @@ class ShardWriter:
             self._tar.close()
             assert self._file is not None
             self._file.close()
-            partial_path(self.shard_dir / shard_name(self.index)).unlink(missing_ok=True)
+            partial_path(self.shard_dir / self._name()).unlink(missing_ok=True)
             self._tar = self._file = None
         self._closed = True
 
@@ -202,8 +217,11 @@ class ShardWriter:
 
     # -- shard lifecycle ----------------------------------------------------------------------
 
+    def _name(self) -> str:
+        return shard_name(self.index) if self.group is None else GROUP_SHARD_PATTERN % (self.group, self.index)
+
     def _open_shard(self) -> None:
-        final = self.shard_dir / shard_name(self.index)
+        final = self.shard_dir / self._name()
         if final.exists():
             raise FileExistsError(f"{final} already exists")
         self._file = open(partial_path(final), "wb")
@@ -222,7 +240,7 @@ class ShardWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        final = self.shard_dir / shard_name(self.index)
+        final = self.shard_dir / self._name()
         # The shard's own manifest first, then the tar: the tar's final name is the commit point.
         write_manifest(self._shard_rows, final.with_suffix(".parquet"))
         os.replace(partial_path(final), final)

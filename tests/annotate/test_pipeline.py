@@ -1,7 +1,8 @@
 """`actavatar data run` end to end on `actavatar synth` output (plus broken inputs).
 
 One synthetic corpus and one uninterrupted run are shared by the module; a second run is
-killed with SIGKILL partway and resumed, and must produce identical shards.
+killed with SIGKILL partway (input and output on a real local S3 server) and resumed: the shard
+groups finished before the kill survive, and the rerun gives the uninterrupted run's clips, rows and shards.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ CONFIG = "configs/annotate/demo.yaml"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_cli(models: Path, *args: str, **popen) -> subprocess.Popen:
-    inputs = Path(args[args.index("--input") + 1])
-    captions = ["caption.backend=truth", f"caption.truth={inputs.parent / 'truth.jsonl'}"]  # exact captions from the synthetic truth
+def run_cli(models: Path, *args: str, truth: Path | None = None, overrides: tuple[str, ...] = (), **popen) -> subprocess.Popen:
+    truth = truth or Path(args[args.index("--input") + 1]).parent / "truth.jsonl"
+    captions = ["caption.backend=truth", f"caption.truth={truth}"]  # exact captions from the synthetic truth
+    # Two sources per shard group: several groups, packed as they finish.
     cmd = [sys.executable, "-m", "actavatar", "data", "run", *args, "--config", str(REPO / CONFIG),
-           *asr_overrides(models), *captions]
+           *asr_overrides(models), *captions, "group_size=2", *overrides]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
@@ -167,30 +169,102 @@ def test_status_and_stats_commands(run_a, capsys):
 
     assert main(["data", "status", str(run_a)]) == 0
     out = capsys.readouterr().out
-    assert "7 input(s)" in out and "cut      3 source(s) done" in out
+    assert "7 input(s)" in out and "cut      7 source(s) done" in out and "clips    6 cut" in out
+    assert "4 shard group(s) packed" in out
     assert main(["data", "stats", str(run_a), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"]["failed"] == 4
 
 
-def test_sigkill_then_rerun_gives_exactly_once_and_identical_shards(corpus, run_a, tiny_asr_dir, tmp_path):
-    out = tmp_path / "b"
-    proc = run_cli(tiny_asr_dir, "--input", str(corpus / "raw"), "--output", str(out), start_new_session=True)
+@pytest.fixture(scope="module")
+def s3():
+    from tests.s3_server import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
+def s3_keys(s3, bucket: str, prefix: str) -> list[str]:
+    pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def committed_groups(s3) -> dict[str, list[str]]:
+    """Shard names of each committed group of the S3 run."""
+    client, found = s3.client(), {}
+    for key in s3_keys(s3, "corpus", "run/_work/groups/"):
+        if key.endswith(".json"):
+            found[key] = json.loads(client.get_object(Bucket="corpus", Key=key)["Body"].read())["shards"]
+    return found
+
+
+def tar_members(data: bytes) -> dict[str, bytes]:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+
+
+def test_object_storage_end_to_end_with_a_kill_and_a_bad_credential(corpus, run_a, tiny_asr_dir, s3):
+    """Input and output on a real local S3 server (moto, authentication on): a wrong secret stops
+    the run with one error before any work; a run killed once a shard group is packed keeps that
+    group's shards, and resumed gives the same clips,
+    rows and shards as the local run (annotations differ only in the source URI), also when the
+    rerun uses other `workers` and `asr.clip_batch`."""
+    bucket = s3.make_bucket("corpus")
+    client = s3.client()
+    for path in sorted((corpus / "raw").iterdir()):
+        client.upload_file(str(path), "corpus", f"raw/{path.name}")
+    args = ("--input", f"{bucket}/raw/", "--output", f"{bucket}/run")
+    truth = corpus / "truth.jsonl"
+
+    bad = run_cli(tiny_asr_dir, *args, truth=truth, env={**os.environ, **s3.bad_env})
+    log = bad.communicate(timeout=300)[0]
+    assert bad.returncode != 0
+    assert f"error: cannot read {bucket}/raw/: PermissionError" in log and "check the credentials" in log, log
+    assert "Traceback" not in log and s3_keys(s3, "corpus", "run/") == []
+
+    env = {**os.environ, **s3.env}
+    proc = run_cli(tiny_asr_dir, *args, truth=truth, env=env, start_new_session=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
-        if len(list((out / "_work").glob("*/cut.json"))) >= 1:  # partway: one source fully cut
-            break
+        if any(committed_groups(s3).values()):
+            break  # partway: a shard group with clips is packed
         time.sleep(0.2)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray workers
     proc.wait(timeout=60)
-    assert not (out / "manifest.parquet").exists()
-    rerun = run_cli(tiny_asr_dir, "--input", str(corpus / "raw"), "--output", str(out))
+    assert "run/manifest.parquet" not in s3_keys(s3, "corpus", "run/")
+    # the groups committed before the kill keep their shards, complete (checked against the local run below)
+    survivors = {name: client.get_object(Bucket="corpus", Key=f"run/shards/{name}")["Body"].read()
+                 for names in committed_groups(s3).values() for name in names}
+    assert survivors and len(committed_groups(s3)) < len(list((run_a / "_work" / "groups").glob("*.json")))
+    # resumed with other scheduling knobs (they stay out of the config hash and the output)
+    rerun = run_cli(tiny_asr_dir, *args, truth=truth, overrides=("workers=1", "asr.clip_batch=3"), env=env)
     log = rerun.communicate(timeout=900)[0]
     assert rerun.returncode == 0, log
-    names = sorted(p.name for p in (run_a / "shards").iterdir())
-    assert names == sorted(p.name for p in (out / "shards").iterdir())
-    for name in names:
-        assert (run_a / "shards" / name).read_bytes() == (out / "shards" / name).read_bytes(), name
-    keys = read_manifest(out / "manifest.parquet").column("key").to_pylist()
-    assert len(keys) == len(set(keys))
-    assert read_manifest(out / "manifest.parquet").equals(read_manifest(run_a / "manifest.parquet"))
+
+    local = sorted(p.name for p in (run_a / "shards").iterdir())
+    assert [k.removeprefix("run/shards/") for k in s3_keys(s3, "corpus", "run/shards/")] == local
+    for name, data in survivors.items():  # not rewritten by the rerun
+        assert client.get_object(Bucket="corpus", Key=f"run/shards/{name}")["Body"].read() == data
+    for name in (n for n in local if n.endswith(".tar")):
+        remote = tar_members(client.get_object(Bucket="corpus", Key=f"run/shards/{name}")["Body"].read())
+        here = tar_members((run_a / "shards" / name).read_bytes())
+        assert remote.keys() == here.keys()
+        for member, data in here.items():
+            if member.endswith(".json"):
+                ours, theirs = json.loads(remote[member]), json.loads(data)
+                assert ours["source"].pop("uri").startswith("s3://corpus/raw/")
+                theirs["source"].pop("uri")
+                assert ours == theirs, member
+            else:
+                assert remote[member] == data, member  # the clip media, byte for byte
+    import io
+
+    import pyarrow.parquet as pq
+
+    manifest = pq.read_table(io.BytesIO(client.get_object(Bucket="corpus", Key="run/manifest.parquet")["Body"].read()))
+    expected = read_manifest(run_a / "manifest.parquet")
+    assert manifest.column("key").to_pylist() == expected.column("key").to_pylist()
+    assert manifest.drop_columns(["source_uri", "detail"]).equals(expected.drop_columns(["source_uri", "detail"]))
