@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 
 from annotate.config import AvSyncConfig
-from dataset.schema import AUDIO_SAMPLE_RATE, VIDEO_FPS
-
-SAMPLES_PER_FRAME = int(AUDIO_SAMPLE_RATE // VIDEO_FPS)  # 640
+from dataset.audio_intensity import SAMPLES_PER_FRAME, frame_rms
+from dataset.schema import AUDIO_SAMPLE_RATE
 HIGHPASS_FRAMES = 9
 MOUTH_KEYPOINT = 3  # BlazeFace keypoints: right eye, left eye, nose tip, mouth centre, right ear, left ear
 MIN_OVERLAP_FRAMES = 12  # lags whose overlap is shorter are not scored
@@ -49,11 +48,7 @@ class AvOffset:
 
 def audio_envelope(audio: np.ndarray, num_frames: int) -> np.ndarray:
     """Log RMS of 16 kHz mono audio over each 25 fps frame's 640 samples (zeros past the end)."""
-    n = num_frames * SAMPLES_PER_FRAME
-    padded = np.zeros(n, np.float64)
-    audio = np.asarray(audio, np.float64).reshape(-1)[:n]
-    padded[: audio.size] = audio
-    return np.log(np.sqrt((padded.reshape(num_frames, SAMPLES_PER_FRAME) ** 2).mean(axis=1)) + 1e-4)
+    return np.log(frame_rms(audio, num_frames) + 1e-4)
 
 
 def highpass(signal: np.ndarray, width: int = HIGHPASS_FRAMES) -> np.ndarray:
