@@ -1,21 +1,25 @@
 """Annotation pipeline (part 1) benchmarks; every ratio is against a baseline timed in this run.
 
     .venv/bin/python bench/bench_pipeline.py [--videos 4] [--seconds 30] [--long-seconds 600]
+        [--scaling-videos 8] [--scaling-seconds 45] [--many 100]
 
 1. Shot detection on 1280x544 synthetic videos: our analysis pass (shots only, and shots + face
    sampling) vs `scenedetect.detect(path, AdaptiveDetector())` vs a pure multi-threaded PyAV
    decode of the same files (the floor); wall-time ratios and agreement (F1 of cut lists).
-2. Throughput of the whole part-1 pipeline (`actavatar data run`, 1 and 2 Ray workers): seconds
-   of source per wall second per core, its ratio to the pure decode, and the 1 -> 2 scaling.
+2. Throughput of the whole pipeline (`actavatar data run` with tiny models, 1 and 2 Ray workers)
+   on a corpus long enough that start-up does not dominate: source hours per core-hour, and the
+   1 -> 2 scaling.
 3. Memory: peak RSS of the analysis and cut passes on a short and a long 1080p source
    (streamed decoding: the peak should not grow with the source's length).
+4. Driver memory: the `data run` driver's peak RSS on 10 and on `--many` short sources (the
+   driver only counts rows; shards are packed by workers per group: it should stay flat).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -83,25 +87,78 @@ def bench_shots(videos: list[Path]) -> dict:
     return {"times": times, "f1_vs_pyscenedetect": float(np.mean(agreement))}
 
 
-def bench_pipeline(raw: Path, source_seconds: float, floor: float, workdir: Path) -> dict:
+def tiny_asr(workdir: Path) -> list[str]:
     models = workdir / "models"
-    subprocess.run([sys.executable, "-m", "actavatar", "models", "tiny", "--out", str(models), "--only", "whisper,aligner"],
-                   check=True, capture_output=True, cwd=REPO)
-    asr = [f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
-           f"asr.nltk_data={models / 'nltk_data'}", "asr.language=en", "asr.max_new_tokens=24"]
-    results = {}
+    if not (models / "whisper").is_dir():
+        subprocess.run([sys.executable, "-m", "actavatar", "models", "tiny", "--out", str(models), "--only", "whisper,aligner"],
+                       check=True, capture_output=True, cwd=REPO)
+    return [f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
+            f"asr.nltk_data={models / 'nltk_data'}", "asr.language=en", "asr.max_new_tokens=24"]
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_and_watch(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds of a command, its own peak RSS in MiB (VmHWM, read until it exits: the Ray
+    processes it starts are not counted, so only the driver is measured), and the machine's CPU
+    utilisation meanwhile (busy core-seconds / (wall x cores))."""
+    start, busy = time.perf_counter(), busy_cpu_seconds()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    peak = 0.0
+    while proc.poll() is None:
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        time.sleep(0.1)
+    wall = time.perf_counter() - start
+    utilisation = (busy_cpu_seconds() - busy) / (wall * (os.cpu_count() or 1))
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:6])} … failed:\n{proc.stderr.read()[-3000:]}")
+    return wall, peak, utilisation
+
+
+def data_run(raw: Path, out: Path, asr: list[str], *extra: str) -> list[str]:
+    return [sys.executable, "-m", "actavatar", "data", "run", "--input", str(raw), "--output", str(out),
+            "--config", str(REPO / "configs/annotate/default.yaml"), "--progress-every", "0", "clip.width=256",
+            "clip.height=256", "sync.enabled=false", *asr, *extra]
+
+
+def bench_pipeline(raw: Path, source_seconds: float, workdir: Path) -> dict:
+    asr = tiny_asr(workdir)
+    results, busy = {}, {}
     for workers in (1, 2):
-        out = workdir / f"run-{workers}"
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "actavatar", "data", "run", "--input", str(raw), "--output", str(out),
-                        "--config", str(REPO / "configs/annotate/default.yaml"), f"workers={workers}", "clip.width=256",
-                        "clip.height=256", *asr], check=True, capture_output=True, cwd=REPO)
-        results[workers] = time.perf_counter() - start
-    print("\n2. whole pipeline (probe, analyse, plan, cut/normalise 256x256, tiny-model ASR, pack), Ray local, incl. start-up")
-    print(f"{'workers':<8} {'wall s':>8} {'src s / wall s / core':>22} {'x decode floor':>15}")
+        results[workers], _, busy[workers] = run_and_watch(data_run(raw, workdir / f"run-{workers}", asr, f"workers={workers}"))
+    cores = os.cpu_count() or 1
+    print(f"\n2. whole pipeline on {source_seconds / 60:.1f} min of source (probe, analyse, plan, cut 256x256, "
+          "tiny-model ASR, pack), Ray local, incl. start-up")
+    print(f"{'workers':<8} {'wall s':>8} {'source h / worker-core h':>25} {'source h / machine-core h':>26} {'CPU busy':>9}")
     for workers, seconds in results.items():
-        print(f"{workers:<8} {seconds:>8.1f} {source_seconds / seconds / workers:>22.2f} {seconds / floor:>15.2f}")
-    print(f"scaling 1 -> 2 workers: {results[1] / results[2]:.2f}x")
+        print(f"{workers:<8} {seconds:>8.1f} {source_seconds / seconds / workers:>25.2f} "
+              f"{source_seconds / seconds / cores:>26.2f} {busy[workers]:>8.0%}")
+    print(f"scaling 1 -> 2 workers: {results[1] / results[2]:.2f}x (machine: {cores} cores)")
+    return results
+
+
+def bench_driver_memory(raw: Path, many: int, workdir: Path) -> dict:
+    asr = tiny_asr(workdir)
+    videos = sorted(raw.glob("*.mp4"))
+    results = {}
+    for count in (10, many):
+        listing = workdir / f"sources-{count}.txt"
+        listing.write_text("".join(f"{v}\n" for v in videos[:count]))
+        results[count] = run_and_watch(data_run(listing, workdir / f"many-{count}", asr, "workers=2", "group_size=8"))
+    print(f"\n4. driver peak RSS (the `data run` process itself), short synthetic sources, 2 workers, groups of 8")
+    print(f"{'sources':>8} {'wall s':>8} {'driver peak MiB':>16}")
+    for count, (wall, peak, _) in results.items():
+        print(f"{count:>8} {wall:>8.1f} {peak:>16.0f}")
+    print(f"driver peak {many} / 10 sources: {results[many][1] / results[10][1]:.2f}x")
     return results
 
 
@@ -164,29 +221,39 @@ def bench_memory(workdir: Path, long_seconds: float) -> dict:
     return results
 
 
+def synth_videos(out: Path, count: int, seconds: float, resolution: str, seed: int) -> list[Path]:
+    from dataset.synth.cli import main as synth
+
+    if synth(["--out", str(out), "--videos", str(count), "--seed", str(seed), "--min-duration", str(seconds),
+              "--max-duration", str(seconds), "--resolutions", resolution, "--no-progress"]) != 0:
+        raise SystemExit("actavatar synth failed")
+    return sorted((out / "raw").glob("*.mp4"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of each synthetic video")
+    parser.add_argument("--videos", type=int, default=4, help="videos for shot detection")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each shot-detection video")
+    parser.add_argument("--scaling-videos", type=int, default=8, help="videos for the 1 -> 2 worker run")
+    parser.add_argument("--scaling-seconds", type=float, default=45.0, help="length of each of those")
+    parser.add_argument("--many", type=int, default=100, help="short sources for the driver-memory run")
     parser.add_argument("--long-seconds", type=float, default=600.0, help="length of the long 1080p source")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: shots,pipeline,memory")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: shots,pipeline,memory,driver")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        from dataset.synth.cli import main as synth
-
-        synth(["--out", str(work / "synth"), "--videos", str(args.videos), "--seed", "7", "--min-duration",
-               str(args.seconds), "--max-duration", str(args.seconds), "--resolutions", "1280x544", "--no-progress"])
-        videos = sorted((work / "synth" / "raw").glob("*.mp4"))
-        floor = sum(decode_floor(v) for v in videos)
-        source_seconds = sum(float(av.open(str(v)).duration or 0) / 1e6 for v in videos)
         if "shots" not in skip:
-            bench_shots(videos)
+            bench_shots(synth_videos(work / "synth", args.videos, args.seconds, "1280x544", 7))
         if "pipeline" not in skip:
-            bench_pipeline(work / "synth" / "raw", source_seconds, floor, work)
+            videos = synth_videos(work / "scaling", args.scaling_videos, args.scaling_seconds, "640x360", 8)
+            source_seconds = sum(float(av.open(str(v)).duration or 0) / 1e6 for v in videos)
+            bench_pipeline(work / "scaling" / "raw", source_seconds, work)
         if "memory" not in skip:
             bench_memory(work, args.long_seconds)
+        if "driver" not in skip:
+            synth_videos(work / "many", args.many, 4.0, "320x180", 9)
+            bench_driver_memory(work / "many" / "raw", args.many, work)
     return 0
 
 
