@@ -117,6 +117,18 @@ class Ledger:
                 counts[stage] += stage in stages or dropped
         return {stage: counts[stage] for stage in STAGES}
 
+    @staticmethod
+    def clips_and_groups(paths: list[str]) -> tuple[int, int]:
+        """Clips cut (one `clips/KEY.json` each) and shard groups committed (`groups/NNNNNN.json`)."""
+        clips = groups = 0
+        for path in paths:
+            parts = path.split("/")
+            if parts[0] == GROUPS_DIRNAME:
+                groups += path.count(".") == 1
+            elif len(parts) == 3 and parts[1] == "clips" and parts[2].count(".") == 1:
+                clips += 1
+        return clips, groups
+
     def check_config(self, config_hash: str) -> None:
         """Refuse to mix results of two different configs in one work folder."""
         try:

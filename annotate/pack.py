@@ -21,7 +21,7 @@ from annotate.annotation import with_asr, with_caption, with_sync
 from annotate.config import AnnotateConfig
 from annotate.ledger import CLIP_STAGES, GROUPS_DIRNAME, SOURCE_STAGES, Ledger
 from annotate.sources import clip_key
-from annotate.stages import asr_models_provenance
+from annotate.stages import asr_models_provenance, clip_media
 from dataset.annotation import parse_annotation
 from dataset.manifest import manifest_bytes
 from dataset.schema import SHARDS_DIRNAME, VIDEO_FPS
@@ -108,14 +108,6 @@ def manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[list
     return rows, kept, len(state["plan"])
 
 
-def clip_media(ledger: Ledger, state: dict[str, Any], source_id: str, key: str) -> dict[str, str]:
-    """Ledger paths of a clip's annotation, mp4 and wav (the realigned pair when the sync stage shifted it)."""
-    shifted = bool((sync_verdict(state, key) or {}).get("shifted_frames"))
-    media = f"{key}.synced" if shifted else key
-    return {"json": ledger.clip_file(source_id, f"{key}.json"), "mp4": ledger.clip_file(source_id, f"{media}.mp4"),
-            "wav": ledger.clip_file(source_id, f"{media}.wav")}
-
-
 def _truth_captioner(cfg: AnnotateConfig):
     if cfg.caption.backend != "truth":
         return None
@@ -168,7 +160,7 @@ def pack_group(cfg: AnnotateConfig, out_root: str, group: int, members: list[tup
             _remove_group_shards(out, group)
         with ShardWriter(folder, cfg.pack, overwrite=True, group=group) as writer:
             for key, source_id, state in sorted(kept, key=lambda item: item[0]):
-                files, last_stage = clip_media(ledger, state, source_id, key), "asr"
+                files, last_stage = clip_media(ledger, source_id, key, sync_verdict(state, key)), "asr"
                 doc = with_sync(parse_annotation(ledger.store.read_bytes(files["json"])), sync_verdict(state, key), method)
                 doc = with_asr(doc, state["asr"]["clips"][key], state["asr"]["models"])
                 if truth is not None:

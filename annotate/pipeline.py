@@ -273,8 +273,7 @@ def run_status(out_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{out_dir}: no run here (no _work/ folder)")
     inputs = len(ledger.store.read_json("inputs.json")) if ledger.store.exists("inputs.json") else None
     paths = ledger.scan()
-    clips = sum(1 for p in paths if p.split("/")[1:2] == ["clips"] and p.count(".") == 1)
-    groups = sum(1 for p in paths if p.startswith(f"{GROUPS_DIRNAME}/") and p.count(".") == 1)
+    clips, groups = ledger.clips_and_groups(paths)
     packed = None
     if out.exists(MANIFEST_FILENAME):
         with out.local_file(MANIFEST_FILENAME) as manifest:

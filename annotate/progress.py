@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from annotate.ledger import CLIP_STAGES, GROUPS_DIRNAME, Ledger
+from annotate.ledger import CLIP_STAGES, Ledger
 
 
 def _clock(seconds: float) -> str:
@@ -52,12 +52,7 @@ class StageProgress:
         """Sources per source stage, clips per clip stage, `clips` cut, `pack` groups committed."""
         paths = self.ledger.scan()
         done: Counter[str] = Counter(self.ledger.counts(paths))
-        for path in paths:
-            parts = path.split("/")
-            if parts[0] == GROUPS_DIRNAME:
-                done["pack"] += path.count(".") == 1  # NNNNNN.json, the commit record
-            elif len(parts) == 3 and parts[1] == "clips" and parts[2].count(".") == 1:
-                done["clips"] += 1  # KEY.json, one per cut clip
+        done["clips"], done["pack"] = self.ledger.clips_and_groups(paths)
         return done
 
     def lines(self) -> list[str]:

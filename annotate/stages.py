@@ -205,9 +205,7 @@ class _ClipStage:
         raise NotImplementedError
 
     def media(self, row: dict[str, Any], clip: dict[str, Any], ext: str) -> str:
-        """Ledger path of the clip's .mp4/.wav: the realigned one when the sync stage shifted it."""
-        shifted = bool((clip.get("sync") or {}).get("shifted_frames"))
-        return self.ledger.clip_file(row["source_id"], f"{row['key']}.synced.{ext}" if shifted else f"{row['key']}.{ext}")
+        return clip_media(self.ledger, row["source_id"], row["key"], clip.get("sync"))[ext]
 
     @classmethod
     def ray_options(cls, cfg: AnnotateConfig, cluster_gpus: float) -> dict[str, Any]:
@@ -356,6 +354,14 @@ def clip_stages(cfg: AnnotateConfig) -> tuple[type[_ClipStage], ...]:
     vlm = cfg.caption.backend in ("local", "server")
     return tuple(stage for stage in CLIP_ROW_STAGES
                  if (vlm or stage is not CaptionClipStage) and (cfg.sync.enabled or stage is not SyncClipStage))
+
+
+def clip_media(ledger: Ledger, source_id: str, key: str, sync: dict[str, Any] | None) -> dict[str, str]:
+    """Ledger paths of a clip's annotation, mp4 and wav: the realigned pair when the sync stage
+    (verdict `sync`) shifted its audio."""
+    media = f"{key}.synced" if (sync or {}).get("shifted_frames") else key
+    return {"json": ledger.clip_file(source_id, f"{key}.json"), "mp4": ledger.clip_file(source_id, f"{media}.mp4"),
+            "wav": ledger.clip_file(source_id, f"{media}.wav")}
 
 
 def initial_row(uri: str, source_id: str, sha256: str, group: int) -> dict[str, Any]:

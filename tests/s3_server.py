@@ -12,6 +12,7 @@ key; from then on a wrong key is refused as real S3 would refuse it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -85,3 +86,23 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
             self.process = None
+
+
+def forget_filesystems() -> None:
+    """Drop fsspec's cached S3 filesystems, so the next one reads the current AWS_* environment."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@contextlib.contextmanager
+def s3_in_environment():
+    """A server whose AWS_* variables are set in this process while the block runs."""
+    import pytest
+
+    with S3Server() as server, pytest.MonkeyPatch.context() as env:
+        for name, value in server.env.items():
+            env.setenv(name, value)
+        forget_filesystems()
+        yield server
+    forget_filesystems()

@@ -14,27 +14,15 @@ import pytest
 
 from dataset.errors import UserError
 from dataset.storage import Store, check_readable, is_remote
-from tests.s3_server import S3Server
+from tests.s3_server import s3_in_environment
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _forget_filesystems() -> None:
-    # fsspec keeps one S3FileSystem per process and arguments: drop it so the next one reads the
-    # current server's AWS_* environment (another module may have used another server)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-
-
 @pytest.fixture(scope="module")
 def s3():
-    with S3Server() as server, pytest.MonkeyPatch.context() as env:
-        for name, value in server.env.items():
-            env.setenv(name, value)
-        _forget_filesystems()
+    with s3_in_environment() as server:
         yield server
-    _forget_filesystems()
 
 
 @pytest.fixture(params=["local", "s3"])

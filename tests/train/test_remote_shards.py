@@ -15,22 +15,14 @@ from webdataset.handlers import reraise_exception
 
 from dataset.errors import UserError
 from dataset.reader import list_shards, shard_pipeline
-from tests.s3_server import S3Server
+from tests.s3_server import s3_in_environment
 from tests.train.conftest import encoder_overrides, fast_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE1 = "configs/train/stage1_debug.yaml"
 
 
-def _forget_filesystems() -> None:
-    # fsspec keeps one S3FileSystem per process and arguments: drop it so the next one reads the
-    # current server's AWS_* environment (another module may have used another server)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-
-
-def _upload(s3: S3Server, folder: Path, url: str) -> str:
+def _upload(s3, folder: Path, url: str) -> str:
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     client = s3.client()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -40,13 +32,9 @@ def _upload(s3: S3Server, folder: Path, url: str) -> str:
 
 @pytest.fixture(scope="module")
 def s3():
-    with S3Server() as server, pytest.MonkeyPatch.context() as env:
-        for name, value in server.env.items():
-            env.setenv(name, value)
-        _forget_filesystems()
+    with s3_in_environment() as server:
         server.make_bucket("data")
         yield server
-    _forget_filesystems()
 
 
 @pytest.fixture(scope="module")
