@@ -116,6 +116,12 @@ def _truth_captioner(cfg: AnnotateConfig):
     return TruthCaptioner(cfg.caption.truth, min_phase_s=cfg.caption.min_phase_s)
 
 
+def _truth_model_name() -> str:
+    from annotate.truth_captions import MODEL_NAME
+
+    return MODEL_NAME
+
+
 def _remove_group_shards(out: Store, group: int) -> None:
     """An interrupted earlier attempt's shards of this group (remote: the local writer cannot see them)."""
     prefix = group_shard_prefix(group)
@@ -132,8 +138,6 @@ def pack_group(cfg: AnnotateConfig, out_root: str, group: int, members: list[tup
         members: `(source_id, uri, sha256)` of the group's sources.
         duplicates: manifest rows of inputs whose bytes equal one of the members.
     """
-    from annotate.truth_captions import MODEL_NAME as TRUTH_MODEL
-
     out = Store(out_root)
     ledger = Ledger(out)
     rows: list[dict[str, Any]] = list(duplicates)
@@ -165,7 +169,7 @@ def pack_group(cfg: AnnotateConfig, out_root: str, group: int, members: list[tup
                 doc = with_asr(doc, state["asr"]["clips"][key], state["asr"]["models"])
                 if truth is not None:
                     doc = with_caption(doc, truth(doc["source"]["uri"], doc["source"]["start_s"], doc["source"]["end_s"]),
-                                       {"caption": TRUTH_MODEL})
+                                       {"caption": _truth_model_name()})
                 elif state.get("caption"):
                     clip, provenance = state["caption"]["clips"][key], state["caption"]["provenance"]
                     doc = with_caption(doc, clip["caption"], {"vlm": provenance["model"]},
