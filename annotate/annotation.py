@@ -66,6 +66,16 @@ def with_sync(doc: dict[str, Any], verdict: dict[str, Any] | None, model: str = 
     return {**doc, "audio": {**doc["audio"], "av_sync": block}, "provenance": {**doc["provenance"], "models": models}}
 
 
+def with_pose(doc: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy with the pose stage's motion figures in `motion` and its method in
+    `provenance.models.pose` (unchanged when the stage did not run or failed)."""
+    if verdict is None or verdict["status"] != "ok":
+        return doc
+    models = {**doc["provenance"]["models"], "pose": verdict["method"]}
+    return {**doc, "motion": {**verdict["motion"], "method": verdict["method"]},
+            "provenance": {**doc["provenance"], "models": models}}
+
+
 def with_caption(doc: dict[str, Any], caption: dict[str, Any] | None, models: dict[str, str],
                  details: dict[str, Any] | None = None) -> dict[str, Any]:
     """A copy with the caption block (None keeps it null), the captioner in `provenance.models`

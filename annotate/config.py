@@ -383,6 +383,34 @@ class AvSyncConfig:
         return self.min_confidence if self.min_confidence >= 0 else DEFAULT_MIN_CONFIDENCE[self.resolved_method]
 
 
+POSE_BACKENDS = ("auto", "reader", "mediapipe")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PoseConfig:
+    """Per-frame keypoints of every kept clip (`annotate.pose`): the `pose.npy` shard member and the
+    annotation's `motion` intensities. Never rejects a clip: one it cannot measure has no member.
+
+    Args:
+        enabled: run the stage (off: no `pose.npy`, `motion` null).
+        backend: "reader" (the synthetic puppets' exact pixel reader, `dataset.synth.actions`),
+            "mediapipe" (BlazeFace keypoints on every frame, the face filter's model `face.model_path`:
+            face keypoints only, see README), or "auto" (reader for synthetic corpora, i.e.
+            `caption.backend=truth`, else mediapipe).
+        clip_batch: clips per batch of the stage's actors.
+    """
+
+    enabled: bool = True
+    backend: str = "auto"
+    clip_batch: int = 8
+
+    def __post_init__(self) -> None:
+        if self.backend not in POSE_BACKENDS:
+            raise UserError(f"pose.backend must be one of {', '.join(POSE_BACKENDS)}, got {self.backend!r}")
+        if self.clip_batch < 1:
+            raise UserError(f"pose.clip_batch must be >= 1, got {self.clip_batch}")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AnnotateConfig:
     """Root config of `actavatar data run`.
@@ -403,6 +431,7 @@ class AnnotateConfig:
     sync: AvSyncConfig = field(default_factory=AvSyncConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
     pack: ShardWriterConfig = field(default_factory=ShardWriterConfig)
     workers: int = 2
     group_size: int = 16
@@ -414,10 +443,18 @@ class AnnotateConfig:
         if self.group_size < 1:
             raise UserError(f"group_size must be >= 1, got {self.group_size}")
 
+    @property
+    def pose_backend(self) -> str:
+        """The pose backend `auto` resolves to: the exact reader for synthetic (truth-captioned) corpora."""
+        if self.pose.backend != "auto":
+            return self.pose.backend
+        return "reader" if self.caption.backend == "truth" else "mediapipe"
+
 
 # Knobs that only schedule work (how many actors, how clips are batched, GPUs per actor): a run
 # may resume with other values, and they stay out of the provenance hash.
-_SCHEDULING = {("workers",), ("asr", "clip_batch"), ("asr", "num_gpus"), ("caption", "clip_batch"), ("caption", "num_gpus")}
+_SCHEDULING = {("workers",), ("asr", "clip_batch"), ("asr", "num_gpus"), ("caption", "clip_batch"), ("caption", "num_gpus"),
+               ("pose", "clip_batch")}
 
 
 def config_hash(cfg: AnnotateConfig) -> str:

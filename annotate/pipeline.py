@@ -210,21 +210,36 @@ def _dataset(cfg: AnnotateConfig, out: Store, todo: list[tuple[int, dict[str, An
     return ds.select_columns(["source_id", "group", "rows"])
 
 
+MOTION_COLUMNS = ("motion_face", "motion_body")  # the manifest's `<column>_level` are their corpus levels
+
+
 def _finish(out: Store, ledger: Ledger, num_groups: int, summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Merge the groups' manifest parts and audits (one group at a time: flat memory) and sum their summaries."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from dataset.pose import apply_levels, level_edges
     from dataset.schema import MANIFEST_SCHEMA
 
+    def part(group: int):
+        with ledger.store.local_file(f"{GROUPS_DIRNAME}/{group_name(group)}.parquet") as path:
+            return read_manifest(path)
+
+    # Corpus motion levels: quantiles of the kept clips' intensities (two floats a clip in memory).
+    edges = {}
+    for column in MOTION_COLUMNS:
+        values = [v for group in range(num_groups) for v in part(group).column(column).to_pylist()]
+        edges[column] = level_edges(values)
     with tempfile.TemporaryDirectory(prefix="actavatar-manifest-") as tmp:
         manifest, audit = Path(tmp) / MANIFEST_FILENAME, Path(tmp) / CAPTION_AUDIT
         audit_lines = 0
         with pq.ParquetWriter(manifest, MANIFEST_SCHEMA, compression="zstd") as writer, open(audit, "wb") as audit_out:
             for group in range(num_groups):  # group order = key order: groups hold sources by id
                 name = group_name(group)
-                with ledger.store.local_file(f"{GROUPS_DIRNAME}/{name}.parquet") as part:
-                    table = read_manifest(part)
+                table = part(group)
+                for column in MOTION_COLUMNS:
+                    levels = pa.array(apply_levels(table.column(column).to_pylist(), edges[column]), pa.int32())
+                    table = table.set_column(table.schema.get_field_index(f"{column}_level"), f"{column}_level", levels)
                 if table.num_rows:
                     writer.write_table(table)
                 lines = ledger.store.read_bytes(f"{GROUPS_DIRNAME}/{name}.audit.jsonl")

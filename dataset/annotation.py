@@ -141,6 +141,21 @@ ANNOTATION_JSON_SCHEMA: dict[str, Any] = {
                 "phases": {"type": "array", "items": _PHASE},
             },
         },
+        # optional (corpora built before the pose stage lack it): motion intensity measured from the
+        # `pose.npy` keypoints (`dataset.pose`): mean keypoint speeds in clip heights per second and
+        # the same on an absolute 0..1 scale; null where the backend measured no such keypoint
+        "motion": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "required": ["face_speed", "face_intensity", "body_speed", "body_intensity", "method"],
+            "properties": {
+                "face_speed": {"type": ["number", "null"], "minimum": 0},
+                "face_intensity": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "body_speed": {"type": ["number", "null"], "minimum": 0},
+                "body_intensity": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "method": _TEXT,
+            },
+        },
         "provenance": {
             "type": "object",
             "required": ["pipeline_version", "config_hash", "models"],

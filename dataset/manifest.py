@@ -127,4 +127,6 @@ def row_from_annotation(doc: Mapping[str, Any], *, shard: str | None, stage: str
         "language": transcript["language"] if transcript else None,
         "num_words": len(transcript["words"]) if transcript else None,
         "num_phases": len(caption["phases"]) if caption else None,
+        "motion_face": (doc.get("motion") or {}).get("face_intensity"),
+        "motion_body": (doc.get("motion") or {}).get("body_intensity"),
     }

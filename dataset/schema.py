@@ -24,6 +24,10 @@ REQUIRED_MEMBERS: dict[str, str] = {
     "mp4": "H.264 yuv420p video, 25 fps, AAC 16 kHz mono",
     "wav": "16 kHz mono PCM16 audio",
 }
+# Members a media sample may carry besides those (older corpora lack them).
+OPTIONAL_MEMBERS: dict[str, str] = {
+    "pose.npy": "per-frame keypoints, float16 (num_frames, 15, 3) x, y, confidence (dataset.pose)",
+}
 SHARD_PATTERN = "shard-%06d.tar"
 # `shard-000012.tar` (ShardWriter's running index) or `shard-000012-003.tar` (the corpus pipeline:
 # shard group 12, its shard 3; groups are written independently by workers).
@@ -66,6 +70,11 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("language", pa.string()),
         pa.field("num_words", pa.int32()),
         pa.field("num_phases", pa.int32()),
+        # motion intensity (`dataset.pose`): absolute 0..1 scale, and the corpus quantile level 0..4
+        pa.field("motion_face", pa.float64()),
+        pa.field("motion_body", pa.float64()),
+        pa.field("motion_face_level", pa.int32()),
+        pa.field("motion_body_level", pa.int32()),
     ]
 )
 MANIFEST_COLUMNS = tuple(MANIFEST_SCHEMA.names)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from dataset.annotation import AnnotationRules, parse_annotation, validate_annotation
 from dataset.manifest import read_manifest
 from dataset.media import MediaError, decode_mp4, decode_wav, probe_mp4
+from dataset.pose import PoseError, decode_pose
 from dataset.schema import (
     AUDIO_SAMPLE_RATE,
     MANIFEST_FILENAME,
@@ -123,6 +124,11 @@ def _check_sample(shard: str, key: str, members: dict[str, bytes], decode: bool,
                 problems.append(f"{where}.wav: has {len(samples)} samples, annotation says {audio['num_samples']}")
         except MediaError as err:
             problems.append(f"{where}.wav: {err}")
+    if "pose.npy" in members:
+        try:
+            decode_pose(members["pose.npy"], video.get("num_frames"))
+        except PoseError as err:
+            problems.append(f"{where}.pose.npy: {err}")
     seconds = float(video.get("duration_s") or 0.0)
     return problems, seconds
 

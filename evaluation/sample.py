@@ -90,6 +90,9 @@ class SampleConfig:
             several times faster on 1 thread (thread hand-off costs more than their small matmuls).
         lora: LoRA adapter files merged into the DiT at load, each "PATH[:SCALE]" (scale 1 when
             omitted): diffusers' Wan LoRA format, e.g. a trainer's OUT/final/lora (train/lora.py).
+        motion_intensity: FantasyTalking's motion-intensity control for DiTs trained with
+            `model.motion`: (face, body) in [0, 1], or one value for both (`dataset.pose` scale:
+            0 still, 1 a vigorous nod / fast wave); () = unconditioned.
         sampler: steps, solver, shift and guidance (evaluation/sampler.py).
     """
 
@@ -119,9 +122,12 @@ class SampleConfig:
     crf: int = 20
     threads: int = 0
     lora: tuple[str, ...] = ()
+    motion_intensity: tuple[float, ...] = ()
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
+        if len(self.motion_intensity) > 2 or not all(0.0 <= float(v) <= 1.0 for v in self.motion_intensity):
+            raise UserError(f"sample.motion_intensity must be () or one or two values (face, body) in [0, 1], got {list(self.motion_intensity)}")
         if self.dtype not in DTYPES:
             raise UserError(f"sample.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         for key in ("width", "height"):
@@ -273,6 +279,7 @@ class AvatarSampler:
                                 "(a CLIP vision folder or a Wan2.1-I2V pipeline) or put clip/ next to the checkpoint")
             self.image = load_image_encoder(cfg.image_encoder, device=cfg.device, dtype=dtype)
         self._check(mcfg)
+        self.motion_intensity = self._motion_intensity(mcfg)
         if self.contract is not None and self.audio is not None and self.audio.feature_hz != self.contract.audio_feature_hz:
             log.warning("audio encoder %s gives %g Hz features; %s was trained with %g Hz", cfg.audio_encoder,
                         self.audio.feature_hz, where, self.contract.audio_feature_hz)
@@ -293,6 +300,17 @@ class AvatarSampler:
         s = self.vae.spatial_stride * mcfg.patch_size[1]
         if self.cfg.width % s or self.cfg.height % s:
             raise UserError(f"sample.width/height must be multiples of {s} (VAE stride x patch), got {self.cfg.width}x{self.cfg.height}")
+
+    def _motion_intensity(self, mcfg: Any) -> torch.Tensor | None:
+        """(1, 2) (face, body) intensities for DiTs with a motion branch, or None (unconditioned)."""
+        values = tuple(float(v) for v in self.cfg.motion_intensity)
+        if not values:
+            return None
+        if mcfg.motion is None:
+            raise UserError(f"--motion-intensity needs a DiT trained with model.motion; {self.cfg.dit} has no motion branch")
+        from model.motion import motion_tensor
+
+        return motion_tensor([values * 2 if len(values) == 1 else values], device=self.cfg.device)
 
     def _reference_mode(self, mcfg: Any) -> str:
         z, stride = self.vae.latent_channels, self.vae.temporal_stride
@@ -467,6 +485,8 @@ class AvatarSampler:
             elif self.mode == "i2v":
                 x = i2v_input(x, known)
             text, kw = branches[branch]
+            if self.motion_intensity is not None:  # every guidance branch: it is not a guided condition
+                kw = {**kw, "motion": self.motion_intensity}
             # VideoDiT casts its inputs to its weights' dtype; the timestep stays fp32
             return self.dit(x, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, image=image_tokens, **kw)
 

@@ -6,6 +6,7 @@
     actavatar sample --checkpoint runs/stage2/ema --encoders M --prompts prompts.jsonl --out out/   # a trained export
     actavatar sample --checkpoint M --benchmark BENCH --out out/                # every <key>.json of a benchmark folder
     actavatar sample --checkpoint BASE --lora runs/s2/final/lora:0.8 ...        # a LoRA on its base, scaled
+    actavatar sample --checkpoint M ... --motion-intensity 0.2,0.9              # face, body (model.motion checkpoints)
     actavatar sample ... --config configs/eval/sample_tiny.yaml sampler.steps=4 sampler.solver=euler width=64 height=64
     python -m evaluation.sample_cli ...                                         # the same without the console script
 
@@ -51,6 +52,17 @@ def _jobs(args: argparse.Namespace) -> list:
                       image=Path(args.image) if args.image else None, audio=Path(args.audio))]
 
 
+def parse_motion_intensity(text: str) -> tuple[float, ...]:
+    """'0.7' or '0.2,0.9' -> floats in [0, 1] (SampleConfig checks the range)."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--motion-intensity must be FACE or FACE,BODY numbers in [0, 1], got {text!r}") from None
+    if len(values) > 2 or not all(0.0 <= v <= 1.0 for v in values):
+        raise UserError(f"--motion-intensity must be FACE or FACE,BODY numbers in [0, 1], got {text!r}")
+    return values
+
+
 def _sample(args: argparse.Namespace) -> int:
     from dataset.config_loader import load_config
     from evaluation.sample import AvatarSampler, SampleConfig, resolve_checkpoint
@@ -61,10 +73,12 @@ def _sample(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = load_config(SampleConfig, args.config, overrides)
-    if args.lora:
-        import dataclasses
+    import dataclasses
 
+    if args.lora:
         cfg = dataclasses.replace(cfg, lora=(*cfg.lora, *args.lora))
+    if args.motion_intensity is not None:
+        cfg = dataclasses.replace(cfg, motion_intensity=parse_motion_intensity(args.motion_intensity))
     cfg = resolve_checkpoint(cfg, args.checkpoint, args.encoders)
     jobs = _jobs(args)  # parse every prompt before loading any model
     sampler = AvatarSampler(cfg)
@@ -90,6 +104,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
                         help="merge a LoRA (diffusers' Wan format, e.g. a trainer's OUT/final/lora) into the DiT, "
                         "scaled (default 1); repeatable")
+    parser.add_argument("--motion-intensity", metavar="FACE[,BODY]",
+                        help="motion intensity in [0, 1] for checkpoints trained with model.motion (FantasyTalking): "
+                             "one value for face and body, or face,body (0 still .. 1 vigorous; default: unconditioned)")
     parser.add_argument("--seed", type=int, help="noise seed (batch: seed + index unless a line sets its own)")
     parser.add_argument("--device", help="torch device (default cpu)")
     parser.add_argument("--skip-existing", action="store_true", help="keep videos already in --out (resume a batch)")

@@ -19,6 +19,7 @@ from model.attention import BACKENDS, Backend
 from model.audio_attention import AudioAttentionConfig
 from model.audio_windows import AudioProjector, gather_windows
 from model.block import DiTBlock
+from model.motion import MotionConfig, MotionEmbedding
 from model.embeddings import FP32LayerNorm, ImageProjection, Modulation, RotaryEmbedding3D, TextProjection, TimestepEmbedding
 from model.phase_attention import PhaseAttentionConfig, PhaseKeys
 
@@ -49,6 +50,7 @@ class DiTConfig:
         phase: PACA options.
         audio: audio branch; None = no audio attention (a plain Wan model).
         alignment: per-layer text/audio weights.
+        motion: motion-intensity modulation (FantasyTalking, `model.motion`); None = none.
     """
 
     dim: int
@@ -72,6 +74,7 @@ class DiTConfig:
     phase: PhaseAttentionConfig = field(default_factory=PhaseAttentionConfig)
     audio: AudioAttentionConfig | None = field(default_factory=AudioAttentionConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    motion: MotionConfig | None = None
 
     def __post_init__(self) -> None:
         for key in ("dim", "num_layers", "num_heads", "ffn_dim", "in_channels", "out_channels", "text_dim", "freq_dim", "text_len"):
@@ -109,7 +112,8 @@ class VideoDiT(nn.Module):
     _no_split_modules = ("DiTBlock",)
     # Modules whose parameters stay fp32 when the rest runs in bf16, as Wan keeps them (time embedding
     # and projection, adaLN tables, norms, the alignment schedule): `fp32_modules()`.
-    _keep_in_fp32 = ("time_embed", "time_proj", "modulation", "head_modulation", "norm1", "norm2", "norm3", "alignment")
+    _keep_in_fp32 = ("time_embed", "time_proj", "modulation", "head_modulation", "norm1", "norm2", "norm3", "alignment",
+                     "motion_embed")
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
@@ -133,6 +137,9 @@ class VideoDiT(nn.Module):
         self.norm_out = FP32LayerNorm(dim, config.eps, elementwise_affine=False)
         self.proj_out = nn.Linear(dim, config.out_channels * math.prod(config.patch_size))
         self.head_modulation = Modulation(2, dim)
+        # 5. Optional conditions added to the time embedding. Registered last, so a model with them
+        # draws the same initial weights for everything else as one without (same seed).
+        self.motion_embed = MotionEmbedding(config.motion, dim) if config.motion is not None else None
         # checkpoints written before the adaLN tables became modules name them without ".table"
         self.register_load_state_dict_pre_hook(_upgrade_modulation_keys)
 
@@ -155,7 +162,13 @@ class VideoDiT(nn.Module):
         """State-dict prefixes of parameters that Wan checkpoints do not have (ActAvatar additions)."""
         prefixes = ["alignment.", "audio_proj."]
         prefixes += [f"blocks.{i}.audio_attn." for i, b in enumerate(self.blocks) if b.audio_attn is not None]
+        prefixes += self.zero_init_prefixes()
         return tuple(prefixes)
+
+    def zero_init_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of optional branches that start neutral (zero output): a checkpoint
+        without them loads into a model with them and predicts exactly as before."""
+        return ("motion_embed.",) if self.motion_embed is not None else ()
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -164,7 +177,12 @@ class VideoDiT(nn.Module):
         Sets every parameter and non-persistent buffer, so it also completes a model materialised
         with `to_empty` from the meta device (`build_model` calls it for you unless device="meta").
         """
+        # optional branches are initialised last (below), so the draws for everything else are the
+        # same with and without them
+        optional = {id(m) for m in self.motion_embed.modules()} if self.motion_embed is not None else set()
         for m in self.modules():
+            if id(m) in optional:
+                continue
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:  # LoRA's adapter linears have none
@@ -189,6 +207,10 @@ class VideoDiT(nn.Module):
         if self.image_embed is not None and self.image_embed.pos_embed is not None:
             nn.init.zeros_(self.image_embed.pos_embed)
         self.alignment.reset_parameters()
+        if self.motion_embed is not None:
+            nn.init.xavier_uniform_(self.motion_embed.linear_1.weight)
+            nn.init.zeros_(self.motion_embed.linear_1.bias)
+            self.motion_embed.reset_parameters()  # zero output
 
     def forward(
         self,
@@ -202,6 +224,7 @@ class VideoDiT(nn.Module):
         audio: torch.Tensor | None = None,
         audio_index: torch.Tensor | None = None,
         audio_mask: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow-matching velocity.
 
@@ -214,6 +237,8 @@ class VideoDiT(nn.Module):
             image: (B, Li, image_dim) CLIP tokens (Wan2.1 I2V).
             audio: (B, Ta, audio_dim) audio features (e.g. `AudioEncoder` output).
             audio_index, audio_mask: (B, F_lat, W) window indices and validity (`batch_audio_windows`).
+            motion: (B, 2) face / body motion intensities in [0, 1] (`model.motion`); a NaN row or
+                None = unconditioned.
         Returns:
             (B, C_out, F, H, W).
         """
@@ -240,6 +265,10 @@ class VideoDiT(nn.Module):
         # `fp32_modules`), also under autocast, as Wan computes them
         with torch.autocast(device_type=x.device.type, enabled=False):
             temb = self.time_embed(timestep.flatten()).float().view(b, -1, cfg.dim)  # (B, L|1, D)
+            if motion is not None:
+                if self.motion_embed is None:
+                    raise ValueError("motion intensities given but model.motion is None")
+                temb = temb + self.motion_embed(motion.to(temb.device)).float()[:, None]  # zero for NaN rows
             proj_in = nn.functional.silu(temb).to(self.time_proj.weight.dtype)
             temb_proj = self.time_proj(proj_in).float().unflatten(-1, (6, cfg.dim))  # (B, L|1, 6, D)
         text = self.text_embed(text)  # (B, Lk, D)

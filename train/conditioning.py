@@ -65,6 +65,13 @@ class ModelInputs:
     negative: torch.Tensor | None = None  # (n, C) negative prompt base block; None = unknown (no text dropout)
     condition: torch.Tensor | None = None  # (B, stride + z, F, h, w) Wan2.1 I2V [mask | condition latents]
     image: torch.Tensor | None = None  # (B, Li, C) CLIP tokens of the first frame (Wan2.1 I2V)
+    motion: torch.Tensor | None = None  # (B, 2) face / body motion intensity, NaN = none (models with model.motion)
+
+    def with_motion_dropped(self, drop: torch.Tensor) -> ModelInputs:
+        """The same batch with the flagged samples' motion intensities removed (NaN: unconditioned)."""
+        if self.motion is None:
+            return self
+        return dataclasses.replace(self, motion=self.motion.masked_fill(drop.to(self.motion.device)[:, None], float("nan")))
 
     def with_dropped(self, drop_text: torch.Tensor, drop_audio: torch.Tensor) -> ModelInputs:
         """The same batch with the flagged samples' text / audio replaced by the unconditional inputs."""
@@ -86,6 +93,8 @@ class ModelInputs:
         }
         if self.image is not None:  # kept when text/audio drop: diffusers' I2V feeds them to every branch
             kwargs["image"] = self.image
+        if self.motion is not None:
+            kwargs["motion"] = self.motion
         return kwargs
 
 
@@ -101,16 +110,17 @@ class Conditioner:
         phase_routing: "per_frame" or "global" (`data.phase_routing`).
         negative_prompt: the caption of text-dropped samples (`guidance.negative_prompt`); media batches
             encode it once here, latent batches carry the features `actavatar encode` stored.
+        motion: the DiT takes motion intensities (`model.motion`): pass the batch's (`batch["motion"]`).
     """
 
     def __init__(
         self, config: EncodersConfig, *, text_len: int, vae_stride: tuple[int, int, int], device: torch.device,
         need_media_encoders: bool = True, phase_routing: str = "per_frame", negative_prompt: str = "",
-        i2v: bool = False, image_tokens: bool = False,
+        i2v: bool = False, image_tokens: bool = False, motion: bool = False,
     ) -> None:
         self.config, self.text_len, self.vae_stride, self.device = config, text_len, vae_stride, device
         self.phase_routing, self.negative_prompt = phase_routing, negative_prompt
-        self.i2v = i2v
+        self.i2v, self.motion = i2v, motion
         self.text = self.vae = self.audio = self.image = None
         self.negative: torch.Tensor | None = None
         if need_media_encoders:
@@ -195,6 +205,7 @@ class Conditioner:
             negative=negative,
             condition=condition,
             image=image,
+            motion=batch["motion"].to(self.device) if self.motion and "motion" in batch else None,
         )
 
     @torch.no_grad()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataset.errors import UserError
+from dataset.pose import MOTION_DEFINITION
 from dataset.schema import VIDEO_FPS
 from model.guidance import AUDIO_UNCOND
 from model.phase_layout import ROUTINGS
@@ -58,6 +59,8 @@ class ConditioningContract:
         text_drop, audio_drop, both_drop, negative_prompt: guidance dropout of training.
         audio_uncond: what dropped audio was ("zeros").
         buckets: training shapes FRAMESxHEIGHTxWIDTH.
+        motion: what the motion intensities mean (`dataset.pose.MOTION_DEFINITION`) for models with
+            `model.motion`, "" otherwise; motion_drop: the share trained without them.
     """
 
     version: int = CONTRACT_VERSION
@@ -84,6 +87,8 @@ class ConditioningContract:
     audio_uncond: str
     buckets: tuple[str, ...]
     image_encoder: str = ""  # CLIP tower of Wan2.1-I2V runs; absent from older files
+    motion: str = ""  # absent from older files (no motion branch)
+    motion_drop: float = 0.0
 
     def __post_init__(self) -> None:
         if self.version > CONTRACT_VERSION:
@@ -94,12 +99,15 @@ class ConditioningContract:
             raise UserError(f"conditioning.reference must be one of {sorted(REFERENCE_MODES.values())}, got {self.reference!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+        out = {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+        if not self.motion:  # a model without the motion branch writes the file it wrote before
+            del out["motion"], out["motion_drop"]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConditioningContract:
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(data) - fields), sorted(fields - set(data) - {"version", "image_encoder"})
+        unknown, missing = sorted(set(data) - fields), sorted(fields - set(data) - {"version", "image_encoder", "motion", "motion_drop"})
         if unknown or missing:
             raise UserError(f"conditioning: unknown keys {unknown} / missing keys {missing}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
@@ -139,6 +147,8 @@ def training_contract(
         audio_uncond=AUDIO_UNCOND,
         buckets=tuple(cfg.data.buckets),
         image_encoder=enc.image or found.get("image", ""),
+        motion=MOTION_DEFINITION if arch.motion is not None else "",
+        motion_drop=g.motion_drop if arch.motion is not None else 0.0,
     )
 
 

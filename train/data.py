@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset.annotation import parse_annotation
 from dataset.errors import UserError
+from dataset.pose import annotation_motion, decode_pose, window_motion
 from dataset.reader import (
     LogAndContinue,
     SampleDecoder,
@@ -44,6 +45,7 @@ from dataset.reader import (
     tar_expansion,
 )
 from dataset.storage import Store
+from model.motion import motion_tensor
 from model.phase_layout import ROUTINGS
 from train.buckets import Bucket, bucket_batches, choose_bucket
 from train.clip_window import (
@@ -319,6 +321,7 @@ class ClipStream(IterableDataset):
             "spans": spans,
             "face_box": face_box_in_window(ann, plan.bucket),
             "num_frames": plan.bucket.frames,
+            "motion": sample_motion(raw, ann, plan),
         }
         if self.config.kind == "latents":
             out["latents"] = torch.from_numpy(_npy(raw["latents.npy"])).float()
@@ -345,10 +348,26 @@ def _npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+def sample_motion(raw: dict[str, Any], ann: dict[str, Any], plan: WindowPlan) -> tuple[float | None, float | None] | None:
+    """(face, body) motion intensity of the training window: measured on the window's frames of the
+    clip's `pose.npy` (media shards) or stored by `actavatar encode` (latent shards); the clip's
+    annotation figures otherwise; None for corpora without either."""
+    if "window.json" in raw:
+        stored = json.loads(raw["window.json"]).get("motion")
+        if stored is not None:
+            return tuple(stored)
+    elif "pose.npy" in raw:
+        v = ann["video"]
+        pose = decode_pose(raw["pose.npy"], int(v["num_frames"]))
+        return window_motion(pose, plan.start_frame, plan.bucket.frames, float(v["fps"]), v["width"] / v["height"])
+    return annotation_motion(ann)
+
+
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack same-bucket samples; texts, spans and text blocks stay lists."""
     batch: dict[str, Any] = {k: [s[k] for s in samples] for k in ("key", "fps", "texts", "spans")}
     batch["face_box"] = torch.stack([s["face_box"] for s in samples])
+    batch["motion"] = motion_tensor([s.get("motion") for s in samples])
     batch["num_frames"] = samples[0]["num_frames"]
     for key in ("video", "audio", "latents", "audio_features", "condition", "image_tokens"):
         if key in samples[0]:

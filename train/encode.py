@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from dataset.errors import UserError
+from dataset.pose import PoseError, decode_pose, window_motion
 from dataset.reader import SampleDecoder, shard_pipeline
 from dataset.writer import ShardWriter, ShardWriterConfig
 from train.buckets import Bucket, choose_bucket, parse_buckets
@@ -103,6 +104,11 @@ def encode_corpus(
         for raw in shard_pipeline(config.data.shards, decode="none"):
             sample = decoder(raw)
             ann = sample["annotation"]
+            if "pose.npy" in raw:  # per-frame keypoints: each window stores its own motion intensity
+                try:
+                    sample["pose"] = decode_pose(raw["pose.npy"], int(ann["video"]["num_frames"]))
+                except PoseError as err:  # the windows keep the clip's annotation figures instead
+                    log.warning("%s: %s: ignoring pose.npy: %s", raw.get("__url__"), raw["__key__"], err)
             v = ann["video"]
             bucket = choose_bucket(buckets, int(v["num_frames"]), int(v["height"]), int(v["width"]))
             if bucket is None:
@@ -138,6 +144,9 @@ def _encode_windows(
         texts, _ = window_caption(sample["annotation"], plan, config.data.max_phases)
         blocks = cond.encode_text_blocks(texts)
         window = {"bucket": str(bucket), "start_frame": plan.start_frame, "text_lengths": [int(b.shape[0]) for b in blocks]}
+        if "pose" in sample:
+            v = sample["annotation"]["video"]
+            window["motion"] = list(window_motion(sample["pose"], plan.start_frame, bucket.frames, fps, v["width"] / v["height"]))
         members = {
             "__key__": key,
             "window": window,

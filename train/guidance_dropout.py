@@ -27,6 +27,8 @@ class GuidanceDropoutConfig:
         sampler's audio guidance.
     both_drop: share trained with neither: v(∅), the base of the sampler's text guidance.
     negative_prompt: the text of a dropped caption; sampling uses the same (recorded in conditioning.json).
+    motion_drop: share of samples trained without their motion intensities (models with
+        `model.motion`; an independent draw), so the checkpoint also samples without `--motion-intensity`.
 
     The default 0.1 each makes a checkpoint fit the sampler's default guidance (text 5, audio 4);
     all three 0 trains fully conditioned (sample such a checkpoint with guidance scales 1).
@@ -36,9 +38,10 @@ class GuidanceDropoutConfig:
     audio_drop: float = 0.1
     both_drop: float = 0.1
     negative_prompt: str = ""
+    motion_drop: float = 0.1
 
     def __post_init__(self) -> None:
-        for key in ("text_drop", "audio_drop", "both_drop"):
+        for key in ("text_drop", "audio_drop", "both_drop", "motion_drop"):
             value = getattr(self, key)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise UserError(f"guidance.{key} must be in [0, 1], got {value}")

@@ -22,6 +22,7 @@ import torch
 from dataset.errors import UserError
 from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT
+from model.motion import MotionConfig
 from model.registry import FLAVORS, build_model, get_config
 
 DEFAULT_FLAVOR = "debug"
@@ -92,6 +93,9 @@ class ModelConfig:
             Wan import may change it (its audio modules are new); a VideoDiT folder may not.
         alignment: per-layer text/audio weights; the same rule as `audio`, except that a fixed
             (non-learned) schedule of a VideoDiT folder may change (it is not stored in the weights).
+        motion: motion-intensity modulation (FantasyTalking; `model.motion`): true adds the branch
+            (zero-initialised, so also onto a checkpoint without it, e.g. stage 1's export), false
+            removes it (not from a checkpoint that has it), null keeps.
     """
 
     flavor: str = ""
@@ -118,6 +122,7 @@ class ModelConfig:
     phase: PhaseOverrides = field(default_factory=PhaseOverrides)
     audio: AudioOverrides | None = field(default_factory=AudioOverrides)
     alignment: AlignmentOverrides = field(default_factory=AlignmentOverrides)
+    motion: bool | None = None
 
     def __post_init__(self) -> None:
         if self.flavor and self.init_from:
@@ -162,6 +167,8 @@ def architecture_changes(base: DiTConfig, config: ModelConfig) -> dict[str, Any]
         changes["audio"] = dataclasses.replace(base.audio, **audio) if base.audio is not None else AudioAttentionConfig(**audio)
     if alignment := _set_fields(config.alignment):
         changes["alignment"] = dataclasses.replace(base.alignment, **alignment)
+    if config.motion is not None:
+        changes["motion"] = (base.motion or MotionConfig()) if config.motion else None
     return changes
 
 
@@ -183,6 +190,8 @@ def _check_checkpoint_overrides(base: DiTConfig, config: ModelConfig) -> None:
     if audio := _set_fields(config.audio):
         key, value = next(iter(audio.items()))
         raise UserError(f"model.audio.{key}={value!r} changes weight shapes; it cannot override {where}")
+    if config.motion is False and base.motion is not None:
+        raise UserError(f"model.motion=false removes the trained motion-intensity weights of {where}")
     alignment = _set_fields(config.alignment)
     if alignment.get("schedule") == "learned" and base.alignment.schedule != "learned":
         raise UserError(f"model.alignment.schedule='learned' adds weights; it cannot override {where}")

@@ -24,12 +24,13 @@ import torch
 from model.alignment import AlignmentConfig
 from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT, cast_keeping_fp32
+from model.motion import MotionConfig
 from model.phase_attention import PhaseAttentionConfig
 from model.registry import build_model
 
 DIT_CONFIG = "config.json"
 DIT_WEIGHTS = "model.safetensors"
-_NESTED = {"phase": PhaseAttentionConfig, "audio": AudioAttentionConfig, "alignment": AlignmentConfig}
+_NESTED = {"phase": PhaseAttentionConfig, "audio": AudioAttentionConfig, "alignment": AlignmentConfig, "motion": MotionConfig}
 _TUPLES = ("patch_size", "vae_stride")
 
 
@@ -82,7 +83,8 @@ def load_dit(
 
     Args:
         config: build this architecture instead of the folder's config.json, e.g. with another
-            attention backend or PACA option (the weights must fit it: the state dict loads strictly).
+            attention backend or PACA option (the weights must fit it: the state dict loads strictly,
+            except that branches which start neutral, e.g. `model.motion`, may be new).
     """
     from safetensors.torch import load_file
 
@@ -92,7 +94,12 @@ def load_dit(
     if config is None:
         config = dit_config_from_dict(json.loads((path / DIT_CONFIG).read_text()))
     model = _materialize(config, device, dtype)
-    model.load_state_dict(load_file(str(path / DIT_WEIGHTS), device=str(device)))
+    missing, unexpected = model.load_state_dict(load_file(str(path / DIT_WEIGHTS), device=str(device)), strict=False)
+    new = model.zero_init_prefixes()
+    missing = [k for k in missing if not k.startswith(new)]  # neutral new branches keep their zero init
+    if missing or unexpected:
+        raise RuntimeError(f"{path / DIT_WEIGHTS} does not fit the model: missing keys {missing[:5]}"
+                           f"{'…' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
     return model
 
 

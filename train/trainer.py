@@ -181,7 +181,8 @@ class Stage1Trainer:
         check_shards(shards, self.dist.world_size * max(config.data.num_workers, 1))
         window = first_window(shards) if config.data.kind == "latents" else None
         check_latent_window(config, window)
-        self.audio_prefixes = audio_prefixes(self.arch)
+        # stage 1 with trainable=audio trains ActAvatar's audio additions and the motion branch
+        self.audio_prefixes = audio_prefixes(self.arch) + (("motion_embed.",) if self.arch.motion is not None else ())
         self.sharded = use_fsdp(config.parallel, self.dist.world_size)
         full_state = None
         if self.sharded:  # meta-device build; rank 0 alone reads (or initialises) the full weights
@@ -198,7 +199,7 @@ class Stage1Trainer:
             config.encoders, text_len=self.arch.text_len, vae_stride=self.arch.vae_stride, device=self.device,
             need_media_encoders=config.data.kind == "media", phase_routing=config.data.phase_routing,
             negative_prompt=config.guidance.negative_prompt, i2v=config.stage.reference == "i2v",
-            image_tokens=self.arch.image_dim is not None,
+            image_tokens=self.arch.image_dim is not None, motion=self.arch.motion is not None,
         )
         self.contract = self.conditioning_contract(window)
         self.optimizer = build_optimizer(self.param_groups(), config.optim)
@@ -218,7 +219,7 @@ class Stage1Trainer:
     # -- stage hooks (Stage2Trainer overrides these three) ----------------------------------
 
     def configure_trainable(self, model: nn.Module) -> None:
-        """Stage 1: only the audio modules train, or the whole DiT with stage.trainable='full'."""
+        """Stage 1: only the audio modules (and the motion branch) train, or the whole DiT with stage.trainable='full'."""
         full = self.config.stage.trainable == "full"
         for name, p in model.named_parameters():
             p.requires_grad_(full or name.startswith(self.audio_prefixes))
@@ -243,9 +244,12 @@ class Stage1Trainer:
     def drop_conditions(self, inputs: ModelInputs) -> ModelInputs:
         """Guidance dropout (`guidance.*`): one uniform draw per sample from the seeded noise generator,
         so an exact resume replays the same drops; off = no draw (the noise stream is unchanged)."""
-        if not self.config.guidance.enabled:
+        guidance = self.config.guidance
+        if inputs.motion is not None and guidance.motion_drop > 0:  # models without model.motion draw nothing here
+            inputs = inputs.with_motion_dropped(torch.rand(inputs.latents.shape[0], generator=self.noise_rng) < guidance.motion_drop)
+        if not guidance.enabled:
             return inputs
-        drop_text, drop_audio = draw_drops(self.config.guidance, inputs.latents.shape[0], self.noise_rng)
+        drop_text, drop_audio = draw_drops(guidance, inputs.latents.shape[0], self.noise_rng)
         return inputs.with_dropped(drop_text.to(self.device), drop_audio.to(self.device))
 
     def forward_backward_step(self, inputs: ModelInputs) -> tuple[torch.Tensor, dict[str, float]]:

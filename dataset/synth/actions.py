@@ -112,12 +112,19 @@ def _find_torso(hsv: np.ndarray) -> tuple[float, float, float] | None:
     return x0 + bw / 2.0, float(y0), float(bw)
 
 
+def working_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of the working resolution `read_poses` measures a frame of this size in."""
+    if height > _WORK_HEIGHT:
+        return max(1, round(width * _WORK_HEIGHT / height)), _WORK_HEIGHT
+    return width, height
+
+
 def _frame_pose(frame: np.ndarray) -> np.ndarray:
     out = np.full(len(FEATURES), np.nan)
     out[0] = 0.0
     h, w = frame.shape[:2]
-    if h > _WORK_HEIGHT:
-        frame = cv2.resize(frame, (max(1, round(w * _WORK_HEIGHT / h)), _WORK_HEIGHT), interpolation=cv2.INTER_AREA)
+    if (w, h) != working_size(w, h):
+        frame = cv2.resize(frame, working_size(w, h), interpolation=cv2.INTER_AREA)
         h, w = frame.shape[:2]
     hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
     torso = _find_torso(hsv)

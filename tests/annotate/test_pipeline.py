@@ -164,6 +164,35 @@ def test_output_validates_and_clips_are_normalised(run_a):
     assert all(r["num_phases"] >= 1 for r in ok)  # truth captions on every kept (talking) clip
 
 
+def test_every_kept_clip_has_exact_keypoints_and_motion(run_a):
+    """Synthetic corpus (truth captions): the pose stage's `auto` backend is the puppet reader."""
+    import tarfile
+
+    from dataset.annotation import parse_annotation
+    from dataset.pose import KEYPOINTS, decode_pose
+
+    members: dict[str, dict[str, bytes]] = {}
+    for shard in sorted((run_a / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                key, _, ext = m.name.partition(".")
+                members.setdefault(key, {})[ext] = tar.extractfile(m).read()
+    rows = {r["key"]: r for r in read_manifest(run_a / "manifest.parquet").to_pylist() if r["status"] == "ok"}
+    assert set(members) == set(rows)
+    for key, sample in members.items():
+        doc = parse_annotation(sample["json"])
+        pose = decode_pose(sample["pose.npy"], doc["video"]["num_frames"])
+        found = pose[:, KEYPOINTS.index("neck"), 2] == 1.0
+        assert found.mean() > 0.9, key  # the puppet is read in (nearly) every frame of a talking clip
+        motion = doc["motion"]
+        assert motion["method"] == "puppet-pixel-reader" and doc["provenance"]["models"]["pose"] == "puppet-pixel-reader"
+        assert 0 <= motion["body_intensity"] <= 1 and 0 <= motion["face_intensity"] <= 1
+        assert rows[key]["motion_body"] == motion["body_intensity"] and rows[key]["motion_face"] == motion["face_intensity"]
+    levels = [(r["motion_body"], r["motion_body_level"]) for r in rows.values()]
+    assert all(0 <= lvl <= 4 for _, lvl in levels)
+    assert [lvl for _, lvl in sorted(levels)] == sorted(lvl for _, lvl in levels)  # quantile levels follow the value
+
+
 def test_status_and_stats_commands(run_a, capsys):
     from actavatar.cli import main
 

@@ -1,0 +1,88 @@
+"""Pose backends: the puppet reader returns the drawn keypoints; motion follows the drawn action."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annotate.pose import PoseEstimator, reader_pose
+from dataset.pose import BODY, FACE, KEYPOINTS, motion_intensity
+from dataset.synth import rig
+from dataset.synth.avatar import PuppetRenderer
+
+
+def render(label: str, times: np.ndarray, duration: float, h: int = 360, w: int = 360) -> tuple[np.ndarray, tuple, float]:
+    renderer = PuppetRenderer()
+    scale = h / 2.66
+    anchor = (w / 2, 0.015 * h + rig.TOP_EXTENT * scale)
+    frames = []
+    for t in times:
+        frame = np.full((h, w, 3), 150, np.uint8)
+        renderer.draw(frame, anchor, scale, rig.pose_at(label, float(t), duration))
+        frames.append(frame)
+    return np.stack(frames), anchor, scale
+
+
+def test_reader_finds_the_drawn_keypoints():
+    frames, (ax, ay), s = render("raise_right_hand", np.array([1.0]), 2.0)
+    h, w = frames.shape[1:3]
+    pose = reader_pose(frames)[0]
+    k = {name: pose[i] for i, name in enumerate(KEYPOINTS)}
+    expect = {  # normalised positions from the rig
+        "neck": (ax / w, ay / h),
+        "right_wrist": ((ax + s * rig.RAISED[1][0]) / w, (ay + s * rig.RAISED[1][1]) / h),
+        "left_wrist": ((ax - s * rig.REST[1][0]) / w, (ay + s * rig.REST[1][1]) / h),
+        "right_shoulder": ((ax + s * rig.SHOULDER[0]) / w, (ay + s * rig.SHOULDER[1]) / h),
+        "nose": (ax / w, (ay + s * (rig.HEAD_CENTER[1] + rig.CUP_OFFSET[1])) / h),  # the head centre
+        "right_ear": ((ax - s * rig.CUP_OFFSET[0]) / w, (ay + s * (rig.HEAD_CENTER[1] + rig.CUP_OFFSET[1])) / h),
+        "left_ear": ((ax + s * rig.CUP_OFFSET[0]) / w, (ay + s * (rig.HEAD_CENTER[1] + rig.CUP_OFFSET[1])) / h),
+    }
+    for name, (x, y) in expect.items():
+        assert k[name][2] == 1.0, name
+        assert abs(k[name][0] - x) < 0.02 and abs(k[name][1] - y) < 0.02, (name, k[name], (x, y))
+    for name in ("right_eye", "mouth", "upper_lip", "right_elbow"):  # the reader does not measure these
+        assert k[name][2] == 0.0 and np.isnan(k[name][0])
+
+
+def test_reader_motion_follows_the_action():
+    times = np.arange(50) / 25.0
+    idle = motion_intensity(reader_pose(render("idle", times, 2.0, 180, 180)[0]))
+    wave = motion_intensity(reader_pose(render("wave_right_hand", times, 2.0, 180, 180)[0]))
+    nod = motion_intensity(reader_pose(render("nod", times, 2.0, 180, 180)[0]))
+    assert idle["body_intensity"] < 0.02 and idle["face_intensity"] < 0.05
+    assert wave["body_intensity"] > 5 * max(idle["body_intensity"], 0.01)
+    assert nod["face_intensity"] > 3 * max(idle["face_intensity"], 0.01)
+    assert nod["body_intensity"] < wave["body_intensity"] / 3
+
+
+def test_reader_without_a_puppet_measures_nothing():
+    pose = reader_pose(np.full((3, 64, 64, 3), 90, np.uint8))
+    assert (pose[..., 2] == 0).all()
+    assert motion_intensity(pose) == {"face_speed": None, "face_intensity": None, "body_speed": None, "body_intensity": None}
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="pose backend must be one of"):
+        PoseEstimator("openpose")
+
+
+def test_mediapipe_backend_gives_blazeface_keypoints_of_the_face():
+    """The real BlazeFace model (fetched from the mediapipe 0.10.21 wheel like the face filter's)."""
+    frames, (ax, ay), s = render("idle", np.arange(3) / 25.0, 2.0, 256, 256)
+    estimator = PoseEstimator("mediapipe")
+    try:
+        pose = estimator(frames, [0.3, 0.05, 0.7, 0.45])
+    finally:
+        estimator.close()
+    k = {name: pose[:, i] for i, name in enumerate(KEYPOINTS)}
+    assert (pose[:, list(BODY), 2] == 0).all() and (k["upper_lip"][:, 2] == 0).all()
+    for name in ("nose", "right_eye", "left_eye", "mouth", "right_ear", "left_ear"):
+        assert (k[name][:, 2] > 0.5).all(), name  # the detection score
+    h, w = frames.shape[1:3]
+    head_x, head_y = ax / w, (ay + s * rig.HEAD_CENTER[1]) / h
+    half = rig.HEAD_SIZE * s / 2 / h  # the face sprite's half size
+    for name in ("nose", "right_eye", "left_eye", "mouth"):
+        assert np.abs(k[name][:, 0] - head_x).max() < half and np.abs(k[name][:, 1] - head_y).max() < half, name
+    # geometry of a face: eyes above the nose above the mouth; the person's right eye on the image left
+    assert (k["right_eye"][:, 1] < k["nose"][:, 1]).all() and (k["nose"][:, 1] < k["mouth"][:, 1]).all()
+    assert (k["right_eye"][:, 0] < k["left_eye"][:, 0]).all()
