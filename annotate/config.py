@@ -388,8 +388,9 @@ POSE_BACKENDS = ("auto", "reader", "mediapipe")
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PoseConfig:
-    """Per-frame keypoints of every kept clip (`annotate.pose`): the `pose.npy` shard member and the
-    annotation's `motion` intensities. Never rejects a clip: one it cannot measure has no member.
+    """Per-frame keypoints of every cut clip (`annotate.pose`, measured by the cut stage as it writes
+    the clip): the `pose.npy` shard member and the annotation's `motion` intensities. Never rejects
+    a clip: one it cannot measure has no member and `motion` null.
 
     Args:
         enabled: run the stage (off: no `pose.npy`, `motion` null).
@@ -397,18 +398,14 @@ class PoseConfig:
             "mediapipe" (BlazeFace keypoints on every frame, the face filter's model `face.model_path`:
             face keypoints only, see README), or "auto" (reader for synthetic corpora, i.e.
             `caption.backend=truth`, else mediapipe).
-        clip_batch: clips per batch of the stage's actors.
     """
 
     enabled: bool = True
     backend: str = "auto"
-    clip_batch: int = 8
 
     def __post_init__(self) -> None:
         if self.backend not in POSE_BACKENDS:
             raise UserError(f"pose.backend must be one of {', '.join(POSE_BACKENDS)}, got {self.backend!r}")
-        if self.clip_batch < 1:
-            raise UserError(f"pose.clip_batch must be >= 1, got {self.clip_batch}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -453,8 +450,7 @@ class AnnotateConfig:
 
 # Knobs that only schedule work (how many actors, how clips are batched, GPUs per actor): a run
 # may resume with other values, and they stay out of the provenance hash.
-_SCHEDULING = {("workers",), ("asr", "clip_batch"), ("asr", "num_gpus"), ("caption", "clip_batch"), ("caption", "num_gpus"),
-               ("pose", "clip_batch")}
+_SCHEDULING = {("workers",), ("asr", "clip_batch"), ("asr", "num_gpus"), ("caption", "clip_batch"), ("caption", "num_gpus")}
 
 
 def config_hash(cfg: AnnotateConfig) -> str:

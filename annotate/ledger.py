@@ -3,7 +3,7 @@
     OUT/_work/<source_id>/<stage>.json          a source stage's result (probe, analyse, plan, cut)
     OUT/_work/<source_id>/dropped.json          the source stopped at a stage (failed / rejected)
     OUT/_work/<source_id>/clips/<key>.*         clip media and annotations (cut and sync stages)
-    OUT/_work/<source_id>/<stage>/<key>.json    a clip stage's result for one clip (sync, asr, caption, pose)
+    OUT/_work/<source_id>/<stage>/<key>.json    a clip stage's result for one clip (sync, asr, caption)
     OUT/_work/groups/<GGGGGG>.json              a committed shard group (written last: the commit)
     OUT/_work/groups/<GGGGGG>.parquet           its manifest rows; .audit.jsonl its caption audit
 
@@ -24,7 +24,7 @@ from dataset.storage import Store
 WORK_DIRNAME = "_work"
 GROUPS_DIRNAME = "groups"
 SOURCE_STAGES = ("probe", "analyse", "plan", "cut")
-CLIP_STAGES = ("sync", "asr", "caption", "pose")  # run per clip, batched across sources
+CLIP_STAGES = ("sync", "asr", "caption")  # run per clip, batched across sources
 STAGES = SOURCE_STAGES + CLIP_STAGES
 DROPPED = "dropped.json"  # a source that failed or was rejected by a source stage
 

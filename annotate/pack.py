@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from annotate.annotation import with_asr, with_caption, with_pose, with_sync
+from annotate.annotation import with_asr, with_caption, with_sync
 from annotate.config import AnnotateConfig
 from annotate.ledger import CLIP_STAGES, GROUPS_DIRNAME, SOURCE_STAGES, Ledger
 from annotate.sources import clip_key
@@ -61,14 +61,9 @@ def load_state(ledger: Ledger, cfg: AnnotateConfig, source_id: str, sha256: str)
     return state
 
 
-def clip_verdict(state: dict[str, Any], stage: str, key: str) -> dict[str, Any] | None:
-    """A clip stage's verdict for a clip (None when the stage did not run)."""
-    return ((state.get(stage) or {}).get("clips") or {}).get(key)
-
-
 def sync_verdict(state: dict[str, Any], key: str) -> dict[str, Any] | None:
     """The sync stage's verdict for a clip (None when the stage did not run)."""
-    return clip_verdict(state, "sync", key)
+    return ((state.get("sync") or {}).get("clips") or {}).get(key)
 
 
 def manifest_rows(source_id: str, uri: str, state: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], int]:
@@ -180,11 +175,9 @@ def pack_group(cfg: AnnotateConfig, out_root: str, group: int, members: list[tup
                     doc = with_caption(doc, clip["caption"], {"vlm": provenance["model"]},
                                        {**provenance, "attempts": len(clip["attempts"]), "repairs": clip["repairs"]})
                     last_stage = "caption"
-                pose = clip_verdict(state, "pose", key)
-                doc = with_pose(doc, pose)
                 sample = {"__key__": key, "json": doc, "mp4": ledger.store.read_bytes(files["mp4"]),
                           "wav": ledger.store.read_bytes(files["wav"])}
-                if pose is not None and pose["status"] == "ok":
+                if doc.get("motion") is not None:  # the cut stage measured its keypoints
                     sample["pose.npy"] = ledger.store.read_bytes(files["pose"])
                 writer.write(sample, row={"stage": last_stage})
                 seconds_out += doc["video"]["duration_s"]

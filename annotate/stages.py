@@ -5,7 +5,7 @@ Source stages (probe, analyse, plan, cut) map rows `{"uri", "source_id", "group"
 nested, ragged data). After the cut, `clip_rows` turns each source into one row per cut clip
 `{"uri", "source_id", "group", "key", "rows", "clip"}` (`rows`: how many rows the source became;
 a source with no clip, or one that failed, becomes one row with key ""), and the clip stages
-(sync, asr, caption, pose) run on batches of clips from any sources (`map_batches`), so one long video
+(sync, asr, caption) run on batches of clips from any sources (`map_batches`), so one long video
 no longer serialises a model stage.
 
 A stage whose ledger record exists returns it instead of recomputing; a stage that fails records
@@ -125,9 +125,14 @@ class CutRowStage(_RowStage):
 
         self.stage = CutStage(cfg.clip)
         self.hash = config_hash(cfg)
+        self.pose = None
+        if cfg.pose.enabled:  # keypoints of each clip as it is cut (`annotate.pose`): no extra decode pass or actor
+            from annotate.pose import PoseEstimator
+
+            self.pose = PoseEstimator(cfg.pose_backend, cfg.face.model_path or None)
 
     def run(self, uri, source_id, state):
-        from annotate.annotation import clip_annotation
+        from annotate.annotation import clip_annotation, with_pose
         from annotate.sources import clip_key
         from dataset.annotation import dump_annotation
 
@@ -137,9 +142,27 @@ class CutRowStage(_RowStage):
             doc = clip_annotation(key, uri, state["sha256"], clip, face_box, self.cfg, self.hash)
             self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.mp4"), mp4)
             self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.wav"), wav)
+            if self.pose is not None:
+                doc = with_pose(doc, self.keypoints(source_id, key, mp4, doc))
             self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.json"), dump_annotation(doc))
             keys.append(key)
         return keys
+
+    def keypoints(self, source_id: str, key: str, mp4: bytes, doc: dict[str, Any]) -> dict[str, Any]:
+        """Write `KEY.pose.npy` beside the clip; the verdict `with_pose` reads. A clip whose keypoints
+        cannot be measured is kept without them (the failure is logged, never fatal)."""
+        from dataset.media import decode_mp4
+        from dataset.pose import encode_pose, motion_intensity
+
+        try:
+            pose = self.pose(decode_mp4(mp4), (doc.get("face") or {}).get("bbox"))
+            self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.pose.npy"), encode_pose(pose))
+            video = doc["video"]
+            return {"status": "ok", "method": self.pose.method,
+                    "motion": motion_intensity(pose, video["fps"], video["width"] / video["height"])}
+        except Exception as err:  # noqa: BLE001 - one clip's keypoints must not fail its source
+            log.warning("%s: keypoints failed: %r", key, err)
+            return {"status": "failed", "reason": "pose_error", "detail": f"{type(err).__name__}: {err}"}
 
 
 SOURCE_ROW_STAGES = (ProbeRowStage, AnalyseRowStage, PlanRowStage, CutRowStage)
@@ -345,57 +368,15 @@ class CaptionClipStage(_ClipStage):
                 "attempts": [], "provenance": None}
 
 
-class PoseClipStage(_ClipStage):
-    """Per-frame keypoints of every kept clip (`annotate.pose`): writes `KEY.pose.npy` beside the
-    clip and records the method and the motion intensities. Never rejects a clip: one that cannot
-    be measured is recorded as failed and packed without the member."""
-
-    name = "pose"
-
-    @classmethod
-    def batch_size(cls, cfg: AnnotateConfig) -> int:
-        return cfg.pose.clip_batch
-
-    def run(self, rows, clips):
-        from dataset.annotation import parse_annotation
-        from dataset.media import decode_mp4
-        from dataset.pose import encode_pose, motion_intensity
-
-        if self._stage is None:
-            from annotate.pose import PoseEstimator
-
-            self._stage = PoseEstimator(self.cfg.pose_backend, self.cfg.face.model_path or None)
-        results = []
-        for row, clip in zip(rows, clips):
-            source_id, key = row["source_id"], row["key"]
-            try:
-                doc = parse_annotation(self.clips.read_bytes(self.ledger.clip_file(source_id, f"{key}.json")))
-                frames = decode_mp4(self.clips.read_bytes(self.media(row, clip, "mp4")))
-                pose = self._stage(frames, (doc.get("face") or {}).get("bbox"))
-                self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.pose.npy"), encode_pose(pose))
-                aspect = doc["video"]["width"] / doc["video"]["height"]
-                results.append({"status": "ok", "method": self._stage.method,
-                                "motion": motion_intensity(pose, doc["video"]["fps"], aspect)})
-            except Exception as err:  # noqa: BLE001 - one bad clip must not stop the others
-                log.warning("%s: pose failed: %r", key, err)
-                results.append(self.failure(f"{type(err).__name__}: {err}"))
-        return results
-
-    def failure(self, detail: str) -> dict[str, Any]:
-        return {"status": "failed", "reason": "pose_error", "detail": detail}
-
-
-CLIP_ROW_STAGES = (SyncClipStage, AsrClipStage, CaptionClipStage, PoseClipStage)
+CLIP_ROW_STAGES = (SyncClipStage, AsrClipStage, CaptionClipStage)
 
 
 def clip_stages(cfg: AnnotateConfig) -> tuple[type[_ClipStage], ...]:
     """The clip stages of a run: the caption stage only with a VLM backend (truth captions are
-    exact and applied while packing), the sync stage only when `sync.enabled`, the pose stage
-    only when `pose.enabled`."""
+    exact and applied while packing), the sync stage only when `sync.enabled`."""
     vlm = cfg.caption.backend in ("local", "server")
     return tuple(stage for stage in CLIP_ROW_STAGES
-                 if (vlm or stage is not CaptionClipStage) and (cfg.sync.enabled or stage is not SyncClipStage)
-                 and (cfg.pose.enabled or stage is not PoseClipStage))
+                 if (vlm or stage is not CaptionClipStage) and (cfg.sync.enabled or stage is not SyncClipStage))
 
 
 def clip_media(ledger: Ledger, source_id: str, key: str, sync: dict[str, Any] | None) -> dict[str, str]:

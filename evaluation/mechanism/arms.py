@@ -9,8 +9,11 @@ they differ only where the arm says:
                        them (plain cross-attention over the concatenated captions; padding hidden too)
     (c) base           stage 2 with no phase text at all (the floor)
     (d) paca_constant  (a) with constant alignment (text 1, audio 1 in every block), both stages
+    (e) paca_motion    (a) whose stage 2 adds FantasyTalking's motion-intensity modulation
+                       (`model.motion`, zero-initialised on the shared stage-1 export), conditioned on
+                       each training window's intensity from the pose stage's keypoints
 
-Stage 1 does not see phases, so (a), (b) and (c) share one stage-1 run; (d) has its own (its
+Stage 1 does not see phases, so (a), (b), (c) and (e) share one stage-1 run; (d) has its own (its
 architecture differs). Each run writes its YAML beside its outputs: `actavatar train --config
 DIR/train/<run>/config.yaml` reproduces it.
 """
@@ -81,6 +84,8 @@ def stage2_config(cfg: MechanismConfig, paths: dict[str, Path], arm: str) -> dic
     doc = common_sections(cfg, paths, cfg.train.stage2_steps, out)
     doc["stage"] = {"name": "stage2", "reference": "first_frame"}
     doc["model"] = {"init_from": str(Path(cfg.out) / "train" / stage1_run(arm) / "ema")}
+    if arm == "paca_motion":
+        doc["model"]["motion"] = True
     doc["data"].update(phase_prob=0.0 if arm == "base" else cfg.train.phase_prob, require_phases=True,
                        phase_routing="global" if arm == "global" else "per_frame")
     doc["checkpoint"]["snapshot_every"] = cfg.train.snapshot_every

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from dataset.errors import UserError
 
-ARMS = ("paca", "global", "base", "paca_constant")
+ARMS = ("paca", "global", "base", "paca_constant", "paca_motion")
 ARM_TITLES = {
     "paca": "(a) PACA, progressive alignment",
     "global": "(b) global caption (plain cross-attention)",
     "base": "(c) base caption only",
     "paca_constant": "(d) PACA, constant alignment",
+    "paca_motion": "(e) PACA + motion-intensity modulation",
 }
 SCALES = ("smoke", "cpu", "gpu")
 
@@ -118,6 +119,7 @@ class EvalStepConfig:
     text_scale / audio_scale: the guided variant's scales (the unguided one uses 1, 1).
     min_frames: a phase is scored when at least this many of its frames lie in the window.
     swap_windows: test windows of the swapped-text check.
+    motion_windows: test windows sampled at each requested motion intensity (arm (e)).
     """
 
     max_windows: int = 0
@@ -128,6 +130,7 @@ class EvalStepConfig:
     audio_scale: float = 1.0
     min_frames: int = 10
     swap_windows: int = 16
+    motion_windows: int = 16
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -179,7 +182,7 @@ def _preset(scale: str) -> dict:
                 "model": {"dim": 32, "num_layers": 2, "num_heads": 2, "ffn_dim": 64},
                 "train": {"stage1_steps": 2, "stage2_steps": 4, "batch_size": 2, "warmup_steps": 0, "window_stride": 16,
                           "snapshot_every": 2},
-                "eval": {"max_windows": 2, "curve_windows": 1, "steps": 2, "swap_windows": 1}}
+                "eval": {"max_windows": 2, "curve_windows": 1, "steps": 2, "swap_windows": 1, "motion_windows": 1}}
     if scale == "gpu":  # all arms, a wider model, more data and steps
         return {"arms": list(ARMS), "device": "cuda",
                 "corpus": {"train_videos": 96, "test_videos": 8},

@@ -57,6 +57,10 @@ def markdown(report: Mapping[str, Any]) -> str:
     for name, row in rows.items():
         per = row.get("per_action") or {}
         lines.append(f"| {name} | " + " | ".join(_fmt(per.get(a)) for a in actions) + " |")
+    if report.get("motion_control"):
+        from evaluation.mechanism.motion import markdown_section
+
+        lines += markdown_section(report["motion_control"])
     lines += ["", "## Notes", ""] + [f"- {note}" for note in report.get("notes", [])]
     return "\n".join(lines) + "\n"
 

@@ -48,6 +48,11 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert set(report["learning_curves"]) == set(ARMS) and all(report["learning_curves"][a] for a in ARMS)
     table = (run / "report" / "report.md").read_text()
     assert "| paca (unguided) |" in table and "chance" in table
+    motion = report["motion_control"]  # arm (e): sampled at three requested intensities, read back
+    assert list(motion["levels"]) == ["low", "mid", "high"] and set(motion["references"]) == {"no request", "real test windows"}
+    assert all(row["windows"] == 1 and len(row["requested"]) == 2 for row in motion["levels"].values())
+    assert motion["references"]["real test windows"]["measured_body"] is not None  # the reader measures the truth
+    assert "Motion-intensity control" in table
     for plot in ("loss_curves", "learning_curves", "timelines", "contact_sheet"):
         assert (run / "report" / "plots" / f"{plot}.png").is_file()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from evaluation.mechanism.scores import aggregate, chance_levels, majority, phase_frames, score_window
@@ -76,3 +77,21 @@ def test_new_idle_and_chance() -> None:
     assert stays["new_idle_accuracy"] == 1.0 and keeps_waving["new_idle_accuracy"] == 0.0
     assert math.isnan(stays["new_action_accuracy"])  # the only action was in progress at the reference frame
     assert chance_levels(["idle", "a", "b", "c"])["new_action_accuracy"] == 0.25
+
+
+def test_motion_control_summary_on_constructed_measurements():
+    from evaluation.mechanism.motion import requests, summarise
+
+    train = np.array([[0.1, 0.0], [0.2, 0.1], [0.3, 0.5], [np.nan, 0.9], [0.4, 0.6]])
+    asked = requests(train)
+    assert list(asked) == ["low", "mid", "high"]
+    assert asked["low"][1] < asked["mid"][1] < asked["high"][1] and asked["mid"] == (0.25, 0.5)  # NaN-aware percentiles
+    following = {name: {f"w{i}": (0.1, asked[name][1] + 0.01 * i) for i in range(3)} for name in asked}
+    out = summarise(asked, following, {"no request": {"w0": (0.1, 0.3)}})
+    assert out["body_rises_with_request"] and out["spearman_body"] > 0.9
+    assert out["levels"]["mid"]["measured_body"] == pytest.approx(asked["mid"][1] + 0.01)
+    ignoring = {name: {f"w{i}": (0.1, 0.2 + 0.01 * i) for i in range(3)} for name in asked}
+    flat = summarise(asked, ignoring, {})
+    assert not flat["body_rises_with_request"] and abs(flat["spearman_body"]) < 1e-9
+    unread = summarise(asked, {name: {"w0": (None, None)} for name in asked}, {})
+    assert unread["spearman_body"] is None and unread["levels"]["low"]["measured_body"] is None
