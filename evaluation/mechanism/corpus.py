@@ -73,21 +73,35 @@ def split_lists(synth: Path, cfg: MechanismConfig, out: Path) -> dict[str, Path]
     return paths
 
 
-def run_pipeline(sources: Path, out: Path, synth: Path, models: Path, cfg: MechanismConfig) -> Path:
-    """`actavatar data run` on one split, in a child process (its own local Ray)."""
-    if done(out):
-        return out
+def pipeline_argv(sources: Path, out: Path, synth: Path, models: Path, cfg: MechanismConfig) -> list[str]:
+    """`actavatar data run` on one split (a child process with its own local Ray)."""
     size = cfg.corpus.clip_size
-    argv = [sys.executable, "-m", "annotate.cli", "run", "--input", str(sources), "--output", str(out),
+    return [sys.executable, "-m", "annotate.cli", "run", "--input", str(sources), "--output", str(out),
             "--config", str(ANNOTATE_CONFIG), f"caption.truth={synth / 'truth.jsonl'}",
             f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
             f"asr.nltk_data={models / 'nltk_data'}", f"clip.width={size}", f"clip.height={size}"]
-    log.info("data run: %s", " ".join(argv[2:]))
-    result = subprocess.run(argv, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"data run for {out} failed with exit code {result.returncode}")
-    mark_done(out)
-    return out
+
+
+def run_pipelines(lists: dict[str, Path], root: Path, synth: Path, models: Path, cfg: MechanismConfig) -> dict[str, Path]:
+    """The splits' data runs, at the same time: most of a small run is Ray start-up and actor
+    start-up, which overlap; each child logs to `corpus/data_run_<split>.log`."""
+    outs = {split: root / split for split in lists}
+    procs = []
+    for split, sources in lists.items():
+        if done(outs[split]):
+            continue
+        argv = pipeline_argv(sources, outs[split], synth, models, cfg)
+        log_path = root / f"data_run_{split}.log"
+        log.info("data run (%s split; log %s): %s", split, log_path, " ".join(argv[2:]))
+        with open(log_path, "ab") as handle:
+            procs.append((split, log_path, subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT)))
+    failed = [(split, path) for split, path, proc in procs if proc.wait() != 0]
+    if failed:
+        split, path = failed[0]
+        raise RuntimeError(f"data run of the {split} split failed; see {path}")
+    for split, _, _ in procs:
+        mark_done(outs[split])
+    return outs
 
 
 def build_benchmark(test_corpus: Path, out_dir: Path, cfg: MechanismConfig) -> Path:
@@ -107,6 +121,6 @@ def build_corpus(cfg: MechanismConfig) -> dict[str, Path]:
     synth = build_synth(cfg, root / "synth")
     models = build_models(root / "models")
     lists = split_lists(synth, cfg, root / "corpus")
-    corpora = {split: run_pipeline(lists[split], root / "corpus" / split, synth, models, cfg) for split in ("train", "test")}
+    corpora = run_pipelines(lists, root / "corpus", synth, models, cfg)
     bench = build_benchmark(corpora["test"], root, cfg)
     return {"synth": synth, "models": models, "train": corpora["train"], "test": corpora["test"], "benchmark": bench}

@@ -110,13 +110,17 @@ def motion_control_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoint
 
 def markdown_section(result: dict[str, Any]) -> list[str]:
     """Lines of the report's motion-control section."""
+    def fmt(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
     lines = ["", "## Motion-intensity control (arm (e), FantasyTalking's modulation)", "",
              "| request | requested (face, body) | measured face | measured body | windows |", "|---|---|---|---|---|"]
     for name, row in result["levels"].items():
         face, body = row["requested"]
-        lines.append(f"| {name} | {face:.3f}, {body:.3f} | {row['measured_face']} | {row['measured_body']} | {row['windows']} |")
+        lines.append(f"| {name} | {face:.3f}, {body:.3f} | {fmt(row['measured_face'])} | {fmt(row['measured_body'])} | {row['windows']} |")
     for name, row in result["references"].items():
-        lines.append(f"| {name} | — | {row['measured_face']} | {row['measured_body']} | {row['windows']} |")
+        lines.append(f"| {name} | — | {fmt(row['measured_face'])} | {fmt(row['measured_body'])} | {row['windows']} |")
     lines += ["", f"Measured body intensity rises with the request: {'yes' if result['body_rises_with_request'] else 'no'}; "
-              f"Spearman ρ (requested vs measured body, all windows): {result['spearman_body']}."]
+              f"Spearman ρ (requested vs measured body, all windows): {fmt(result['spearman_body'])} "
+              "(windows where the reader finds no puppet are left out)."]
     return lines
