@@ -226,10 +226,12 @@ def _finish(out: Store, ledger: Ledger, num_groups: int, summaries: list[dict[st
             return read_manifest(path)
 
     # Corpus motion levels: quantiles of the kept clips' intensities (two floats a clip in memory).
-    edges = {}
-    for column in MOTION_COLUMNS:
-        values = [v for group in range(num_groups) for v in part(group).column(column).to_pylist()]
-        edges[column] = level_edges(values)
+    values: dict[str, list[float | None]] = {column: [] for column in MOTION_COLUMNS}
+    for group in range(num_groups):
+        table = part(group).select(list(MOTION_COLUMNS))
+        for column in MOTION_COLUMNS:
+            values[column] += table.column(column).to_pylist()
+    edges = {column: level_edges(values[column]) for column in MOTION_COLUMNS}
     with tempfile.TemporaryDirectory(prefix="actavatar-manifest-") as tmp:
         manifest, audit = Path(tmp) / MANIFEST_FILENAME, Path(tmp) / CAPTION_AUDIT
         audit_lines = 0
