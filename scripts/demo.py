@@ -78,9 +78,14 @@ def run(out: Path, videos: int) -> int:
     def corpus_line() -> str:
         from dataset.stats import corpus_stats
 
+        from dataset.manifest import read_manifest
+
         s = corpus_stats(corpus)
+        kept = [r for r in read_manifest(corpus / "manifest.parquet").to_pylist() if r["status"] == "ok"]
+        measured = [r["motion_face"] for r in kept if r["motion_face"] is not None]
+        motion = f"{len(measured)} with keypoints (mean face motion {sum(measured) / len(measured):.2f})" if measured else "none with keypoints"
         return (f"{s['clips']} clips kept of {s['candidates']} candidates in {s['shards']} shard(s), "
-                f"{s['hours'] * 3600:.0f} s, {s['clips'] - s['clips_without_caption']} captioned ({(s['phases_per_clip'] or {}).get('mean', 0):.1f} VLM phases/clip) (raw outputs in "
+                f"{s['hours'] * 3600:.0f} s, {motion}, {s['clips'] - s['clips_without_caption']} captioned ({(s['phases_per_clip'] or {}).get('mean', 0):.1f} VLM phases/clip) (raw outputs in "
                 f"{corpus / 'captions_audit.jsonl'}); not kept: "
                 f"{', '.join(f'{n} {r}' for r, n in s['rejection_reasons'].items()) or 'none'}")
 
