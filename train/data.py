@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset.annotation import parse_annotation
 from dataset.errors import UserError
-from dataset.pose import annotation_motion, decode_pose, window_motion
+from dataset.pose import PoseError, annotation_motion, decode_pose, window_motion
 from dataset.reader import (
     LogAndContinue,
     SampleDecoder,
@@ -358,8 +358,12 @@ def sample_motion(raw: dict[str, Any], ann: dict[str, Any], plan: WindowPlan) ->
             return tuple(stored)
     elif "pose.npy" in raw:
         v = ann["video"]
-        pose = decode_pose(raw["pose.npy"], int(v["num_frames"]))
-        return window_motion(pose, plan.start_frame, plan.bucket.frames, float(v["fps"]), v["width"] / v["height"])
+        try:
+            pose = decode_pose(raw["pose.npy"], int(v["num_frames"]))
+        except PoseError as err:  # the clip still trains, with its annotation's figures
+            log.warning("data: %s from %s: ignoring pose.npy: %s", raw.get("__key__"), raw.get("__url__"), err)
+        else:
+            return window_motion(pose, plan.start_frame, plan.bucket.frames, float(v["fps"]), v["width"] / v["height"])
     return annotation_motion(ann)
 
 

@@ -138,3 +138,18 @@ def test_sampling_with_motion_intensity(pose_latents, tiny_encoders, tmp_path):
         parse_motion_intensity("fast")
     with pytest.raises(UserError, match="motion_intensity must be"):
         SampleConfig(motion_intensity=(0.1, 0.2, 0.3))
+
+
+def test_a_damaged_pose_member_falls_back_to_the_annotation():
+    from train.buckets import Bucket
+    from train.clip_window import WindowPlan
+    from train.data import sample_motion
+
+    clip = toy_clip(0, seconds=1.2, width=48, height=48)
+    ann = {**clip["json"], "motion": {"face_speed": 0.1, "face_intensity": 0.2, "body_speed": 0.3, "body_intensity": 0.2,
+                                      "method": "test"}}
+    plan = WindowPlan(Bucket.parse("9x32x32"), 0, False)
+    good = encode_pose(clip_pose(3, ann["video"]["num_frames"]))
+    assert sample_motion({"pose.npy": good}, ann, plan) == window_motion(clip_pose(3, 30).astype(np.float16), 0, 9)
+    assert sample_motion({"pose.npy": b"not an array"}, ann, plan) == (0.2, 0.2)
+    assert sample_motion({}, {**ann, "motion": None}, plan) is None
