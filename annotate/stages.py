@@ -155,6 +155,8 @@ class CutRowStage(_RowStage):
         from dataset.pose import encode_pose, motion_intensity
 
         try:
+            # measured on the clip as stored (decoded back from its mp4), so the keypoints index exactly
+            # the frames a reader of the shard gets; a small clip decodes in a fraction of its encode
             pose = self.pose(decode_mp4(mp4), (doc.get("face") or {}).get("bbox"))
             self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.pose.npy"), encode_pose(pose))
             video = doc["video"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,13 @@ PERCENTILES = {"low": 10, "mid": 50, "high": 90}
 
 def training_intensities(latents: Path) -> np.ndarray:
     """(N, 2) (face, body) intensities of the training windows (NaN where unmeasured)."""
+    from dataset.reader import shard_pipeline
+
     rows = []
-    for shard in sorted((latents / "shards").glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            for member in tar.getmembers():
-                if member.name.endswith(".window.json"):
-                    motion = json.loads(tar.extractfile(member).read()).get("motion")  # type: ignore[union-attr]
-                    if motion is not None:
-                        rows.append([np.nan if v is None else float(v) for v in motion])
+    for raw in shard_pipeline(latents, decode="none"):
+        motion = json.loads(raw["window.json"]).get("motion")
+        if motion is not None:
+            rows.append([np.nan if v is None else float(v) for v in motion])
     if not rows:
         raise ValueError(f"{latents}: no training window carries a motion intensity (a corpus without pose.npy?)")
     return np.array(rows, np.float64)
