@@ -49,6 +49,10 @@ NUM_LEVELS = 5  # corpus quantile levels 0..4 of each intensity in the manifest
 # the definition of the intensities changes.
 MOTION_DEFINITION = f"dataset.pose v1: window (face, body) keypoint speed / ({FACE_FULL}, {BODY_FULL}) clip heights per s"
 
+# What a trained pose branch reads (its conditioning.json records it): the layout above, normalised
+# to the frame the model sees (after the training crop).
+POSE_DEFINITION = f"dataset.pose v1: (frames, {NUM_KEYPOINTS}, 3) x, y normalised to the generated frame, confidence"
+
 
 class PoseError(ValueError):
     """A pose array that does not follow the layout above."""
@@ -153,3 +157,17 @@ def annotation_motion(doc: dict) -> tuple[float | None, float | None] | None:
     """(face, body) intensity of a whole clip from its annotation; None for corpora without `motion`."""
     motion = doc.get("motion")
     return None if not motion else (motion["face_intensity"], motion["body_intensity"])
+
+
+def crop_pose(pose: np.ndarray, src_height: int, src_width: int, scale: float, top: int, left: int,
+              out_height: int, out_width: int) -> np.ndarray:
+    """Keypoints of a frame scaled by `scale` and cropped at (top, left) to out_height x out_width,
+    renormalised to the crop; keypoints that fall outside it become unmeasured (confidence 0)."""
+    pose = check_pose(pose).copy()
+    x = (pose[..., 0] * src_width * scale - left) / out_width
+    y = (pose[..., 1] * src_height * scale - top) / out_height
+    inside = (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1) & (pose[..., 2] > 0)  # NaN compares False
+    pose[..., 0] = np.where(inside, x, np.nan)
+    pose[..., 1] = np.where(inside, y, np.nan)
+    pose[..., 2] = np.where(inside, pose[..., 2], 0.0)
+    return pose

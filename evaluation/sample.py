@@ -301,6 +301,23 @@ class AvatarSampler:
         if self.cfg.width % s or self.cfg.height % s:
             raise UserError(f"sample.width/height must be multiples of {s} (VAE stride x patch), got {self.cfg.width}x{self.cfg.height}")
 
+    def _pose_tensor(self, pose: np.ndarray | None, num_frames: int) -> torch.Tensor | None:
+        """(1, F, K, 3) float32 keypoints covering the video's `num_frames`, or None (pose-free)."""
+        if pose is None:
+            return None
+        from dataset.pose import PoseError, check_pose
+
+        if self.dit.config.pose is None:
+            raise UserError(f"--pose needs a DiT trained with model.pose; {self.cfg.dit} has no pose branch")
+        try:
+            pose = check_pose(pose)
+        except PoseError as err:
+            raise UserError(f"pose: {err}") from None
+        if pose.shape[0] < num_frames:
+            raise UserError(f"pose has {pose.shape[0]} frames, the video has {num_frames} ({self.cfg.fps:g} fps, from its "
+                            "audio or num_frames): give keypoints for every frame")
+        return torch.from_numpy(pose[:num_frames])[None]
+
     def _motion_intensity(self, mcfg: Any) -> torch.Tensor | None:
         """(1, 2) (face, body) intensities for DiTs with a motion branch, or None (unconditioned)."""
         values = tuple(float(v) for v in self.cfg.motion_intensity)
@@ -411,17 +428,20 @@ class AvatarSampler:
     @torch.no_grad()
     def __call__(
         self, caption: dict[str, Any], image: np.ndarray | None, audio: np.ndarray, *,
-        seed: int, num_frames: int = 0, progress: bool = False,
+        seed: int, num_frames: int = 0, progress: bool = False, pose: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 (T, H, W, 3) frames, float32 16 kHz audio of the same length).
 
         Videos longer than `window_frames` are generated window by window (evaluation/long_video.py);
         each window after the first is conditioned on the previous one's last `motion_frames` frames.
+        `pose`: (>= T, K, 3) keypoints per output frame (`dataset.pose` layout, normalised to the
+        output frame) for DiTs trained with `model.pose`; None = pose-free.
         """
         cfg, dev = self.cfg, torch.device(self.cfg.device)
         stride = self.vae.temporal_stride
         n = frame_count(cfg, audio.size, num_frames, stride)
         audio = fit_audio(audio, n, cfg.fps)
+        poses = self._pose_tensor(pose, n)
         windows = plan_windows(n, cfg.window_frames, cfg.motion_frames, stride)
         img = None
         if self.mode != "none" and image is not None:
@@ -439,7 +459,8 @@ class AvatarSampler:
         try:
             for i, window in enumerate(windows):
                 motion = None if tail is None else tail[None]
-                video = self.generate_window(caption, audio, window, img, motion, noise, bar, image_tokens=tokens)
+                video = self.generate_window(caption, audio, window, img, motion, noise, bar, image_tokens=tokens,
+                                             pose=None if poses is None else poses[:, window.start : window.end])
                 if tail is not None:
                     video[:, : window.motion] = cross_fade(tail, video[:, : window.motion])
                 keep = window.frames - (windows[i + 1].motion if i + 1 < len(windows) else 0)
@@ -454,15 +475,19 @@ class AvatarSampler:
     def generate_window(
         self, caption: dict[str, Any], audio: np.ndarray, window: Window, image: torch.Tensor | None,
         motion: torch.Tensor | None, noise: torch.Generator, bar: Any = None, image_tokens: torch.Tensor | None = None,
+        pose: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One window's frames (3, L, H, W) in [-1, 1], conditioned on the reference image (first
-        window) or on `motion`, the previous window's last frames (1, 3, M, H, W)."""
+        window) or on `motion`, the previous window's last frames (1, 3, M, H, W); `pose`: the
+        window's keypoints (1, L, K, 3) for DiTs with a pose branch."""
         from model.reference import i2v_input, ti2v_inject, ti2v_timesteps
 
         cfg, mcfg, dev = self.cfg, self.dit.config, torch.device(self.cfg.device)
         stride, space = self.vae.temporal_stride, self.vae.spatial_stride
         n_lat = (window.frames - 1) // stride + 1
         shape = (1, self.vae.latent_channels, n_lat, cfg.height // space, cfg.width // space)
+        if pose is not None:  # the frames the latent frames encode (the decoder's last ones are cut anyway)
+            pose = pose[:, : 1 + stride * (n_lat - 1)].to(dev)
 
         # 1. Conditions per guidance branch (PACA text, audio windows), known latents.
         branches = self.window_conditions(caption, audio, window)
@@ -487,6 +512,8 @@ class AvatarSampler:
             text, kw = branches[branch]
             if self.motion_intensity is not None:  # every guidance branch: it is not a guided condition
                 kw = {**kw, "motion": self.motion_intensity}
+            if pose is not None:  # likewise: every branch sees the pose
+                kw = {**kw, "pose": pose}
             # VideoDiT casts its inputs to its weights' dtype; the timestep stays fp32
             return self.dit(x, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, image=image_tokens, **kw)
 

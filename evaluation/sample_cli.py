@@ -7,6 +7,7 @@
     actavatar sample --checkpoint M --benchmark BENCH --out out/                # every <key>.json of a benchmark folder
     actavatar sample --checkpoint BASE --lora runs/s2/final/lora:0.8 ...        # a LoRA on its base, scaled
     actavatar sample --checkpoint M ... --motion-intensity 0.2,0.9              # face, body (model.motion checkpoints)
+    actavatar sample --checkpoint M ... --pose driving.pose.npy                 # keypoints per frame (model.pose checkpoints)
     actavatar sample ... --config configs/eval/sample_tiny.yaml sampler.steps=4 sampler.solver=euler width=64 height=64
     python -m evaluation.sample_cli ...                                         # the same without the console script
 
@@ -63,6 +64,20 @@ def parse_motion_intensity(text: str) -> tuple[float, ...]:
     return values
 
 
+def with_pose(jobs: list, pose: str) -> list:
+    """`--pose FILE`: the jobs without a pose of their own (a prompt file's "pose") get FILE."""
+    import dataclasses
+    from pathlib import Path
+
+    from evaluation.sample_jobs import read_pose_file
+
+    path = Path(pose)
+    if not path.is_file():
+        raise FileNotFoundError(f"--pose: file not found: {path}")
+    read_pose_file(path)  # a broken file fails before any model loads
+    return [job if job.pose else dataclasses.replace(job, pose=path) for job in jobs]
+
+
 def _sample(args: argparse.Namespace) -> int:
     from dataset.config_loader import load_config
     from evaluation.sample import AvatarSampler, SampleConfig, resolve_checkpoint
@@ -81,6 +96,8 @@ def _sample(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, motion_intensity=parse_motion_intensity(args.motion_intensity))
     cfg = resolve_checkpoint(cfg, args.checkpoint, args.encoders)
     jobs = _jobs(args)  # parse every prompt before loading any model
+    if args.pose is not None:
+        jobs = with_pose(jobs, args.pose)
     sampler = AvatarSampler(cfg)
     written = run_jobs(sampler, jobs, args.out, progress=not args.no_progress, skip_existing=args.skip_existing)
     for path in written:
@@ -107,6 +124,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--motion-intensity", metavar="FACE[,BODY]",
                         help="motion intensity in [0, 1] for checkpoints trained with model.motion (FantasyTalking): "
                              "one value for face and body, or face,body (0 still .. 1 vigorous; default: unconditioned)")
+    parser.add_argument("--pose", metavar="FILE",
+                        help="per-frame keypoints (a pose.npy: `actavatar data pose VIDEO`, or a shard's pose.npy) for "
+                             "checkpoints trained with model.pose (ApoAvatar / TALK-Act); default: pose-free")
     parser.add_argument("--seed", type=int, help="noise seed (batch: seed + index unless a line sets its own)")
     parser.add_argument("--device", help="torch device (default cpu)")
     parser.add_argument("--skip-existing", action="store_true", help="keep videos already in --out (resume a batch)")

@@ -4,7 +4,8 @@ where videos go (`OUT/<key>.mp4` with the audio muxed in + `OUT/<key>.json` with
 Prompt file (JSONL, one job per line; relative paths are relative to the file's folder):
     {"key": "demo_0000", "image": "ref.png", "audio": "speech.wav",
      "prompt": "A man talks. | 0-1.5: nods | 1.5-3: raises the right hand", "seed": 7, "num_frames": 49}
-`prompt` is the compact string or a {"base", "phases"} object; key, seed and num_frames are optional.
+`prompt` is the compact string or a {"base", "phases"} object; key, seed and num_frames are optional;
+"pose": "driving.pose.npy" (per-frame keypoints, `dataset.pose` layout) drives a `model.pose` checkpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SampleJob:
-    """One video to generate. seed None = SampleConfig.seed + index; num_frames 0 = from the audio."""
+    """One video to generate. seed None = SampleConfig.seed + index; num_frames 0 = from the audio;
+    pose: a `pose.npy` of per-frame keypoints (DiTs with `model.pose`), None = pose-free."""
 
     key: str
     caption: dict[str, Any]
@@ -36,6 +38,7 @@ class SampleJob:
     audio: Path
     seed: int | None = None
     num_frames: int = 0
+    pose: Path | None = None
 
 
 def _path(value: Any, base: Path, where: str, what: str) -> Path:
@@ -72,6 +75,7 @@ def jobs_from_jsonl(path: str | Path) -> list[SampleJob]:
             image=_path(doc["image"], path.parent, where, "image") if doc.get("image") else None,
             audio=_path(doc["audio"], path.parent, where, "audio"),
             seed=None if doc.get("seed") is None else int(doc["seed"]), num_frames=int(doc.get("num_frames", 0)),
+            pose=_path(doc["pose"], path.parent, where, "pose") if doc.get("pose") else None,
         ))
     if not jobs:
         raise UserError(f"{path}: no prompts")
@@ -91,6 +95,16 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f"{path}: not a readable image ({err})") from None
+
+
+def read_pose_file(path: Path) -> np.ndarray:
+    """(F, K, 3) float32 keypoints of a `pose.npy` file (`dataset.pose` layout; never pickle)."""
+    from dataset.pose import PoseError, decode_pose
+
+    try:
+        return decode_pose(Path(path).read_bytes())
+    except PoseError as err:
+        raise UserError(f"{path}: {err}") from None
 
 
 def read_audio_file(path: Path) -> np.ndarray:
@@ -163,11 +177,14 @@ def _run_job(sampler: Any, job: SampleJob, index: int, out_dir: Path, *, progres
         return target
     seed = cfg.seed + index if job.seed is None else job.seed
     image = read_image(job.image) if job.image else None
+    pose = read_pose_file(job.pose) if job.pose else None
     frames, audio = sampler(job.caption, image, read_audio_file(job.audio), seed=seed,
-                            num_frames=job.num_frames, progress=progress)
+                            num_frames=job.num_frames, progress=progress, pose=pose)
     windows = plan_windows(frames.shape[0], cfg.window_frames, cfg.motion_frames, sampler.vae.temporal_stride)
     settings = {"seed": seed, "reference_mode": sampler.mode, "windows": [[w.start, w.end] for w in windows],
                 "config": config_to_dict(dataclasses.replace(cfg, seed=seed))}
+    if job.pose:
+        settings["pose"] = str(job.pose)
     path = write_sample(out_dir, job, frames, audio, fps=cfg.fps, crf=cfg.crf, settings=settings)
     log.info("%s: %d frames -> %s", job.key, frames.shape[0], path)
     return path

@@ -20,6 +20,7 @@ from model.audio_attention import AudioAttentionConfig
 from model.audio_windows import AudioProjector, gather_windows
 from model.block import DiTBlock
 from model.motion import MotionConfig, MotionEmbedding
+from model.pose import PoseConfig, PoseEmbedding
 from model.embeddings import FP32LayerNorm, ImageProjection, Modulation, RotaryEmbedding3D, TextProjection, TimestepEmbedding
 from model.phase_attention import PhaseAttentionConfig, PhaseKeys
 
@@ -51,6 +52,7 @@ class DiTConfig:
         audio: audio branch; None = no audio attention (a plain Wan model).
         alignment: per-layer text/audio weights.
         motion: motion-intensity modulation (FantasyTalking, `model.motion`); None = none.
+        pose: per-frame keypoint condition with pose-free inference (ApoAvatar, `model.pose`); None = none.
     """
 
     dim: int
@@ -75,6 +77,7 @@ class DiTConfig:
     audio: AudioAttentionConfig | None = field(default_factory=AudioAttentionConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     motion: MotionConfig | None = None
+    pose: PoseConfig | None = None
 
     def __post_init__(self) -> None:
         for key in ("dim", "num_layers", "num_heads", "ffn_dim", "in_channels", "out_channels", "text_dim", "freq_dim", "text_len"):
@@ -99,6 +102,11 @@ class DiTConfig:
 
     def has_audio(self, layer: int) -> bool:
         return self.audio is not None and (self.audio.layers is None or layer in self.audio.layers)
+
+
+def zero_init_prefixes(config: DiTConfig) -> tuple[str, ...]:
+    """State-dict prefixes of the optional branches `config` has (they start with zero output)."""
+    return tuple(f"{name}." for name, branch in (("motion_embed", config.motion), ("pose_embed", config.pose)) if branch is not None)
 
 
 class VideoDiT(nn.Module):
@@ -140,6 +148,8 @@ class VideoDiT(nn.Module):
         # 5. Optional conditions added to the time embedding. Registered last, so a model with them
         # draws the same initial weights for everything else as one without (same seed).
         self.motion_embed = MotionEmbedding(config.motion, dim) if config.motion is not None else None
+        self.pose_embed = (PoseEmbedding(config.pose, dim, config.patch_size, config.vae_stride[0])
+                           if config.pose is not None else None)
         # checkpoints written before the adaLN tables became modules name them without ".table"
         self.register_load_state_dict_pre_hook(_upgrade_modulation_keys)
 
@@ -168,7 +178,10 @@ class VideoDiT(nn.Module):
     def zero_init_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of optional branches that start neutral (zero output): a checkpoint
         without them loads into a model with them and predicts exactly as before."""
-        return ("motion_embed.",) if self.motion_embed is not None else ()
+        return zero_init_prefixes(self.config)
+
+    def _optional_branches(self) -> list[str]:
+        return [prefix[:-1] for prefix in zero_init_prefixes(self.config)]
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -179,7 +192,7 @@ class VideoDiT(nn.Module):
         """
         # optional branches are initialised last (below), so the draws for everything else are the
         # same with and without them
-        optional = {id(m) for m in self.motion_embed.modules()} if self.motion_embed is not None else set()
+        optional = {id(m) for name in self._optional_branches() for m in getattr(self, name).modules()}
         for m in self.modules():
             if id(m) in optional:
                 continue
@@ -211,6 +224,8 @@ class VideoDiT(nn.Module):
             nn.init.xavier_uniform_(self.motion_embed.linear_1.weight)
             nn.init.zeros_(self.motion_embed.linear_1.bias)
             self.motion_embed.reset_parameters()  # zero output
+        if self.pose_embed is not None:
+            self.pose_embed.reset_parameters()  # zero output
 
     def forward(
         self,
@@ -225,6 +240,7 @@ class VideoDiT(nn.Module):
         audio_index: torch.Tensor | None = None,
         audio_mask: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
+        pose: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow-matching velocity.
 
@@ -239,6 +255,9 @@ class VideoDiT(nn.Module):
             audio_index, audio_mask: (B, F_lat, W) window indices and validity (`batch_audio_windows`).
             motion: (B, 2) face / body motion intensities in [0, 1] (`model.motion`); a NaN row or
                 None = unconditioned.
+            pose: (B, 1 + s * (F - 1), K, 3) per-video-frame keypoints (`model.pose`, `dataset.pose`
+                layout; s = the VAE's temporal stride); a sample without any measured keypoint or
+                None = pose-free.
         Returns:
             (B, C_out, F, H, W).
         """
@@ -257,6 +276,10 @@ class VideoDiT(nn.Module):
         # 1. Patch & position embedding
         rope = self.rope(gf, gh, gw, x.device)  # (1, L, 1, Dh) each
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, L, D), L = F*H*W latent tokens
+        if pose is not None:
+            if self.pose_embed is None:
+                raise ValueError("pose given but model.pose is None")
+            x = x + self.pose_embed(pose.to(x.device), (n_f, n_h, n_w)).to(x.dtype)  # zero for pose-free samples
 
         # 2. Condition embeddings
         if timestep.ndim not in (1, 2):

@@ -95,6 +95,20 @@ def face_box_in_window(annotation: Mapping[str, Any], bucket: Bucket) -> torch.T
     return torch.tensor([xs[0], ys[0], xs[1], ys[1]]).clamp(0.0, 1.0)
 
 
+def pose_in_window(pose: np.ndarray, annotation: Mapping[str, Any], plan: WindowPlan) -> np.ndarray:
+    """(frames, K, 3) keypoints of the window's frames of a clip's pose, normalised to the cropped
+    frame the model sees (`cut_window`'s crop); keypoints cropped away become unmeasured."""
+    from dataset.pose import crop_pose
+
+    h, w = int(annotation["video"]["height"]), int(annotation["video"]["width"])
+    b = plan.bucket
+    piece = np.asarray(pose)[plan.start_frame : plan.start_frame + b.frames]
+    if piece.shape[0] != b.frames:
+        raise ValueError(f"pose has {np.asarray(pose).shape[0]} frames, window needs {plan.start_frame + b.frames}")
+    scale, top, left = resize_crop_box(h, w, b)
+    return crop_pose(piece, h, w, scale, top, left, b.height, b.width)
+
+
 def cut_window(frames: torch.Tensor, audio: torch.Tensor, plan: WindowPlan, fps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoded clip -> (video (3, T, H, W) float in [-1, 1], audio (N,) float32 zero-padded to the window).
 

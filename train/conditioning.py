@@ -66,6 +66,15 @@ class ModelInputs:
     condition: torch.Tensor | None = None  # (B, stride + z, F, h, w) Wan2.1 I2V [mask | condition latents]
     image: torch.Tensor | None = None  # (B, Li, C) CLIP tokens of the first frame (Wan2.1 I2V)
     motion: torch.Tensor | None = None  # (B, 2) face / body motion intensity, NaN = none (models with model.motion)
+    pose: torch.Tensor | None = None  # (B, F_video, K, 3) keypoints, confidence 0 = none (models with model.pose)
+
+    def with_pose_dropped(self, drop: torch.Tensor) -> ModelInputs:
+        """The same batch with the flagged samples' keypoints removed (pose-free)."""
+        if self.pose is None:
+            return self
+        from model.pose import without_pose
+
+        return dataclasses.replace(self, pose=without_pose(self.pose, drop))
 
     def with_motion_dropped(self, drop: torch.Tensor) -> ModelInputs:
         """The same batch with the flagged samples' motion intensities removed (NaN: unconditioned)."""
@@ -95,6 +104,8 @@ class ModelInputs:
             kwargs["image"] = self.image
         if self.motion is not None:
             kwargs["motion"] = self.motion
+        if self.pose is not None:
+            kwargs["pose"] = self.pose
         return kwargs
 
 
@@ -111,16 +122,17 @@ class Conditioner:
         negative_prompt: the caption of text-dropped samples (`guidance.negative_prompt`); media batches
             encode it once here, latent batches carry the features `actavatar encode` stored.
         motion: the DiT takes motion intensities (`model.motion`): pass the batch's (`batch["motion"]`).
+        pose: the DiT takes per-frame keypoints (`model.pose`): pass the batch's (`batch["pose"]`).
     """
 
     def __init__(
         self, config: EncodersConfig, *, text_len: int, vae_stride: tuple[int, int, int], device: torch.device,
         need_media_encoders: bool = True, phase_routing: str = "per_frame", negative_prompt: str = "",
-        i2v: bool = False, image_tokens: bool = False, motion: bool = False,
+        i2v: bool = False, image_tokens: bool = False, motion: bool = False, pose: bool = False,
     ) -> None:
         self.config, self.text_len, self.vae_stride, self.device = config, text_len, vae_stride, device
         self.phase_routing, self.negative_prompt = phase_routing, negative_prompt
-        self.i2v, self.motion = i2v, motion
+        self.i2v, self.motion, self.pose = i2v, motion, pose
         self.text = self.vae = self.audio = self.image = None
         self.negative: torch.Tensor | None = None
         if need_media_encoders:
@@ -206,6 +218,7 @@ class Conditioner:
             condition=condition,
             image=image,
             motion=batch["motion"].to(self.device) if self.motion and "motion" in batch else None,
+            pose=batch["pose"].to(self.device) if self.pose and "pose" in batch else None,
         )
 
     @torch.no_grad()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataset.errors import UserError
-from dataset.pose import MOTION_DEFINITION
+from dataset.pose import MOTION_DEFINITION, POSE_DEFINITION
 from dataset.schema import VIDEO_FPS
 from model.guidance import AUDIO_UNCOND
 from model.phase_layout import ROUTINGS
@@ -61,6 +61,8 @@ class ConditioningContract:
         buckets: training shapes FRAMESxHEIGHTxWIDTH.
         motion: what the motion intensities mean (`dataset.pose.MOTION_DEFINITION`) for models with
             `model.motion`, "" otherwise; motion_drop: the share trained without them.
+        pose: the keypoint layout the pose branch reads (`dataset.pose.POSE_DEFINITION`) for models
+            with `model.pose`, "" otherwise; pose_drop: the share trained pose-free.
     """
 
     version: int = CONTRACT_VERSION
@@ -89,6 +91,8 @@ class ConditioningContract:
     image_encoder: str = ""  # CLIP tower of Wan2.1-I2V runs; absent from older files
     motion: str = ""  # absent from older files (no motion branch)
     motion_drop: float = 0.0
+    pose: str = ""  # absent from older files (no pose branch)
+    pose_drop: float = 0.0
 
     def __post_init__(self) -> None:
         if self.version > CONTRACT_VERSION:
@@ -102,12 +106,14 @@ class ConditioningContract:
         out = {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
         if not self.motion:  # a model without the motion branch writes the file it wrote before
             del out["motion"], out["motion_drop"]
+        if not self.pose:
+            del out["pose"], out["pose_drop"]
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConditioningContract:
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(data) - fields), sorted(fields - set(data) - {"version", "image_encoder", "motion", "motion_drop"})
+        unknown, missing = sorted(set(data) - fields), sorted(fields - set(data) - {"version", "image_encoder", "motion", "motion_drop", "pose", "pose_drop"})
         if unknown or missing:
             raise UserError(f"conditioning: unknown keys {unknown} / missing keys {missing}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
@@ -149,6 +155,8 @@ def training_contract(
         image_encoder=enc.image or found.get("image", ""),
         motion=MOTION_DEFINITION if arch.motion is not None else "",
         motion_drop=g.motion_drop if arch.motion is not None else 0.0,
+        pose=POSE_DEFINITION if arch.pose is not None else "",
+        pose_drop=g.pose_drop if arch.pose is not None else 0.0,
     )
 
 

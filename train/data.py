@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset.annotation import parse_annotation
 from dataset.errors import UserError
-from dataset.pose import PoseError, annotation_motion, decode_pose, window_motion
+from dataset.pose import NUM_KEYPOINTS, PoseError, annotation_motion, decode_pose, window_motion
 from dataset.reader import (
     LogAndContinue,
     SampleDecoder,
@@ -46,6 +46,7 @@ from dataset.reader import (
 )
 from dataset.storage import Store
 from model.motion import motion_tensor
+from model.pose import pose_batch
 from model.phase_layout import ROUTINGS
 from train.buckets import Bucket, bucket_batches, choose_bucket
 from train.clip_window import (
@@ -54,6 +55,7 @@ from train.clip_window import (
     face_box_in_window,
     has_phases,
     plan_window,
+    pose_in_window,
     sample_rng,
     window_caption,
 )
@@ -322,6 +324,7 @@ class ClipStream(IterableDataset):
             "face_box": face_box_in_window(ann, plan.bucket),
             "num_frames": plan.bucket.frames,
             "motion": sample_motion(raw, ann, plan),
+            "pose": sample_pose(raw, ann, plan),
         }
         if self.config.kind == "latents":
             out["latents"] = torch.from_numpy(_npy(raw["latents.npy"])).float()
@@ -367,11 +370,27 @@ def sample_motion(raw: dict[str, Any], ann: dict[str, Any], plan: WindowPlan) ->
     return annotation_motion(ann)
 
 
+def sample_pose(raw: dict[str, Any], ann: dict[str, Any], plan: WindowPlan) -> np.ndarray | None:
+    """(frames, K, 3) keypoints of the training window, normalised to the cropped frame: the
+    window's own `pose.npy` (latent shards, stored by `actavatar encode`) or the window's frames of
+    the clip's (media shards); None (pose-free) for corpora without one or a damaged one (logged)."""
+    if "pose.npy" not in raw:
+        return None
+    try:
+        if "window.json" in raw:  # a latent window: already cut and cropped
+            return decode_pose(raw["pose.npy"], plan.bucket.frames)
+        return pose_in_window(decode_pose(raw["pose.npy"], int(ann["video"]["num_frames"])), ann, plan)
+    except PoseError as err:
+        log.warning("data: %s from %s: ignoring pose.npy: %s", raw.get("__key__"), raw.get("__url__"), err)
+        return None
+
+
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack same-bucket samples; texts, spans and text blocks stay lists."""
     batch: dict[str, Any] = {k: [s[k] for s in samples] for k in ("key", "fps", "texts", "spans")}
     batch["face_box"] = torch.stack([s["face_box"] for s in samples])
     batch["motion"] = motion_tensor([s.get("motion") for s in samples])
+    batch["pose"] = pose_batch([s.get("pose") for s in samples], samples[0]["num_frames"], NUM_KEYPOINTS)
     batch["num_frames"] = samples[0]["num_frames"]
     for key in ("video", "audio", "latents", "audio_features", "condition", "image_tokens"):
         if key in samples[0]:

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from dataset.errors import UserError
-from dataset.pose import PoseError, decode_pose, window_motion
+from dataset.pose import PoseError, decode_pose, encode_pose, window_motion
 from dataset.reader import SampleDecoder, shard_pipeline
 from dataset.writer import ShardWriter, ShardWriterConfig
 from train.buckets import Bucket, choose_bucket, parse_buckets
-from train.clip_window import WindowPlan, cut_window, window_caption
+from train.clip_window import WindowPlan, cut_window, pose_in_window, window_caption
 from train.conditioning import Conditioner
 from train.config import TrainConfig
 from train.data import LATENT_MEMBERS, check_shards
@@ -104,7 +104,7 @@ def encode_corpus(
         for raw in shard_pipeline(config.data.shards, decode="none"):
             sample = decoder(raw)
             ann = sample["annotation"]
-            if "pose.npy" in raw:  # per-frame keypoints: each window stores its own motion intensity
+            if "pose.npy" in raw:  # per-frame keypoints: each window stores its own keypoints and motion intensity
                 try:
                     sample["pose"] = decode_pose(raw["pose.npy"], int(ann["video"]["num_frames"]))
                 except PoseError as err:  # the windows keep the clip's annotation figures instead
@@ -154,6 +154,8 @@ def _encode_windows(
             "text.npy": _npy(torch.cat(blocks).cpu().numpy().astype(np.float32)),
             "audio.npy": _npy(feats[i]),
         }
+        if "pose" in sample:  # the window's keypoints in the cropped frame (model.pose trains on them)
+            members["pose.npy"] = encode_pose(pose_in_window(sample["pose"], sample["annotation"], plan))
         if condition is not None:
             members["condition.npy"] = _npy(condition[i].cpu().numpy().astype(np.float32))
         if image is not None:

@@ -29,6 +29,9 @@ class GuidanceDropoutConfig:
     negative_prompt: the text of a dropped caption; sampling uses the same (recorded in conditioning.json).
     motion_drop: share of samples trained without their motion intensities (models with
         `model.motion`; an independent draw), so the checkpoint also samples without `--motion-intensity`.
+    pose_drop: share of samples trained pose-free (models with `model.pose`; an independent draw), so
+        one checkpoint samples with `--pose FILE` and without (ApoAvatar's pose-controlled and
+        pose-free inference).
 
     The default 0.1 each makes a checkpoint fit the sampler's default guidance (text 5, audio 4);
     all three 0 trains fully conditioned (sample such a checkpoint with guidance scales 1).
@@ -39,9 +42,10 @@ class GuidanceDropoutConfig:
     both_drop: float = 0.1
     negative_prompt: str = ""
     motion_drop: float = 0.1
+    pose_drop: float = 0.5
 
     def __post_init__(self) -> None:
-        for key in ("text_drop", "audio_drop", "both_drop", "motion_drop"):
+        for key in ("text_drop", "audio_drop", "both_drop", "motion_drop", "pose_drop"):
             value = getattr(self, key)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise UserError(f"guidance.{key} must be in [0, 1], got {value}")

@@ -23,6 +23,7 @@ from dataset.errors import UserError
 from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT
 from model.motion import MotionConfig
+from model.pose import PoseConfig
 from model.registry import FLAVORS, build_model, get_config
 
 DEFAULT_FLAVOR = "debug"
@@ -96,6 +97,8 @@ class ModelConfig:
         motion: motion-intensity modulation (FantasyTalking; `model.motion`): true adds the branch
             (zero-initialised, so also onto a checkpoint without it, e.g. stage 1's export), false
             removes it (not from a checkpoint that has it), null keeps.
+        pose: per-frame keypoint condition with pose-free inference (ApoAvatar / TALK-Act;
+            `model.pose`): the same rule as `motion`.
     """
 
     flavor: str = ""
@@ -123,6 +126,7 @@ class ModelConfig:
     audio: AudioOverrides | None = field(default_factory=AudioOverrides)
     alignment: AlignmentOverrides = field(default_factory=AlignmentOverrides)
     motion: bool | None = None
+    pose: bool | None = None
 
     def __post_init__(self) -> None:
         if self.flavor and self.init_from:
@@ -169,6 +173,8 @@ def architecture_changes(base: DiTConfig, config: ModelConfig) -> dict[str, Any]
         changes["alignment"] = dataclasses.replace(base.alignment, **alignment)
     if config.motion is not None:
         changes["motion"] = (base.motion or MotionConfig()) if config.motion else None
+    if config.pose is not None:
+        changes["pose"] = (base.pose or PoseConfig()) if config.pose else None
     return changes
 
 
@@ -192,6 +198,8 @@ def _check_checkpoint_overrides(base: DiTConfig, config: ModelConfig) -> None:
         raise UserError(f"model.audio.{key}={value!r} changes weight shapes; it cannot override {where}")
     if config.motion is False and base.motion is not None:
         raise UserError(f"model.motion=false removes the trained motion-intensity weights of {where}")
+    if config.pose is False and base.pose is not None:
+        raise UserError(f"model.pose=false removes the trained pose-branch weights of {where}")
     alignment = _set_fields(config.alignment)
     if alignment.get("schedule") == "learned" and base.alignment.schedule != "learned":
         raise UserError(f"model.alignment.schedule='learned' adds weights; it cannot override {where}")

@@ -25,12 +25,14 @@ from model.alignment import AlignmentConfig
 from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT, cast_keeping_fp32
 from model.motion import MotionConfig
+from model.pose import PoseConfig
 from model.phase_attention import PhaseAttentionConfig
 from model.registry import build_model
 
 DIT_CONFIG = "config.json"
 DIT_WEIGHTS = "model.safetensors"
-_NESTED = {"phase": PhaseAttentionConfig, "audio": AudioAttentionConfig, "alignment": AlignmentConfig, "motion": MotionConfig}
+_NESTED = {"phase": PhaseAttentionConfig, "audio": AudioAttentionConfig, "alignment": AlignmentConfig, "motion": MotionConfig,
+           "pose": PoseConfig}
 _TUPLES = ("patch_size", "vae_stride")
 
 
@@ -84,7 +86,7 @@ def load_dit(
     Args:
         config: build this architecture instead of the folder's config.json, e.g. with another
             attention backend or PACA option (the weights must fit it: the state dict loads strictly,
-            except that branches which start neutral, e.g. `model.motion`, may be new).
+            except that branches which start neutral, e.g. `model.motion` or `model.pose`, may be new).
     """
     from safetensors.torch import load_file
 

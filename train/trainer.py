@@ -28,7 +28,7 @@ from torch import nn
 from dataset.errors import UserError
 from dataset.reader import list_shards
 from model.alignment import ProgressiveAlignment
-from model.dit import DiTConfig
+from model.dit import DiTConfig, zero_init_prefixes
 from model.registry import build_model
 from model.reference import i2v_input, ti2v_inject, ti2v_timesteps
 from train.buckets import parse_buckets
@@ -181,8 +181,9 @@ class Stage1Trainer:
         check_shards(shards, self.dist.world_size * max(config.data.num_workers, 1))
         window = first_window(shards) if config.data.kind == "latents" else None
         check_latent_window(config, window)
-        # stage 1 with trainable=audio trains ActAvatar's audio additions and the motion branch
-        self.audio_prefixes = audio_prefixes(self.arch) + (("motion_embed.",) if self.arch.motion is not None else ())
+        # stage 1 with trainable=audio trains ActAvatar's audio additions and the optional branches
+        # (motion, pose): they start at zero, so nothing else would move them
+        self.audio_prefixes = audio_prefixes(self.arch) + zero_init_prefixes(self.arch)
         self.sharded = use_fsdp(config.parallel, self.dist.world_size)
         full_state = None
         if self.sharded:  # meta-device build; rank 0 alone reads (or initialises) the full weights
@@ -200,6 +201,7 @@ class Stage1Trainer:
             need_media_encoders=config.data.kind == "media", phase_routing=config.data.phase_routing,
             negative_prompt=config.guidance.negative_prompt, i2v=config.stage.reference == "i2v",
             image_tokens=self.arch.image_dim is not None, motion=self.arch.motion is not None,
+            pose=self.arch.pose is not None,
         )
         self.contract = self.conditioning_contract(window)
         self.optimizer = build_optimizer(self.param_groups(), config.optim)
@@ -219,7 +221,7 @@ class Stage1Trainer:
     # -- stage hooks (Stage2Trainer overrides these three) ----------------------------------
 
     def configure_trainable(self, model: nn.Module) -> None:
-        """Stage 1: only the audio modules (and the motion branch) train, or the whole DiT with stage.trainable='full'."""
+        """Stage 1: only the audio modules (and the optional motion / pose branches) train, or the whole DiT with stage.trainable='full'."""
         full = self.config.stage.trainable == "full"
         for name, p in model.named_parameters():
             p.requires_grad_(full or name.startswith(self.audio_prefixes))
@@ -247,6 +249,8 @@ class Stage1Trainer:
         guidance = self.config.guidance
         if inputs.motion is not None and guidance.motion_drop > 0:  # models without model.motion draw nothing here
             inputs = inputs.with_motion_dropped(torch.rand(inputs.latents.shape[0], generator=self.noise_rng) < guidance.motion_drop)
+        if inputs.pose is not None and guidance.pose_drop > 0:  # models without model.pose draw nothing here
+            inputs = inputs.with_pose_dropped(torch.rand(inputs.latents.shape[0], generator=self.noise_rng) < guidance.pose_drop)
         if not guidance.enabled:
             return inputs
         drop_text, drop_audio = draw_drops(guidance, inputs.latents.shape[0], self.noise_rng)

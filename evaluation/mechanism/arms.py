@@ -12,8 +12,10 @@ they differ only where the arm says:
     (e) paca_motion    (a) whose stage 2 adds FantasyTalking's motion-intensity modulation
                        (`model.motion`, zero-initialised on the shared stage-1 export), conditioned on
                        each training window's intensity from the pose stage's keypoints
+    (f) paca_pose      (a) whose stage 2 adds the pose branch (`model.pose`, ApoAvatar / TALK-Act),
+                       trained on each window's keypoints, half the samples pose-free
 
-Stage 1 does not see phases, so (a), (b), (c) and (e) share one stage-1 run; (d) has its own (its
+Stage 1 does not see phases, so (a), (b), (c), (e) and (f) share one stage-1 run; (d) has its own (its
 architecture differs). Each run writes its YAML beside its outputs: `actavatar train --config
 DIR/train/<run>/config.yaml` reproduces it.
 """
@@ -86,6 +88,9 @@ def stage2_config(cfg: MechanismConfig, paths: dict[str, Path], arm: str) -> dic
     doc["model"] = {"init_from": str(Path(cfg.out) / "train" / stage1_run(arm) / "ema")}
     if arm == "paca_motion":
         doc["model"]["motion"] = True
+    if arm == "paca_pose":
+        doc["model"]["pose"] = True
+        doc["guidance"]["pose_drop"] = cfg.train.pose_drop
     doc["data"].update(phase_prob=0.0 if arm == "base" else cfg.train.phase_prob, require_phases=True,
                        phase_routing="global" if arm == "global" else "per_frame")
     doc["checkpoint"]["snapshot_every"] = cfg.train.snapshot_every

@@ -4,6 +4,7 @@ paper's ablation on exact ground truth (see evaluation/mechanism/__init__.py).
     actavatar bench mechanism --out runs/mech --scale cpu            # arms (a) PACA and (b) global caption
     actavatar bench mechanism --out runs/mech --scale gpu            # all five arms, larger model and data
     actavatar bench mechanism --out runs/mech --scale cpu arms=[paca,paca_motion]   # motion-intensity control (e) vs (a)
+    actavatar bench mechanism --out runs/mech --scale cpu arms=[paca,paca_pose]     # pose control (f) vs (a)
     actavatar bench mechanism --out runs/mech --scale smoke          # every step in minutes (what the tests run)
     actavatar bench mechanism --out runs/mech --scale cpu train.stage2_steps=4000 arms=[paca,global,base]
     python -m evaluation.mechanism.cli mechanism --out runs/mech ...  # without the console script

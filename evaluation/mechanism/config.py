@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 from dataset.errors import UserError
 
-ARMS = ("paca", "global", "base", "paca_constant", "paca_motion")
+ARMS = ("paca", "global", "base", "paca_constant", "paca_motion", "paca_pose")
 ARM_TITLES = {
     "paca": "(a) PACA, progressive alignment",
     "global": "(b) global caption (plain cross-attention)",
     "base": "(c) base caption only",
     "paca_constant": "(d) PACA, constant alignment",
     "paca_motion": "(e) PACA + motion-intensity modulation",
+    "paca_pose": "(f) PACA + pose branch (pose-free samples)",
 }
 SCALES = ("smoke", "cpu", "gpu")
 
@@ -88,6 +89,7 @@ class TrainStepConfig:
         a few cells of the 8x8 latent grid, so under a plain MSE copying the reference frame is cheap.
     phase_prob: stage 2: chance a window uses its phases (else the base caption, as in stage 1).
     text_drop / audio_drop / both_drop: condition dropout for guidance.
+    pose_drop: arm (f): share of stage-2 samples trained pose-free (one checkpoint, both modes).
     window_stride: frames between the starts of consecutive training windows of a clip.
     snapshot_every: stage-2 snapshots for the learning curves (0 = only the final one).
     parallel: train the stage-2 arms in parallel processes (each with cpu_threads / arms threads).
@@ -105,6 +107,7 @@ class TrainStepConfig:
     text_drop: float = 0.1
     audio_drop: float = 0.1
     both_drop: float = 0.1
+    pose_drop: float = 0.5
     window_stride: int = 8
     snapshot_every: int = 500
     parallel: bool = True
@@ -120,6 +123,7 @@ class EvalStepConfig:
     min_frames: a phase is scored when at least this many of its frames lie in the window.
     swap_windows: test windows of the swapped-text check.
     motion_windows: test windows sampled at each requested motion intensity (arm (e)).
+    pose_windows: test windows sampled with their real keypoints (arm (f)).
     """
 
     max_windows: int = 0
@@ -131,6 +135,7 @@ class EvalStepConfig:
     min_frames: int = 10
     swap_windows: int = 16
     motion_windows: int = 16
+    pose_windows: int = 16
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -182,7 +187,8 @@ def _preset(scale: str) -> dict:
                 "model": {"dim": 32, "num_layers": 2, "num_heads": 2, "ffn_dim": 64},
                 "train": {"stage1_steps": 2, "stage2_steps": 4, "batch_size": 2, "warmup_steps": 0, "window_stride": 16,
                           "snapshot_every": 2},
-                "eval": {"max_windows": 2, "curve_windows": 1, "steps": 2, "swap_windows": 1, "motion_windows": 1}}
+                "eval": {"max_windows": 2, "curve_windows": 1, "steps": 2, "swap_windows": 1, "motion_windows": 1,
+                         "pose_windows": 1}}
     if scale == "gpu":  # all arms, a wider model, more data and steps
         return {"arms": list(ARMS), "device": "cuda",
                 "corpus": {"train_videos": 96, "test_videos": 8},

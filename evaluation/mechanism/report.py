@@ -61,6 +61,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         from evaluation.mechanism.motion import markdown_section
 
         lines += markdown_section(report["motion_control"])
+    if report.get("pose_control"):
+        from evaluation.mechanism.pose_control import markdown_section as pose_section
+
+        lines += pose_section(report["pose_control"])
     lines += ["", "## Notes", ""] + [f"- {note}" for note in report.get("notes", [])]
     return "\n".join(lines) + "\n"
 

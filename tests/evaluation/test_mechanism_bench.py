@@ -1,8 +1,10 @@
 """`actavatar bench mechanism --scale smoke`: every step of the benchmark runs, resumes and reports.
 
 The smoke scale trains for a few steps only: its numbers mean nothing, its structure is the full
-benchmark's (every arm, both sampling variants, every metric, the chance level, the plots, the
-exported checkpoints and the test benchmark that `actavatar eval` re-scores).
+benchmark's (both sampling variants, every metric, the chance level, the plots, the exported
+checkpoints and the test benchmark that `actavatar eval` re-scores). The run here trains the arms
+with their own steps ((a) and (b) for the action scores, (e) motion control, (f) pose control);
+(c) and (d) differ from them only in their train configs, which are checked without training.
 """
 
 from __future__ import annotations
@@ -14,24 +16,28 @@ from pathlib import Path
 import pytest
 
 from actavatar.cli import main as actavatar
-from evaluation.mechanism.config import ARMS
+from evaluation.mechanism.config import ARMS, scale_config
 from evaluation.mechanism.report import COLUMNS
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the synthetic corpus speaks with espeak-ng")
 
 
+TRAINED = ("paca", "global", "paca_motion", "paca_pose")
+COMMAND = ["bench", "mechanism", "--scale", "smoke", "--threads", "2", f"arms=[{','.join(TRAINED)}]"]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mech") / "run"
-    assert actavatar(["bench", "mechanism", "--out", str(out), "--scale", "smoke", "--threads", "2"]) == 0
+    assert actavatar([*COMMAND, "--out", str(out)]) == 0
     return out
 
 
 def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     report = json.loads((run / "report" / "report.json").read_text())
-    assert report["scale"] == "smoke" and set(report["arms"]) == set(ARMS)
+    assert report["scale"] == "smoke" and set(report["arms"]) == set(TRAINED)
     rows = report["rows"]
-    for arm in ARMS:
+    for arm in TRAINED:
         for variant in ("unguided", "guided"):
             row = rows[f"{arm} ({variant})"]
             assert all(key in row for key, _ in COLUMNS) and row["steps"] == 6
@@ -45,7 +51,7 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert "idle" in vocabulary and set(vocabulary) <= {"idle", "raise_right_hand", "raise_left_hand", "wave_right_hand",
                                                        "both_hands_up", "point_forward"}
     assert report["chance"]["new_action_accuracy"] == pytest.approx(1 / len(vocabulary))
-    assert set(report["learning_curves"]) == set(ARMS) and all(report["learning_curves"][a] for a in ARMS)
+    assert set(report["learning_curves"]) == set(TRAINED) and all(report["learning_curves"][a] for a in TRAINED)
     table = (run / "report" / "report.md").read_text()
     assert "| paca (unguided) |" in table and "chance" in table
     motion = report["motion_control"]  # arm (e): sampled at three requested intensities, read back
@@ -53,20 +59,43 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert all(row["windows"] == 1 and len(row["requested"]) == 2 for row in motion["levels"].values())
     assert motion["references"]["real test windows"]["measured_body"] is not None  # the reader measures the truth
     assert "Motion-intensity control" in table
+    pose = report["pose_control"]  # arm (f): the same window with its real keypoints and without, read back
+    assert set(pose["rows"]) == {"pose-controlled (f), real keypoints given", "pose-free (f), same windows",
+                                 "(a) PACA, no pose branch", "copy the reference frame"}
+    assert all(row["windows"] == 1 for row in pose["rows"].values())
+    assert pose["rows"]["copy the reference frame"]["keypoint_error"] is not None  # the reader reads the truth
+    assert any((run / "samples" / "pose" / "inputs").glob("*.pose.npy")) and "Pose control" in table
     for plot in ("loss_curves", "learning_curves", "timelines", "contact_sheet"):
         assert (run / "report" / "plots" / f"{plot}.png").is_file()
 
 
-def test_arms_are_ordinary_checkpoints_and_configs(run: Path) -> None:
-    for arm in ARMS:
+def test_arms_are_ordinary_checkpoints(run: Path) -> None:
+    for arm in TRAINED:
         ema = run / "train" / arm / "ema"
         contract = json.loads((ema / "conditioning.json").read_text())
         assert contract["phase_routing"] == ("global" if arm == "global" else "per_frame")
         assert contract["reference"] == "ti2v" and contract["text_drop"] > 0
+        assert ("pose" in contract) == (arm == "paca_pose") and ("motion" in contract) == (arm == "paca_motion")
         config = json.loads((run / "train" / arm / "config.yaml").read_text())
         assert config["stage"]["name"] == "stage2"
-    stage1 = json.loads((run / "train" / "stage1" / "config.yaml").read_text())
-    constant = json.loads((run / "train" / "stage1_constant" / "config.yaml").read_text())
+
+
+def test_every_arm_is_a_valid_train_config_differing_only_where_it_says(tmp_path: Path) -> None:
+    from evaluation.mechanism.arms import stage1_config, stage1_run, stage2_config, write_config
+
+    cfg = scale_config("smoke", out=str(tmp_path))
+    paths = {"models": tmp_path / "models", "vae": tmp_path / "vae", "latents": tmp_path / "latents"}
+    docs = {arm: stage2_config(cfg, paths, arm) for arm in ARMS}
+    for arm, doc in docs.items():
+        write_config(doc, tmp_path / arm / "config.yaml")  # validated as a TrainConfig
+    same = {k: v for k, v in docs["paca"].items() if k not in ("model", "data", "guidance", "output_dir")}
+    for arm, doc in docs.items():
+        assert {k: v for k, v in doc.items() if k not in ("model", "data", "guidance", "output_dir")} == same, arm
+    assert docs["base"]["data"]["phase_prob"] == 0.0 and docs["global"]["data"]["phase_routing"] == "global"
+    assert docs["paca_pose"]["model"]["pose"] is True and docs["paca_pose"]["guidance"]["pose_drop"] == 0.5
+    assert docs["paca_constant"]["model"]["init_from"].endswith("stage1_constant/ema")
+    stage1 = stage1_config(cfg, paths, "stage1", 4)
+    constant = stage1_config(cfg, paths, stage1_run("paca_constant"), 4)
     assert stage1["model"]["alignment"]["schedule"] == "linear" and constant["model"]["alignment"]["schedule"] == "constant"
     assert {k: v for k, v in stage1.items() if k not in ("model", "output_dir")} == \
            {k: v for k, v in constant.items() if k not in ("model", "output_dir")}  # same budget, data and seed
@@ -84,8 +113,8 @@ def test_eval_rescores_an_arm_on_the_benchmark(run: Path, tmp_path: Path) -> Non
 def test_rerun_resumes_without_retraining(run: Path) -> None:
     before = {p: p.stat().st_mtime for p in (run / "train").glob("*/ema/model.safetensors")}
     timings = json.loads((run / "timings.json").read_text())
-    assert actavatar(["bench", "mechanism", "--out", str(run), "--scale", "smoke", "--threads", "2"]) == 0
+    assert actavatar([*COMMAND, "--out", str(run)]) == 0
     after = {p: p.stat().st_mtime for p in (run / "train").glob("*/ema/model.safetensors")}
-    assert before == after and len(before) == len(ARMS) + 2  # every arm and the two stage-1 runs
+    assert before == after and len(before) == len(TRAINED) + 1  # every arm and their stage-1 run
     again = json.loads((run / "timings.json").read_text())
     assert again["train"] - timings["train"] < 5.0  # nothing retrained

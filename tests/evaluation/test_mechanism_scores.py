@@ -95,3 +95,27 @@ def test_motion_control_summary_on_constructed_measurements():
     assert not flat["body_rises_with_request"] and abs(flat["spearman_body"]) < 1e-9
     unread = summarise(asked, {name: {"w0": (None, None)} for name in asked}, {})
     assert unread["spearman_body"] is None and unread["levels"]["low"]["measured_body"] is None
+
+
+def test_pose_control_errors_on_constructed_keypoints():
+    from dataset.pose import empty_pose
+    from evaluation.mechanism.pose_control import aggregate as pose_aggregate
+    from evaluation.mechanism.pose_control import keypoint_errors, markdown_section
+
+    real = empty_pose(5)
+    real[:, 13] = (0.5, 0.5, 1.0)  # right hand
+    real[:, 8] = (0.5, 0.8, 1.0)  # neck
+    off = real.copy()
+    off[:, 13, 0] += 0.3  # the hand 0.3 frame heights away in every frame
+    off[2:, 8, 2], off[2:, 8, :2] = 0.0, np.nan  # the neck lost from frame 2 on
+    off[0] = (0.0, 0.0, 1.0)  # frame 0 (the reference) is not scored
+    row = keypoint_errors(real, off)
+    assert row["pairs"] == 4 + 1 and row["hand_pairs"] == 4 and row["hand_hits"] == 0 and row["real"] == 8
+    assert row["hand_error_sum"] == pytest.approx(1.2)
+    same = keypoint_errors(real, real)
+    out = pose_aggregate([row, same])
+    assert out["hand_error"] == pytest.approx(0.15) and out["hand_pck"] == 0.5 and out["found"] == pytest.approx(13 / 16)
+    assert out["keypoint_error"] == pytest.approx(1.2 / 13, abs=1e-4)  # rounded to 4 places
+    assert pose_aggregate([])["keypoint_error"] is None
+    lines = markdown_section({"rows": {"x": out}, "pck_radius": 0.1})
+    assert any(line.startswith("| x | 0.092 | 0.150 | 0.500 | 0.812 | 2 |") for line in lines)

@@ -1,5 +1,6 @@
-"""model.motion in training: window intensities from pose.npy (media and latent shards), the branch
-learns, motion dropout, models without the branch unchanged, and sampling with --motion-intensity."""
+"""model.motion and model.pose in training: window intensities and keypoints from pose.npy (media and
+latent shards), the branches learn, their dropout, models without them unchanged, and sampling with
+--motion-intensity and --pose."""
 
 from __future__ import annotations
 
@@ -77,12 +78,54 @@ def test_encode_stores_each_windows_motion(pose_latents):
     assert any(w["motion"][1] > 0 for w in windows.values()) and any(w["motion"][1] == 0 for w in windows.values())
 
 
+def test_encode_stores_each_windows_keypoints_in_the_cropped_frame(pose_latents):
+    import io
+    import tarfile
+
+    from dataset.pose import decode_pose
+
+    found = 0
+    for shard in sorted((pose_latents / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name, data in members.items():
+            if not name.endswith(".window.json"):
+                continue
+            key, start = name.split(".")[0], json.loads(data)["start_frame"]
+            pose = decode_pose(members[f"{key}.pose.npy"], 9)
+            i = next(j for j in range(8) if key.startswith(toy_clip(j, seconds=1.2, width=48, height=48)["__key__"]))
+            # a square 48 px clip in a square 32 px bucket: scaled, not cropped, so the normalised keypoints stay
+            np.testing.assert_allclose(pose, clip_pose(i, 30)[start : start + 9], atol=1e-3)
+            found += 1
+    assert found == 16
+    assert np.load(io.BytesIO(members[f"{key}.pose.npy"]), allow_pickle=False).dtype == np.float16
+
+
+def test_window_keypoints_follow_the_training_crop():
+    from dataset.pose import crop_pose
+    from train.buckets import Bucket
+    from train.clip_window import WindowPlan, pose_in_window
+
+    pose = empty_pose(20)
+    pose[:, 0] = (0.5, 0.5, 1.0)  # centre: stays the centre
+    pose[:, 1] = (0.1, 0.5, 1.0)  # near the left edge of a 64x32 clip: cropped away by a square bucket
+    pose[:, 2] = (0.75, 0.25, 0.9)
+    ann = {"video": {"width": 64, "height": 32, "num_frames": 20}}
+    out = pose_in_window(pose, ann, WindowPlan(Bucket.parse("9x16x16"), 4, False))
+    assert out.shape == (9, 15, 3)
+    np.testing.assert_allclose(out[:, 0], [[0.5, 0.5, 1.0]] * 9)
+    assert (out[:, 1, 2] == 0).all() and np.isnan(out[:, 1, :2]).all()
+    np.testing.assert_allclose(out[0, 2], [(0.75 * 64 * 0.5 - 8) / 16, 0.25, 0.9])  # scale 0.5, 8 px cut left
+    np.testing.assert_array_equal(crop_pose(pose, 32, 64, 1.0, 0, 0, 32, 64)[:, :3], pose[:, :3])  # identity crop
+
+
 def test_media_batches_measure_the_window_and_old_corpora_give_nan(pose_corpus, corpus, tmp_path, tiny_encoders):
     batch = next(build_trainer(_cfg(pose_corpus, tmp_path / "a", 1, "model.motion=true", kind="media", tiny=tiny_encoders)).batches_from(0))
     assert batch["motion"].shape == (len(batch["key"]), 2) and torch.isfinite(batch["motion"]).all()
     old = next(build_trainer(_cfg(corpus, tmp_path / "b", 1, "model.motion=true", kind="media", tiny=tiny_encoders)).batches_from(0))
     assert torch.isnan(old["motion"]).all()  # no pose.npy, no annotation motion: unconditioned
-
+    assert batch["pose"].shape == (len(batch["key"]), 9, 15, 3) and (batch["pose"][..., 2] == 1).all()
+    assert (old["pose"][..., 2] == 0).all()  # pose-free
 
 def test_the_branch_learns_and_records_what_it_means(pose_latents, tmp_path):
     trainer = build_trainer(_cfg(pose_latents, tmp_path, 4, "model.motion=true", "stage.trainable=full", "ema.decay=0.0",
@@ -94,23 +137,35 @@ def test_the_branch_learns_and_records_what_it_means(pose_latents, tmp_path):
     assert json.loads((tmp_path / "final" / "config.json").read_text())["motion"] == {"freq_dim": 64}
 
 
-def test_dropping_every_sample_leaves_the_branch_untrained(pose_latents, tmp_path):
-    trainer = build_trainer(_cfg(pose_latents, tmp_path, 3, "model.motion=true", "stage.trainable=full",
-                                 "guidance.motion_drop=1.0", "optim.warmup_steps=0"))
+def test_the_pose_branch_learns_and_records_what_it_reads(pose_latents, tmp_path):
+    trainer = build_trainer(_cfg(pose_latents, tmp_path, 4, "model.pose=true", "ema.decay=0.0",
+                                 "guidance.pose_drop=0.0", "optim.warmup_steps=0"))  # stage 1, trainable=audio
+    trainer.train()
+    assert trainer.model.pose_embed.proj.weight.abs().sum() > 0  # the new branch trains with the audio modules
+    contract = json.loads((tmp_path / "final" / "conditioning.json").read_text())
+    assert contract["pose"].startswith("dataset.pose v1") and contract["pose_drop"] == 0.0 and "motion" not in contract
+    assert json.loads((tmp_path / "final" / "config.json").read_text())["pose"] == {"num_keypoints": 15, "sigma": 0.75, "hidden": 64}
+
+
+def test_dropping_every_sample_leaves_the_branches_untrained(pose_latents, tmp_path):
+    trainer = build_trainer(_cfg(pose_latents, tmp_path, 3, "model.motion=true", "model.pose=true", "stage.trainable=full",
+                                 "guidance.motion_drop=1.0", "guidance.pose_drop=1.0", "optim.warmup_steps=0"))
     trainer.train()
     assert not trainer.model.motion_embed.linear_2.weight.any()
+    assert not trainer.model.pose_embed.proj.weight.any()
 
 
 def test_models_without_the_branch_train_exactly_as_before(pose_latents, tmp_path):
     runs = []
-    for name, drop in (("a", 0.0), ("b", 0.7)):  # motion_drop must not touch the noise stream without a branch
-        build_trainer(_cfg(pose_latents, tmp_path / name, 3, f"guidance.motion_drop={drop}")).train()
+    for name, drop in (("a", 0.0), ("b", 0.7)):  # motion_drop / pose_drop must not touch the noise stream without a branch
+        build_trainer(_cfg(pose_latents, tmp_path / name, 3, f"guidance.motion_drop={drop}", f"guidance.pose_drop={drop}")).train()
         runs.append([json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()])
     assert runs[0] == runs[1]
-    assert "motion" not in json.loads((tmp_path / "a" / "final" / "conditioning.json").read_text())
+    contract = json.loads((tmp_path / "a" / "final" / "conditioning.json").read_text())
+    assert "motion" not in contract and "pose" not in contract
 
 
-def test_sampling_with_motion_intensity(pose_latents, tiny_encoders, tmp_path):
+def test_sampling_with_motion_intensity_and_pose(pose_latents, tiny_encoders, tmp_path):
     import dataclasses
 
     from dataset.errors import UserError
@@ -118,10 +173,11 @@ def test_sampling_with_motion_intensity(pose_latents, tiny_encoders, tmp_path):
     from evaluation.sample_cli import parse_motion_intensity
     from evaluation.sampler import SamplerConfig
 
-    trainer = build_trainer(_cfg(pose_latents, tmp_path / "run", 2, "model.motion=true", "stage.trainable=full"))
+    trainer = build_trainer(_cfg(pose_latents, tmp_path / "run", 2, "model.motion=true", "model.pose=true", "stage.trainable=full"))
     trainer.train()
-    with torch.no_grad():  # a branch that matters, so the intensity must reach the DiT to change the video
+    with torch.no_grad():  # branches that matter, so the intensity and the pose must reach the DiT to change the video
         torch.nn.init.normal_(trainer.model.motion_embed.linear_2.weight, std=0.5)
+        torch.nn.init.normal_(trainer.model.pose_embed.proj.weight, std=0.5)
     from train.pretrained import save_dit
 
     save_dit(trainer.model, tmp_path / "run" / "ema")  # beside the run's conditioning.json
@@ -134,6 +190,39 @@ def test_sampling_with_motion_intensity(pose_latents, tiny_encoders, tmp_path):
         videos[name] = frames.astype(np.int16)
     assert np.abs(videos["low"] - videos["high"]).max() > 0
     assert not np.array_equal(videos["none"], videos["high"])
+
+    # --pose: keypoints per output frame (a prompt file's "pose", or --pose for every job)
+    from evaluation.sample_cli import with_pose
+    from evaluation.sample_jobs import SampleJob, read_pose_file, run_jobs
+
+    still, moving = empty_pose(12), clip_pose(5, 12)
+    still[:, 8] = (0.5, 0.6, 1.0)
+    for name, pose in (("still", still), ("moving", moving)):
+        (tmp_path / f"{name}.npy").write_bytes(encode_pose(pose))
+    cfg = resolve_checkpoint(base, tmp_path / "run" / "ema", tiny_encoders)
+    sampler = AvatarSampler(cfg)
+    np.testing.assert_array_equal(sampler({"base": "a puppet", "phases": []}, image, np.zeros(8000, np.float32), seed=3)[0],
+                                  videos["none"].astype(np.uint8))  # no pose: the same video as before
+    posed = {name: sampler({"base": "a puppet", "phases": []}, image, np.zeros(8000, np.float32), seed=3,
+                           pose=read_pose_file(tmp_path / f"{name}.npy"))[0].astype(np.int16) for name in ("still", "moving")}
+    assert np.abs(posed["still"] - posed["moving"]).max() > 0 and not np.array_equal(posed["still"], videos["none"])
+    from PIL import Image
+
+    from dataset.media import encode_wav
+
+    (tmp_path / "a.wav").write_bytes(encode_wav(np.zeros(8000, np.float32)))
+    Image.fromarray(image).save(tmp_path / "ref.png")
+    jobs = with_pose([SampleJob(key="k", caption={"base": "a puppet", "phases": []}, image=tmp_path / "ref.png",
+                                audio=tmp_path / "a.wav")], str(tmp_path / "moving.npy"))
+    written = run_jobs(sampler, jobs, tmp_path / "out", progress=False)
+    assert json.loads(written[0].with_suffix(".json").read_text())["sample"]["pose"] == str(tmp_path / "moving.npy")
+    with pytest.raises(UserError, match="pose has 5 frames, the video has 9"):
+        sampler({"base": "a puppet", "phases": []}, image, np.zeros(8000, np.float32), seed=3, pose=still[:5])
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(UserError, match="bad.npy: pose.npy is not a numpy array file"):
+        with_pose(jobs, str(tmp_path / "bad.npy"))
+    with pytest.raises(FileNotFoundError, match="--pose: file not found"):
+        with_pose(jobs, str(tmp_path / "missing.npy"))
     with pytest.raises(UserError, match="FACE or FACE,BODY"):
         parse_motion_intensity("fast")
     with pytest.raises(UserError, match="motion_intensity must be"):
