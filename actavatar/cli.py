@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train the PACA DiT (stage 1 or 2) in-process, under torchrun or on Ray Train", "train.cli"),
     "encode": ("precompute VAE latents, text embeddings and audio features into latent shards", "train.encode_cli"),
     "sample": ("generate talking-avatar videos from a checkpoint, a reference image, audio and a phased prompt", "evaluation.sample_cli"),
+    "pose": ("read a driving video's per-frame keypoints into a pose.npy for `actavatar sample --pose`", "evaluation.pose_cli"),
 }
 
 

@@ -2,8 +2,9 @@
 
     reader     the synthetic puppets' pixel reader (`dataset.synth.actions.read_poses`): head
                centre, ears (the ear cups), neck, shoulders and both hands (the gloves), exact up
-               to a pixel; the drawn face itself is not read. Used for synthetic corpora, so the
-               benchmark has exact poses.
+               to a pixel; the mouth centre placed from the read head by the rig's geometry (the
+               drawn face itself is not read, so no eyes and no lip opening). Used for synthetic
+               corpora, so the benchmark has exact poses.
     mediapipe  BlazeFace, the face filter's detector (`annotate.face_detector`), on every frame:
                its six keypoints (eyes, nose tip, mouth centre, ears) of the face nearest the
                annotation's face box, with the detection score as confidence; no lips, no body.
@@ -33,6 +34,7 @@ def reader_pose(frames: np.ndarray) -> np.ndarray:
     """(F, H, W, 3) uint8 RGB frames of a synthetic clip -> (F, K, 3) keypoints (confidence 1 where read)."""
     from dataset.synth import rig
     from dataset.synth.actions import FEATURES, read_poses, working_size
+    from dataset.synth.avatar import MOUTH_OFFSET
 
     frames = np.asarray(frames)
     poses = read_poses(frames)  # (F, features) in pixels of the working resolution
@@ -50,6 +52,9 @@ def reader_pose(frames: np.ndarray) -> np.ndarray:
     half = rig.CUP_OFFSET[0] * scale  # the cups sit this far either side of it, along the tilt
     put(4, hx - half * np.cos(angle), hy - half * np.sin(angle))  # right ear cup (image left)
     put(5, hx + half * np.cos(angle), hy + half * np.sin(angle))
+    # the mouth: its offset from the head centre (the cups' midpoint sits CUP_OFFSET[1] below it), tilted
+    mx, my = MOUTH_OFFSET[0] * scale, (MOUTH_OFFSET[1] - rig.CUP_OFFSET[1]) * scale
+    put(3, hx + mx * np.cos(angle) - my * np.sin(angle), hy + mx * np.sin(angle) + my * np.cos(angle))
     put(8, cx, cy)  # neck base
     sx, sy = rig.SHOULDER
     put(9, cx + sx * scale, cy + sy * scale)  # right shoulder (image left)

@@ -67,6 +67,7 @@ class ModelInputs:
     image: torch.Tensor | None = None  # (B, Li, C) CLIP tokens of the first frame (Wan2.1 I2V)
     motion: torch.Tensor | None = None  # (B, 2) face / body motion intensity, NaN = none (models with model.motion)
     pose: torch.Tensor | None = None  # (B, F_video, K, 3) keypoints, confidence 0 = none (models with model.pose)
+    keypoints: torch.Tensor | None = None  # the same keypoints for the losses (lip tracing), never dropped
 
     def with_pose_dropped(self, drop: torch.Tensor) -> ModelInputs:
         """The same batch with the flagged samples' keypoints removed (pose-free)."""
@@ -219,6 +220,7 @@ class Conditioner:
             image=image,
             motion=batch["motion"].to(self.device) if self.motion and "motion" in batch else None,
             pose=batch["pose"].to(self.device) if self.pose and "pose" in batch else None,
+            keypoints=batch.get("pose"),
         )
 
     @torch.no_grad()

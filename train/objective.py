@@ -5,7 +5,9 @@
 
 (Wan2.1 `wan/utils/fm_solvers.py`, diffusers `FlowMatchEulerDiscreteScheduler` with `shift`).
 A shift > 1 moves mass to high noise, which large video latents need. The optional lip weight
-multiplies the per-element loss inside the lower part of the annotation's face box.
+multiplies the per-element loss inside the lip region: a box that follows the mouth keypoint frame by
+frame where the window has keypoints (FantasyTalking's lip-tracing mask), else the lower part of the
+annotation's face box.
 Pure tensor functions: no I/O, no globals.
 """
 
@@ -29,6 +31,9 @@ class FlowConfig:
     logit_mean / logit_std: parameters of the logit-normal draw.
     lip_weight: loss weight inside the lip region (1.0 = no extra weight).
     lip_box: lip region as (x0, y0, x1, y1) fractions of the face box (lower-middle part by default).
+    lip_tracing: with `lip_weight` > 1 and per-frame keypoints (`pose.npy`), the region follows the
+        mouth keypoint in every frame (a box of lip_box's size centred on it; FantasyTalking's
+        lip-tracing mask); latent frames without a measured mouth keep the static box.
     motion_weight: extra loss weight where the video moves (0 = none; see `motion_weight`): a body
         part that moves covers few latent cells, so a plain MSE is met by copying the first frame.
     """
@@ -39,6 +44,7 @@ class FlowConfig:
     logit_std: float = 1.0
     lip_weight: float = 1.0
     lip_box: tuple[float, float, float, float] = (0.2, 0.6, 0.8, 1.0)
+    lip_tracing: bool = True
     motion_weight: float = 0.0
 
     def __post_init__(self) -> None:
@@ -109,6 +115,55 @@ def region_weight(boxes: torch.Tensor, grid: tuple[int, int], weight: float) -> 
     inside = in_y[:, :, None] & in_x[:, None, :]  # (B, h, w)
     out = torch.where(inside, torch.tensor(weight), torch.tensor(1.0))
     return out[:, None, None]  # (B, 1, 1, h, w)
+
+
+MOUTH, UPPER_LIP, LOWER_LIP, RIGHT_EAR, LEFT_EAR = 3, 6, 7, 4, 5  # `dataset.pose` keypoint slots
+
+
+def mouth_boxes(keypoints: torch.Tensor, face_box: torch.Tensor, lip_box: tuple[float, float, float, float]) -> torch.Tensor:
+    """(B, F, K, 3) keypoints + (B, 4) face boxes -> (B, F, 4) lip boxes per video frame, NaN where
+    the frame has no mouth. Centre: the lips' midpoint when both are measured, else the mouth
+    keypoint; size: lip_box's share of the face box, or of the ear-to-ear distance (as a square
+    face) when the clip has no face box."""
+    kp = keypoints.float()
+    seen = (kp[..., 2] > 0) & torch.isfinite(kp[..., :2]).all(-1)  # (B, F, K)
+    lips = seen[..., UPPER_LIP] & seen[..., LOWER_LIP]
+    centre = torch.where(lips[..., None], (kp[..., UPPER_LIP, :2] + kp[..., LOWER_LIP, :2]) / 2, kp[..., MOUTH, :2])
+    has = lips | seen[..., MOUTH]
+    fb = face_box.float().to(kp.device)[:, None]  # (B, 1, 4)
+    face_w, face_h = fb[..., 2] - fb[..., 0], fb[..., 3] - fb[..., 1]  # (B, 1), NaN without a face box
+    ears = torch.linalg.vector_norm(kp[..., RIGHT_EAR, :2] - kp[..., LEFT_EAR, :2], dim=-1)  # (B, F)
+    ears = torch.where(seen[..., RIGHT_EAR] & seen[..., LEFT_EAR], ears, torch.full_like(ears, float("nan")))
+    width = torch.where(torch.isfinite(face_w), face_w.expand_as(ears), ears)
+    height = torch.where(torch.isfinite(face_h), face_h.expand_as(ears), ears)
+    fx0, fy0, fx1, fy1 = lip_box
+    half_w, half_h = (fx1 - fx0) * width / 2, (fy1 - fy0) * height / 2
+    boxes = torch.stack([centre[..., 0] - half_w, centre[..., 1] - half_h, centre[..., 0] + half_w, centre[..., 1] + half_h], -1)
+    return torch.where(has[..., None], boxes, torch.full_like(boxes, float("nan")))
+
+
+def lip_tracing_weight(
+    keypoints: torch.Tensor, face_box: torch.Tensor, lip_box: tuple[float, float, float, float],
+    grid: tuple[int, int, int], stride: int, weight: float,
+) -> torch.Tensor:
+    """(B, 1, T, h, w) weights: `weight` on the latent cells inside the lip box of any video frame a
+    latent frame encodes (`model.pose.latent_frame_index`), 1 elsewhere; a latent frame whose frames
+    have no mouth falls back to the static lip region of the face box (`lip_region`)."""
+    from model.pose import latent_frame_index
+
+    n_t, h, w = grid
+    boxes = mouth_boxes(keypoints, face_box, lip_box).cpu()  # (B, F, 4)
+    index = latent_frame_index(n_t, stride)  # (T, s) video frames per latent frame
+    per_latent = boxes[:, index]  # (B, T, s, 4)
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    b = per_latent[..., None, None, :]  # (B, T, s, 1, 1, 4)
+    inside = ((ys[:, None] >= b[..., 1]) & (ys[:, None] < b[..., 3]) & (xs[None, :] >= b[..., 0]) & (xs[None, :] < b[..., 2]))
+    traced = inside.any(dim=2)  # (B, T, h, w): NaN boxes compare False
+    static = region_weight(lip_region(face_box, lip_box), (h, w), weight)[:, 0, 0] > 1  # (B, h, w)
+    has_mouth = torch.isfinite(per_latent).all(-1).any(-1)  # (B, T)
+    region = torch.where(has_mouth[..., None, None], traced, static[:, None])
+    return torch.where(region, torch.tensor(weight), torch.tensor(1.0))[:, None]
 
 
 def motion_weight(x0: torch.Tensor, weight: float) -> torch.Tensor:

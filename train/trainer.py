@@ -46,6 +46,7 @@ from train.objective import (
     add_noise,
     flow_loss,
     lip_region,
+    lip_tracing_weight,
     motion_weight,
     region_weight,
     sample_sigmas,
@@ -273,8 +274,12 @@ class Stage1Trainer:
             frame_mask[:, 0] = False
         weight = None
         if cfg.flow.lip_weight > 1:
-            boxes = lip_region(inputs.face_box, cfg.flow.lip_box)
-            weight = region_weight(boxes, tuple(x0.shape[3:]), cfg.flow.lip_weight).to(self.device)
+            if cfg.flow.lip_tracing and inputs.keypoints is not None:  # the box follows the mouth per frame
+                weight = lip_tracing_weight(inputs.keypoints, inputs.face_box, cfg.flow.lip_box, tuple(x0.shape[2:]),
+                                            self.arch.vae_stride[0], cfg.flow.lip_weight).to(self.device)
+            else:
+                boxes = lip_region(inputs.face_box, cfg.flow.lip_box)
+                weight = region_weight(boxes, tuple(x0.shape[3:]), cfg.flow.lip_weight).to(self.device)
         if cfg.flow.motion_weight > 0:
             moving = motion_weight(x0, cfg.flow.motion_weight)
             weight = moving if weight is None else weight * moving

@@ -19,6 +19,9 @@ from dataset.synth import rig
 _CROP = (153, 20, 146)
 _MOUTH = (72.0, 126.0)
 _MOUTH_HALF_WIDTH = 14.0
+# The mouth centre relative to the head centre, in rig units before the head's tilt (the sprite is
+# HEAD_SIZE wide and drawn centred on the head): what the pose reader places the mouth keypoint with.
+MOUTH_OFFSET = tuple((m - (_CROP[2] - 1) / 2.0) / _CROP[2] * rig.HEAD_SIZE for m in _MOUTH)
 _SHIFT = 4  # OpenCV fixed-point bits for sub-pixel drawing
 _ONE = 1 << _SHIFT
 

@@ -40,8 +40,30 @@ def test_reader_finds_the_drawn_keypoints():
     for name, (x, y) in expect.items():
         assert k[name][2] == 1.0, name
         assert abs(k[name][0] - x) < 0.02 and abs(k[name][1] - y) < 0.02, (name, k[name], (x, y))
-    for name in ("right_eye", "mouth", "upper_lip", "right_elbow"):  # the reader does not measure these
+    for name in ("right_eye", "upper_lip", "right_elbow"):  # the reader does not measure these
         assert k[name][2] == 0.0 and np.isnan(k[name][0])
+
+
+@pytest.mark.parametrize("label", ["tilt_head", "nod"])
+def test_reader_mouth_lies_in_the_drawn_mouth(label):
+    """The mouth keypoint (placed from the read head by the rig geometry) falls inside the dark
+    cavity drawn when the mouth is wide open, also with the head tilted or nodding."""
+    renderer = PuppetRenderer()
+    h = w = 360
+    scale = h / 2.66
+    anchor = (w / 2, 0.015 * h + rig.TOP_EXTENT * scale)
+    pose = rig.pose_at(label, 1.0, 2.0, mouth=1.0)
+    frames = []
+    for mouth in (1.0, 0.0):  # open, then closed: the cavity is where the two differ
+        frame = np.full((h, w, 3), 150, np.uint8)
+        renderer.draw(frame, anchor, scale, rig.pose_at(label, 1.0, 2.0, mouth=mouth))
+        frames.append(frame)
+    diff = np.abs(frames[0].astype(int) - frames[1].astype(int)).sum(-1) > 60
+    ys, xs = np.nonzero(diff)
+    k = reader_pose(np.stack(frames[:1]))[0, KEYPOINTS.index("mouth")]
+    assert k[2] == 1.0 and pose.mouth == 1.0
+    cx, cy = xs.mean() / w, ys.mean() / h  # centre of the drawn mouth
+    assert abs(k[0] - cx) < 0.006 and abs(k[1] - cy) < 0.006, (k, (cx, cy))  # 2 px at 360 px
 
 
 def test_reader_motion_follows_the_action():

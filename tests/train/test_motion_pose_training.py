@@ -165,6 +165,18 @@ def test_models_without_the_branch_train_exactly_as_before(pose_latents, tmp_pat
     assert "motion" not in contract and "pose" not in contract
 
 
+def test_lip_tracing_weights_the_loss_where_the_mouth_is(pose_latents, tmp_path):
+    """stage1_debug trains with flow.lip_weight 2: with the windows' mouth keypoints the weighted
+    region follows them (clip_pose puts the mouth at (0.5, 0.3)), so the losses differ from the
+    static face-box region's."""
+    losses = {}
+    for tracing in ("true", "false"):
+        # a lip box of 0.4 x 0.2 face boxes: on the 4 x 4 latent grid it covers cells around the mouth keypoint
+        build_trainer(_cfg(pose_latents, tmp_path / tracing, 2, f"flow.lip_tracing={tracing}", "flow.lip_box=[0.0,0.5,1.0,1.0]")).train()
+        losses[tracing] = [json.loads(line)["loss"] for line in (tmp_path / tracing / "metrics.jsonl").read_text().splitlines()]
+    assert losses["true"] != losses["false"]
+
+
 def test_sampling_with_motion_intensity_and_pose(pose_latents, tiny_encoders, tmp_path):
     import dataclasses
 
