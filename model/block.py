@@ -9,6 +9,7 @@ from torch import nn
 
 from model.attention import Attention
 from model.audio_attention import AudioCrossAttention
+from model.av_interaction import AudioVideoInteraction
 from model.embeddings import FeedForward, FP32LayerNorm, Modulation
 from model.phase_attention import PhaseCrossAttention, PhaseKeys
 
@@ -50,6 +51,10 @@ class DiTBlock(nn.Module):
         self.ffn = FeedForward(dim, config.ffn_dim)
         # shift/scale/gate for self-attention, then for the FFN (added to the timestep projection)
         self.modulation = Modulation(6, dim)
+        # 4. Optional (ApoAvatar, `model.av_interaction`): the audio windows read this frame's tokens
+        # before the audio cross-attention; registered last, zero output
+        self.av_interaction = (AudioVideoInteraction(dim, heads, eps=eps, backend=config.attention_backend)
+                               if audio and config.av_interaction else None)
 
     def forward(
         self,
@@ -79,6 +84,8 @@ class DiTBlock(nn.Module):
         text_out = self.cross_attn(h, text, phase_keys=phase_keys, image=image)
         x = x + (text_out * text_weight).type_as(x)
         if self.audio_attn is not None and audio is not None:
+            if self.av_interaction is not None:  # video-aware audio windows for this block (zero update at init)
+                audio = self.av_interaction(audio, h)
             x = x + (self.audio_attn(h, audio, audio_mask) * audio_weight).type_as(x)
 
         # 3. Feed-forward

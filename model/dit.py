@@ -53,6 +53,8 @@ class DiTConfig:
         alignment: per-layer text/audio weights.
         motion: motion-intensity modulation (FantasyTalking, `model.motion`); None = none.
         pose: per-frame keypoint condition with pose-free inference (ApoAvatar, `model.pose`); None = none.
+        av_interaction: frame-wise audio–video interaction before every audio cross-attention
+            (ApoAvatar, `model.av_interaction`).
     """
 
     dim: int
@@ -78,6 +80,7 @@ class DiTConfig:
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     motion: MotionConfig | None = None
     pose: PoseConfig | None = None
+    av_interaction: bool = False
 
     def __post_init__(self) -> None:
         for key in ("dim", "num_layers", "num_heads", "ffn_dim", "in_channels", "out_channels", "text_dim", "freq_dim", "text_len"):
@@ -93,6 +96,8 @@ class DiTConfig:
             raise ValueError(f"model.attention_backend must be one of {BACKENDS}, got {self.attention_backend!r}")
         if self.image_pos_embed_len is not None and self.image_dim is None:
             raise ValueError(f"model.image_pos_embed_len needs model.image_dim, got {self.image_pos_embed_len}")
+        if self.av_interaction and self.audio is None:
+            raise ValueError("model.av_interaction needs the audio branch (model.audio is None)")
         if self.audio is not None and self.audio.layers is not None and max(self.audio.layers, default=-1) >= self.num_layers:
             raise ValueError(f"model.audio.layers must be < num_layers={self.num_layers}, got {self.audio.layers}")
 
@@ -106,7 +111,10 @@ class DiTConfig:
 
 def zero_init_prefixes(config: DiTConfig) -> tuple[str, ...]:
     """State-dict prefixes of the optional branches `config` has (they start with zero output)."""
-    return tuple(f"{name}." for name, branch in (("motion_embed", config.motion), ("pose_embed", config.pose)) if branch is not None)
+    prefixes = [f"{name}." for name, branch in (("motion_embed", config.motion), ("pose_embed", config.pose)) if branch is not None]
+    if config.av_interaction:
+        prefixes += [f"blocks.{i}.av_interaction." for i in range(config.num_layers) if config.has_audio(i)]
+    return tuple(prefixes)
 
 
 class VideoDiT(nn.Module):
@@ -180,8 +188,8 @@ class VideoDiT(nn.Module):
         without them loads into a model with them and predicts exactly as before."""
         return zero_init_prefixes(self.config)
 
-    def _optional_branches(self) -> list[str]:
-        return [prefix[:-1] for prefix in zero_init_prefixes(self.config)]
+    def _optional_branches(self) -> list[nn.Module]:
+        return [self.get_submodule(prefix[:-1]) for prefix in zero_init_prefixes(self.config)]
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -192,7 +200,7 @@ class VideoDiT(nn.Module):
         """
         # optional branches are initialised last (below), so the draws for everything else are the
         # same with and without them
-        optional = {id(m) for name in self._optional_branches() for m in getattr(self, name).modules()}
+        optional = {id(m) for branch in self._optional_branches() for m in branch.modules()}
         for m in self.modules():
             if id(m) in optional:
                 continue
@@ -226,6 +234,16 @@ class VideoDiT(nn.Module):
             self.motion_embed.reset_parameters()  # zero output
         if self.pose_embed is not None:
             self.pose_embed.reset_parameters()  # zero output
+        for block in self.blocks:
+            if block.av_interaction is not None:
+                for linear in (block.av_interaction.to_q, block.av_interaction.to_k, block.av_interaction.to_v):
+                    nn.init.xavier_uniform_(linear.weight)
+                    nn.init.zeros_(linear.bias)
+                for norm in (block.av_interaction.norm_q, block.av_interaction.norm_k):
+                    if isinstance(norm, nn.RMSNorm):
+                        nn.init.ones_(norm.weight)
+                nn.init.zeros_(block.av_interaction.to_out.weight)  # zero output
+                nn.init.zeros_(block.av_interaction.to_out.bias)
 
     def forward(
         self,

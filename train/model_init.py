@@ -99,6 +99,8 @@ class ModelConfig:
             removes it (not from a checkpoint that has it), null keeps.
         pose: per-frame keypoint condition with pose-free inference (ApoAvatar / TALK-Act;
             `model.pose`): the same rule as `motion`.
+        av_interaction: frame-wise audio–video interaction (ApoAvatar; `model.av_interaction`): the
+            same rule as `motion`.
     """
 
     flavor: str = ""
@@ -127,6 +129,7 @@ class ModelConfig:
     alignment: AlignmentOverrides = field(default_factory=AlignmentOverrides)
     motion: bool | None = None
     pose: bool | None = None
+    av_interaction: bool | None = None
 
     def __post_init__(self) -> None:
         if self.flavor and self.init_from:
@@ -175,6 +178,8 @@ def architecture_changes(base: DiTConfig, config: ModelConfig) -> dict[str, Any]
         changes["motion"] = (base.motion or MotionConfig()) if config.motion else None
     if config.pose is not None:
         changes["pose"] = (base.pose or PoseConfig()) if config.pose else None
+    if config.av_interaction is not None:
+        changes["av_interaction"] = config.av_interaction
     return changes
 
 
@@ -200,6 +205,8 @@ def _check_checkpoint_overrides(base: DiTConfig, config: ModelConfig) -> None:
         raise UserError(f"model.motion=false removes the trained motion-intensity weights of {where}")
     if config.pose is False and base.pose is not None:
         raise UserError(f"model.pose=false removes the trained pose-branch weights of {where}")
+    if config.av_interaction is False and base.av_interaction:
+        raise UserError(f"model.av_interaction=false removes the trained audio–video interaction weights of {where}")
     alignment = _set_fields(config.alignment)
     if alignment.get("schedule") == "learned" and base.alignment.schedule != "learned":
         raise UserError(f"model.alignment.schedule='learned' adds weights; it cannot override {where}")
