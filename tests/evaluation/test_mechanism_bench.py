@@ -3,8 +3,8 @@
 The smoke scale trains for a few steps only: its numbers mean nothing, its structure is the full
 benchmark's (both sampling variants, every metric, the chance level, the plots, the exported
 checkpoints and the test benchmark that `actavatar eval` re-scores). The run here trains the arms
-with their own steps ((a) and (b) for the action scores, (e) motion control, (f) pose control);
-(c) and (d) differ from them only in their train configs, which are checked without training.
+with steps of their own: (a) for the action scores, (e) motion control, (f) pose control; (b), (c)
+and (d) differ from (a) only in their train configs, which are checked without training.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from evaluation.mechanism.report import COLUMNS
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the synthetic corpus speaks with espeak-ng")
 
 
-TRAINED = ("paca", "global", "paca_motion", "paca_pose")
+TRAINED = ("paca", "paca_motion", "paca_pose")
 COMMAND = ["bench", "mechanism", "--scale", "smoke", "--threads", "2", f"arms=[{','.join(TRAINED)}]"]
 
 
@@ -73,7 +73,7 @@ def test_arms_are_ordinary_checkpoints(run: Path) -> None:
     for arm in TRAINED:
         ema = run / "train" / arm / "ema"
         contract = json.loads((ema / "conditioning.json").read_text())
-        assert contract["phase_routing"] == ("global" if arm == "global" else "per_frame")
+        assert contract["phase_routing"] == "per_frame"
         assert contract["reference"] == "ti2v" and contract["text_drop"] > 0
         assert ("pose" in contract) == (arm == "paca_pose") and ("motion" in contract) == (arm == "paca_motion")
         config = json.loads((run / "train" / arm / "config.yaml").read_text())
