@@ -105,7 +105,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def _pose(args: argparse.Namespace) -> int:
     from dataset.atomic import atomic_write_bytes
-    from dataset.pose import FACE, BODY, encode_pose
+    from dataset.pose import BODY, FACE, encode_pose
 
     pose = video_keypoints(args.input, args.backend, parse_size(args.size) if args.size else None, progress=not args.no_progress)
     atomic_write_bytes(Path(args.output), encode_pose(pose))

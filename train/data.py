@@ -46,8 +46,8 @@ from dataset.reader import (
 )
 from dataset.storage import Store
 from model.motion import motion_tensor
-from model.pose import pose_batch
 from model.phase_layout import ROUTINGS
+from model.pose import pose_batch
 from train.buckets import Bucket, bucket_batches, choose_bucket
 from train.clip_window import (
     WindowPlan,
