@@ -7,7 +7,10 @@ puppet reader measures the motion of every generated window (`annotate.pose.read
 `dataset.pose.window_motion`, the definition the training data used), and the report gives the
 mean measured intensity per request, whether it rises with the request, and the Spearman rank
 correlation between requested and measured body intensity over all (window, request) pairs.
-References: the same windows sampled without a request, and the real test windows.
+References: the same windows sampled without a request, and the real test windows. A use check
+(like the text-swap check) compares the arm's denoising error on the same windows with each
+window's own measured intensity, a far-off one (the low or the high request, whichever is farther)
+and none: a model that ignores the intensity has equal errors.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from evaluation.mechanism.config import MechanismConfig
 
@@ -87,6 +91,46 @@ def summarise(requested: dict[str, tuple[float, float]], measured: dict[str, dic
     return out
 
 
+SIGMAS = (0.25, 0.5, 0.75)
+
+
+@torch.no_grad()
+def motion_use(sampler: Any, keys: list[str], bench: Path, requested: dict[str, tuple[float, float]],
+               num_frames: int, seed: int = 0) -> dict[str, Any]:
+    """Mean velocity MSE on the test windows with their own intensity, a far-off one and none."""
+    from evaluation.benchmark import jobs_from_benchmark
+    from evaluation.sample import fit_audio
+    from evaluation.video_folder import read_audio, read_frames
+    from model.motion import motion_tensor
+    from model.reference import ti2v_inject, ti2v_timesteps
+    from model.resize import cover_crop
+
+    cfg, dit = sampler.cfg, sampler.dit
+    errors: dict[str, list[float]] = {"own": [], "far": [], "none": []}
+    jobs = {job.key: job for job in jobs_from_benchmark(bench)}
+    for w, key in enumerate(keys):
+        frames = read_frames(bench / f"{key}.mp4")[:num_frames]
+        own = measured_intensity(frames)
+        far = requested["high"] if (own[1] or 0.0) < requested["mid"][1] else requested["low"]
+        video = cover_crop(torch.from_numpy(np.ascontiguousarray(frames)), cfg.height, cfg.width).permute(1, 0, 2, 3)[None]
+        x0 = sampler.vae.encode(video.to(cfg.device))
+        wav = read_audio(bench / f"{key}.mp4")
+        audio = fit_audio(wav[0] if wav is not None else np.zeros(0, np.float32), num_frames, cfg.fps)
+        text, kw = sampler.conditions(jobs[key].caption, audio, num_frames)["full"]
+        for i, sigma in enumerate(SIGMAS):  # the same noise for every intensity: only the intensity differs
+            noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed * 100_003 + w * 10 + i)).to(x0.device)
+            x_t = ti2v_inject((1 - sigma) * x0 + sigma * noise, x0[:, :, :1])
+            t = ti2v_timesteps(torch.full((1,), sigma * 1000.0, device=x0.device), tuple(x0.shape[2:]), dit.config.patch_size)
+            for name, value in (("own", own), ("far", far), ("none", None)):
+                pred = dit(x_t, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases,
+                           motion=motion_tensor([value], device=x0.device), **kw)
+                errors[name].append(float((pred.float() - (noise - x0))[:, :, 1:].square().mean()))
+    means = {name: float(np.mean(v)) for name, v in errors.items()}
+    return {"windows": len(keys), **{name: round(v, 5) for name, v in means.items()},
+            "far_vs_own": round((means["far"] - means["own"]) / means["own"], 4) if means["own"] > 0 else None,
+            "none_vs_own": round((means["none"] - means["own"]) / means["own"], 4) if means["own"] > 0 else None}
+
+
 def motion_control_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoint: Path) -> dict[str, Any]:
     """Sample the first `eval.motion_windows` test windows at each requested intensity and measure them."""
     from evaluation.checkpoints import sample_checkpoints
@@ -103,7 +147,11 @@ def motion_control_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoint
         measured[name] = _folder_intensities(folders[name], keys)
     references = {"no request": _folder_intensities(Path(cfg.out) / "samples" / "unguided" / MOTION_ARM, keys),
                   "real test windows": _folder_intensities(paths["benchmark"], keys)}
-    return summarise(requested, measured, references)
+    from evaluation.sample import AvatarSampler, resolve_checkpoint
+
+    sampler = AvatarSampler(resolve_checkpoint(sample_config(cfg, "unguided"), checkpoint))
+    return {**summarise(requested, measured, references),
+            "use": motion_use(sampler, keys, paths["benchmark"], requested, cfg.window_frames, cfg.seed)}
 
 
 def markdown_section(result: dict[str, Any]) -> list[str]:
@@ -121,4 +169,10 @@ def markdown_section(result: dict[str, Any]) -> list[str]:
     lines += ["", f"Measured body intensity rises with the request: {'yes' if result['body_rises_with_request'] else 'no'}; "
               f"Spearman ρ (requested vs measured body, all windows): {fmt(result['spearman_body'])} "
               "(windows where the reader finds no puppet are left out)."]
+    if result.get("use"):
+        use = result["use"]
+        lines += ["", f"Use check ({use['windows']} windows, noise {', '.join(f'{s:g}' for s in SIGMAS)}): denoising error "
+                  f"{use['own']:.4f} with each window's own intensity, {use['far']:.4f} with a far-off one "
+                  f"({use['far_vs_own']:+.1%}), {use['none']:.4f} with none ({use['none_vs_own']:+.1%}); equal errors: "
+                  "the model ignores the intensity."]
     return lines

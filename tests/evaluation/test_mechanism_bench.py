@@ -59,6 +59,8 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert all(row["windows"] == 1 and len(row["requested"]) == 2 for row in motion["levels"].values())
     assert motion["references"]["real test windows"]["measured_body"] is not None  # the reader measures the truth
     assert "Motion-intensity control" in table
+    use = motion["use"]  # its denoising error with the window's own intensity, a far-off one and none
+    assert use["windows"] == 1 and all(use[k] > 0 for k in ("own", "far", "none")) and "Use check" in table
     pose = report["pose_control"]  # arm (f): the same window with its real keypoints and without, read back
     assert set(pose["rows"]) == {"pose-controlled (f), real keypoints given", "pose-free (f), same windows",
                                  "(a) PACA, no pose branch", "copy the reference frame"}
