@@ -45,6 +45,12 @@ class AudioVideoInteraction(Attention):
     def __init__(self, dim: int, heads: int, *, eps: float = 1e-6, backend: Backend = "sdpa") -> None:
         super().__init__(dim, heads, eps=eps, zero_init_out=True, processor=VideoToAudioProcessor(), backend=backend)
 
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Zero output: the module is neutral until trained."""
+        torch.nn.init.zeros_(self.to_out.weight)
+        torch.nn.init.zeros_(self.to_out.bias)
+
     def forward(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
         """audio (B, F, W, D) windows; video (B, F*S, D) normalised tokens. Returns updated windows."""
         return self.processor(self, audio, video)

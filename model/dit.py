@@ -109,6 +109,18 @@ class DiTConfig:
         return self.audio is not None and (self.audio.layers is None or layer in self.audio.layers)
 
 
+def _init_linear_or_norm(m: nn.Module) -> None:
+    """Wan's rule for one module: xavier linears with zero bias, unit norms."""
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:  # LoRA's adapter linears have none
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)) and m.weight is not None:
+        nn.init.ones_(m.weight)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+
+
 def zero_init_prefixes(config: DiTConfig) -> tuple[str, ...]:
     """State-dict prefixes of the optional branches `config` has (they start with zero output)."""
     prefixes = [f"{name}." for name, branch in (("motion_embed", config.motion), ("pose_embed", config.pose)) if branch is not None]
@@ -202,16 +214,8 @@ class VideoDiT(nn.Module):
         # same with and without them
         optional = {id(m) for branch in self._optional_branches() for m in branch.modules()}
         for m in self.modules():
-            if id(m) in optional:
-                continue
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:  # LoRA's adapter linears have none
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)) and m.weight is not None:
-                nn.init.ones_(m.weight)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
+            if id(m) not in optional:
+                _init_linear_or_norm(m)
         nn.init.xavier_uniform_(self.patch_embed.weight.flatten(1))
         nn.init.zeros_(self.patch_embed.bias)
         for m in (*self.text_embed.modules(), *self.time_embed.modules()):
@@ -228,22 +232,10 @@ class VideoDiT(nn.Module):
         if self.image_embed is not None and self.image_embed.pos_embed is not None:
             nn.init.zeros_(self.image_embed.pos_embed)
         self.alignment.reset_parameters()
-        if self.motion_embed is not None:
-            nn.init.xavier_uniform_(self.motion_embed.linear_1.weight)
-            nn.init.zeros_(self.motion_embed.linear_1.bias)
-            self.motion_embed.reset_parameters()  # zero output
-        if self.pose_embed is not None:
-            self.pose_embed.reset_parameters()  # zero output
-        for block in self.blocks:
-            if block.av_interaction is not None:
-                for linear in (block.av_interaction.to_q, block.av_interaction.to_k, block.av_interaction.to_v):
-                    nn.init.xavier_uniform_(linear.weight)
-                    nn.init.zeros_(linear.bias)
-                for norm in (block.av_interaction.norm_q, block.av_interaction.norm_k):
-                    if isinstance(norm, nn.RMSNorm):
-                        nn.init.ones_(norm.weight)
-                nn.init.zeros_(block.av_interaction.to_out.weight)  # zero output
-                nn.init.zeros_(block.av_interaction.to_out.bias)
+        for branch in self._optional_branches():  # the same rule as above, then each zeroes its output
+            for m in branch.modules():
+                _init_linear_or_norm(m)
+            branch.reset_parameters()
 
     def forward(
         self,

@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 
 from dataset.errors import UserError
+from dataset.pose import KEYPOINTS
 
 NUM_TRAIN_TIMESTEPS = 1000
 
@@ -106,18 +107,21 @@ def region_weight(boxes: torch.Tensor, grid: tuple[int, int], weight: float) -> 
 
     Boxes with NaN (no face data) give all ones.
     """
-    h, w = grid
-    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h  # (h,) cell centres
-    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w  # (w,)
-    b = boxes.float().cpu()
-    in_y = (ys[None, :] >= b[:, 1:2]) & (ys[None, :] < b[:, 3:4])  # (B, h)
-    in_x = (xs[None, :] >= b[:, 0:1]) & (xs[None, :] < b[:, 2:3])  # (B, w)
-    inside = in_y[:, :, None] & in_x[:, None, :]  # (B, h, w)
-    out = torch.where(inside, torch.tensor(weight), torch.tensor(1.0))
+    out = torch.where(cells_inside(boxes, grid), torch.tensor(weight), torch.tensor(1.0))
     return out[:, None, None]  # (B, 1, 1, h, w)
 
 
-MOUTH, UPPER_LIP, LOWER_LIP, RIGHT_EAR, LEFT_EAR = 3, 6, 7, 4, 5  # `dataset.pose` keypoint slots
+def cells_inside(boxes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(..., 4) normalised boxes -> (..., h, w) bool: the grid cells whose centre lies inside (NaN: none)."""
+    h, w = grid
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h  # (h,) cell centres
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w  # (w,)
+    b = boxes.float().cpu()[..., None, None, :]  # (..., 1, 1, 4)
+    return (ys[:, None] >= b[..., 1]) & (ys[:, None] < b[..., 3]) & (xs[None, :] >= b[..., 0]) & (xs[None, :] < b[..., 2])
+
+
+MOUTH, UPPER_LIP, LOWER_LIP, RIGHT_EAR, LEFT_EAR = (KEYPOINTS.index(k) for k in ("mouth", "upper_lip", "lower_lip",
+                                                                                   "right_ear", "left_ear"))
 
 
 def mouth_boxes(keypoints: torch.Tensor, face_box: torch.Tensor, lip_box: tuple[float, float, float, float]) -> torch.Tensor:
@@ -155,12 +159,8 @@ def lip_tracing_weight(
     boxes = mouth_boxes(keypoints, face_box, lip_box).cpu()  # (B, F, 4)
     index = latent_frame_index(n_t, stride)  # (T, s) video frames per latent frame
     per_latent = boxes[:, index]  # (B, T, s, 4)
-    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
-    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
-    b = per_latent[..., None, None, :]  # (B, T, s, 1, 1, 4)
-    inside = ((ys[:, None] >= b[..., 1]) & (ys[:, None] < b[..., 3]) & (xs[None, :] >= b[..., 0]) & (xs[None, :] < b[..., 2]))
-    traced = inside.any(dim=2)  # (B, T, h, w): NaN boxes compare False
-    static = region_weight(lip_region(face_box, lip_box), (h, w), weight)[:, 0, 0] > 1  # (B, h, w)
+    traced = cells_inside(per_latent, (h, w)).any(dim=2)  # (B, T, h, w): NaN boxes cover nothing
+    static = cells_inside(lip_region(face_box, lip_box), (h, w))  # (B, h, w)
     has_mouth = torch.isfinite(per_latent).all(-1).any(-1)  # (B, T)
     region = torch.where(has_mouth[..., None, None], traced, static[:, None])
     return torch.where(region, torch.tensor(weight), torch.tensor(1.0))[:, None]

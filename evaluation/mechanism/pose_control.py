@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from dataset.pose import KEYPOINTS
 from evaluation.mechanism.config import MechanismConfig
 
 POSE_ARM = "paca_pose"
-HANDS = (13, 14)  # dataset.pose: right_wrist, left_wrist (the puppet reader's gloves)
+HANDS = (KEYPOINTS.index("right_wrist"), KEYPOINTS.index("left_wrist"))  # the puppet reader's gloves
 PCK_RADIUS = 0.1
 
 

@@ -10,23 +10,13 @@ import torch
 
 from model.av_interaction import AudioVideoInteraction
 from model.registry import FLAVORS, build_model
+from tests.model.branches import paired_models
 from tests.model.test_dit import FIVE, _inputs
 
 
 def _pair():
-    base_cfg = FLAVORS["debug"]()
-    torch.manual_seed(0)
-    base = build_model(base_cfg).eval()
-    torch.manual_seed(0)
-    with_av = build_model(dataclasses.replace(base_cfg, av_interaction=True)).eval()
-    with torch.no_grad():  # off Wan's zero heads (the audio attention too), the same in both
-        gen = torch.Generator().manual_seed(1)
-        theirs = dict(with_av.named_parameters())
-        for name, p in base.named_parameters():
-            noise = torch.randn(p.shape, generator=gen) * 0.05
-            p.add_(noise)
-            theirs[name].add_(noise)
-    return base, with_av
+    """The debug DiT without and with the (untrained) interaction modules, from the same seed."""
+    return paired_models(av_interaction=True)
 
 
 def test_registered_last_and_neutral_until_trained():

@@ -10,26 +10,13 @@ import torch
 
 from model.motion import MotionConfig, MotionEmbedding, motion_tensor
 from model.registry import FLAVORS, build_model
+from tests.model.branches import paired_models
 from tests.model.test_dit import FIVE, _inputs
 
 
 def _pair():
-    """The debug DiT without and with the motion branch, from the same seed."""
-    base_cfg = FLAVORS["debug"]()
-    torch.manual_seed(0)
-    base = build_model(base_cfg).eval()
-    torch.manual_seed(0)
-    with_motion = build_model(dataclasses.replace(base_cfg, motion=MotionConfig())).eval()
-    with torch.no_grad():  # move off Wan's zero head, as after some training (same change in both)
-        gen = torch.Generator().manual_seed(1)
-        theirs = dict(with_motion.named_parameters())
-        for name, p in base.named_parameters():
-            noise = torch.randn(p.shape, generator=gen) * 0.05
-            p.add_(noise)
-            theirs[name].add_(noise)
-        for p in with_motion.motion_embed.parameters():  # a "trained" branch: off its zero output
-            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
-    return base, with_motion
+    """The debug DiT without and with the motion branch (a "trained" one), from the same seed."""
+    return paired_models("motion_embed", motion=MotionConfig())
 
 
 def test_registered_last_so_every_other_weight_is_the_same():

@@ -12,6 +12,7 @@ import torch
 
 from model.pose import PoseConfig, PoseEmbedding, has_pose, latent_frame_index, pose_batch, render_pose_maps, without_pose
 from model.registry import FLAVORS, build_model
+from tests.model.branches import paired_models
 from tests.model.test_dit import FIVE, N_LAT, _inputs
 
 FRAMES = 1 + 4 * (N_LAT - 1)  # video frames of the test latents (temporal stride 4)
@@ -26,23 +27,8 @@ def _pose(batch: int, frames: int = FRAMES, seed: int = 0) -> torch.Tensor:
 
 
 def _pair():
-    """The debug DiT without and with the pose branch, from the same seed, both moved off their
-    zero heads the same way, the branch "trained" (off its zero output)."""
-    base_cfg = FLAVORS["debug"]()
-    torch.manual_seed(0)
-    base = build_model(base_cfg).eval()
-    torch.manual_seed(0)
-    with_pose = build_model(dataclasses.replace(base_cfg, pose=PoseConfig())).eval()
-    with torch.no_grad():
-        gen = torch.Generator().manual_seed(1)
-        theirs = dict(with_pose.named_parameters())
-        for name, p in base.named_parameters():
-            noise = torch.randn(p.shape, generator=gen) * 0.05
-            p.add_(noise)
-            theirs[name].add_(noise)
-        for p in with_pose.pose_embed.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
-    return base, with_pose
+    """The debug DiT without and with the pose branch (a "trained" one), from the same seed."""
+    return paired_models("pose_embed", pose=PoseConfig())
 
 
 def test_registered_last_so_every_other_weight_is_the_same():

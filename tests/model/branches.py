@@ -1,0 +1,31 @@
+"""Shared by the optional-branch tests (motion, pose, audio–video interaction)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from model.registry import FLAVORS, build_model
+
+
+def paired_models(branch: str | None = None, **changes):
+    """The debug DiT without and with `changes`, from the same seed, both moved off Wan's zero heads
+    by the same noise (as after some training); with `branch`, that submodule is moved off its zero
+    output too (a "trained" branch)."""
+    base_cfg = FLAVORS["debug"]()
+    torch.manual_seed(0)
+    base = build_model(base_cfg).eval()
+    torch.manual_seed(0)
+    other = build_model(dataclasses.replace(base_cfg, **changes)).eval()
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(1)
+        theirs = dict(other.named_parameters())
+        for name, p in base.named_parameters():
+            noise = torch.randn(p.shape, generator=gen) * 0.05
+            p.add_(noise)
+            theirs[name].add_(noise)
+        if branch is not None:
+            for p in other.get_submodule(branch).parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    return base, other
