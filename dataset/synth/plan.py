@@ -33,6 +33,11 @@ MECHANISM_IDLE_S = (0.6, 1.2)  # idle gaps between actions
 MECHANISM_IDLE_PROB = 0.5  # chance of an idle gap after an action (else the next action follows)
 MECHANISM_SHOT_S = 8.0  # mean shot length: long shots keep more frames after trimming
 MECHANISM_GREYS = (80, 104, 128, 152)  # plain backgrounds, darker than the light sleeves; consecutive shots differ
+# Per-shot gesture vigour (0..1, see rig.beat_offset) and per-sentence speech gain: drawn from their
+# own random streams, independently of the actions, so that how much the puppet moves varies apart
+# from what it does (and the phase schedule of a seed is the same as without them).
+MECHANISM_VIGOUR = (0.0, 1.0)
+MECHANISM_SPEECH_GAIN = (0.3, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,8 @@ class ShotPlan:
     phases: tuple[Phase, ...]
     scene_image: str | None = None
     plain_grey: int | None = None  # a uniform background of this grey level instead of the studio wall
+    vigour: float = 0.0  # beat gestures on arm actions (0: none; mechanism profile only)
+    speech_gain: tuple[float, float] | None = None  # per-sentence loudness range (None: every sentence at full level)
 
     @property
     def num_avatars(self) -> int:
@@ -204,7 +211,8 @@ def schedule_arm_phases(rng: np.random.Generator, times_s: np.ndarray, start: in
 def _plan_mechanism(seed: int, index: int, *, min_duration: float, max_duration: float,
                     resolutions: tuple[tuple[int, int], ...]) -> VideoPlan:
     """Mechanism profile: talking shots only (one puppet, speech), plain grey backgrounds, hard cuts,
-    25 fps and 16 kHz, arm actions only (balanced), 1-2 s each."""
+    25 fps and 16 kHz, arm actions only (balanced), 1-2 s each; each shot's own gesture vigour and
+    each sentence's own loudness (see MECHANISM_VIGOUR)."""
     rng = np.random.default_rng([seed, index, 1])
     width, height = resolutions[index % len(resolutions)]
     rate, time_base, pts = _timeline("25", float(rng.uniform(min_duration, max_duration)), rng)
@@ -215,6 +223,7 @@ def _plan_mechanism(seed: int, index: int, *, min_duration: float, max_duration:
     edges = np.concatenate([[0.0], np.cumsum(MIN_SHOT_S + spare * weights / weights.sum())])
     frame_edges = [int(np.searchsorted(times, e, side="left")) for e in edges[:-1]] + [pts.size - 1]
     bag = ActionBag(np.random.default_rng([seed, index, 2]))
+    vigours = np.random.default_rng([seed, index, 3]).uniform(*MECHANISM_VIGOUR, size=count)
     shots, grey = [], None
     for i in range(count):
         start, end = frame_edges[i], frame_edges[i + 1]
@@ -224,7 +233,7 @@ def _plan_mechanism(seed: int, index: int, *, min_duration: float, max_duration:
             kind="talk", start_frame=start, end_frame=end, transition="start" if i == 0 else "cut",
             fade_in=0, fade_out=0, seed=shot_seed,
             phases=schedule_arm_phases(np.random.default_rng(shot_seed), times, start, end, bag),
-            plain_grey=grey,
+            plain_grey=grey, vigour=round(float(vigours[i]), 6), speech_gain=MECHANISM_SPEECH_GAIN,
         ))
     return VideoPlan(index=index, video_id=f"synth_{index:05d}", width=width, height=height, rate=rate,
                      time_base=time_base, pts=pts, vfr=False, sample_rate=16000, shots=tuple(shots),

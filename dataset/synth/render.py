@@ -24,6 +24,8 @@ _TWO_SCALE = 0.9 * _SINGLE_SCALE
 # be lost before the DiT ever sees it; dark sleeves would not do: glove chroma bleeding into dark
 # pixels reads as highly saturated glove and drags the reader's glove centroids along the arm).
 _MECHANISM_SCALE = 1.0 / 3.4
+GESTURE_SMOOTH_FRAMES = 9  # 0.36 s at 25 fps
+GESTURE_FULL_LOUDNESS = 0.6  # smoothed mouth envelope of a loud passage: full beat
 MECHANISM_LOOK = {"glove_scale": 2.0, "point_glove_scale": 1.0, "arm_scale": 1.8, "sleeve_rgb": (222, 222, 228)}
 
 
@@ -53,7 +55,8 @@ def shot_audio(shot: ShotPlan, n_samples: int, sample_rate: int, synth: WordSynt
     rng = np.random.default_rng([shot.seed, 1])
     seconds = n_samples / sample_rate
     if shot.kind in ("talk", "two_avatars"):
-        speech = build_speech(synth, rng, seconds, sample_rate)
+        speech = build_speech(synth, rng, seconds, sample_rate, gain=shot.speech_gain,
+                              gain_rng=np.random.default_rng([shot.seed, 3]) if shot.speech_gain else None)
         room = sounds.ambience(rng, seconds, sample_rate, level=0.004)
         return ShotAudio(speech.samples[:n_samples] + room[:n_samples], "speech", speech)
     if shot.kind == "music":
@@ -110,6 +113,17 @@ def _audio_with_fades(plan: VideoPlan, audios: list[ShotAudio]) -> np.ndarray:
     return np.clip(track, -1.0, 1.0)
 
 
+def gesture_loudness(mouth: np.ndarray, frames: int = GESTURE_SMOOTH_FRAMES) -> np.ndarray:
+    """Per-frame loudness (0..1) the beat gestures follow: the mouth envelope (speech RMS per frame)
+    averaged over `frames` frames, so a gesture swells with a loud passage rather than a syllable,
+    relative to GESTURE_FULL_LOUDNESS."""
+    if mouth.size == 0:
+        return mouth.astype(np.float64)
+    kernel = np.ones(frames) / frames
+    padded = np.pad(mouth.astype(np.float64), (frames // 2, frames - 1 - frames // 2), mode="edge")
+    return np.clip(np.convolve(padded, kernel, mode="valid") / GESTURE_FULL_LOUDNESS, 0.0, 1.0)
+
+
 def _phase_index(shot: ShotPlan) -> np.ndarray:
     """Frame -> index of the phase covering it (frames of the shot only)."""
     idx = np.zeros(shot.end_frame - shot.start_frame, np.int64)
@@ -133,6 +147,7 @@ def render_video(plan: VideoPlan, out: BinaryIO | str | Path, renderer: PuppetRe
             local = times[shot.start_frame:shot.end_frame + 1] - shot_t0
             mouth = (mouth_envelope(audio.speech.samples, plan.sample_rate, local[:-1], local[-1])
                      if audio.speech is not None else np.zeros(local.size - 1))
+            loudness = gesture_loudness(mouth) if shot.vigour > 0 else None
             puppets = _layout(shot, plan.width, plan.height, rng, plan.profile)
             look = MECHANISM_LOOK if plan.profile == "mechanism" else {}
             sway = rng.uniform(0, 2 * math.pi, size=2)
@@ -153,10 +168,11 @@ def render_video(plan: VideoPlan, out: BinaryIO | str | Path, renderer: PuppetRe
                     phase = shot.phases[int(phase_of[i])]
                     p_t0 = times[phase.start_frame] - shot_t0
                     p_len = times[phase.end_frame] - times[phase.start_frame]
+                    beat = 0.0 if loudness is None else rig.beat_offset(shot.vigour, float(loudness[i]), t_mid)
                     for k, (x, y, scale) in enumerate(puppets):
                         # Only the first puppet speaks; both perform the shot's phases.
                         pose = rig.pose_at(phase.label, t_mid - p_t0, p_len, tilt_sign=phase.tilt_sign,
-                                           mouth=float(mouth[i]) if k == 0 else 0.0)
+                                           mouth=float(mouth[i]) if k == 0 else 0.0, beat=beat)
                         dx = 0.012 * scale * math.sin(2 * math.pi * 0.23 * t_mid + sway[0])
                         dy = 0.006 * scale * math.sin(2 * math.pi * 0.31 * t_mid + sway[1])
                         renderer.draw(frame, (x + dx, y + dy), scale, pose, **look)

@@ -69,6 +69,20 @@ SHAKE_AMPLITUDE, SHAKE_HZ = 0.09, 2.2
 TILT_DEG = 16.0
 ARM_RAMP_S = 0.30  # time to raise (and to lower) an arm inside its phase
 TILT_RAMP_S = 0.12
+# Beat gestures (mechanism profile): a pump `beat` in 0..1 (the shot's vigour times the speech
+# loudness times a (1 - cos) cycle, see `beat_offset`). While an arm action holds, the working arm
+# pumps back towards rest by up to HOLD_PUMP of its reach and out again: each cycle's top frames
+# stay in the action's reader zone and its bottom frames stay off rest, so the reader still labels
+# every frame with the action. In idle both hands lift from rest by up to IDLE_LIFT (W units),
+# clear of the phase's edges (IDLE_CLEAR_S still, then IDLE_RAMP_S to full): an action always
+# starts and ends at rest, so the reader never merges an idle beat into the action next to it.
+HOLD_PUMP = 0.45
+IDLE_LIFT = 0.44
+IDLE_CLEAR_S = 0.16
+IDLE_RAMP_S = 0.2
+# Beat rate at vigour 0 and 1: slow enough for the video VAE's 4-frame latents (6.25 per second)
+# to carry the pumping (their Nyquist rate is 3.1 Hz).
+BEAT_HZ = (1.5, 2.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +126,23 @@ def oscillation_hz(base_hz: float, duration: float) -> float:
     return max(1, round(base_hz * duration)) / duration
 
 
-def pose_at(label: str, t: float, duration: float, *, tilt_sign: float = 1.0, mouth: float = 0.0) -> Pose:
+def beat_hz(vigour: float) -> float:
+    """Beat rate of a shot with this vigour (0..1): vigorous speakers pump faster as well as further."""
+    return BEAT_HZ[0] + vigour * (BEAT_HZ[1] - BEAT_HZ[0])
+
+
+def beat_offset(vigour: float, loudness: float, t: float) -> float:
+    """The beat pump (0..1) at shot time `t` of a shot with this vigour, at this loudness (both 0..1)."""
+    return vigour * loudness * 0.5 * (1.0 - math.cos(2 * math.pi * beat_hz(vigour) * t))
+
+
+def pose_at(label: str, t: float, duration: float, *, tilt_sign: float = 1.0, mouth: float = 0.0,
+            beat: float = 0.0) -> Pose:
     """Pose `t` seconds into a phase of `duration` seconds with action `label`.
 
+    `beat` (0..1, see `beat_offset`) pulls the working arm of an arm action back towards rest by
+    HOLD_PUMP * beat of its reach; in idle it lifts both hands by IDLE_LIFT * beat (elbows half),
+    away from the phase's edges; head actions ignore it.
     Every phase starts and ends in the rest pose, so consecutive phases join continuously.
     Render at the middle of a frame's display interval, so a frame inside a phase always shows
     a pose that departs from rest (that is what makes per-frame truth readable).
@@ -123,24 +151,36 @@ def pose_at(label: str, t: float, duration: float, *, tilt_sign: float = 1.0, mo
         raise ValueError(f"unknown action label {label!r}; known: {sorted(ACTIONS)}")
     rest = Pose(mouth=mouth)
     if label == "idle":
-        return rest
+        if beat == 0.0:
+            return rest
+        edge = min(t, duration - t) - IDLE_CLEAR_S
+        lift = IDLE_LIFT * beat * min(1.0, max(0.0, edge / IDLE_RAMP_S))
+        up = lambda p, d: (p[0], p[1] - d)  # noqa: E731
+        return Pose(right_elbow=up(rest.right_elbow, 0.5 * lift), right_hand=up(rest.right_hand, lift),
+                    left_elbow=up(rest.left_elbow, 0.5 * lift), left_hand=up(rest.left_hand, lift), mouth=mouth)
     if label in ARM_ACTIONS:
         w = _ease_envelope(t, duration, ARM_RAMP_S)
+        reach = w if beat == 0.0 else w * (1.0 - HOLD_PUMP * beat)
+
+        def arm(rest_pose: tuple[tuple[float, float], tuple[float, float]],
+                target: tuple[tuple[float, float], tuple[float, float]]) -> tuple[tuple[float, float], tuple[float, float]]:
+            return _lerp(rest_pose[0], target[0], reach), _lerp(rest_pose[1], target[1], reach)
+
+        left_rest = (rest.left_elbow, rest.left_hand)
         if label == "raise_left_hand":
-            return Pose(left_elbow=_lerp(rest.left_elbow, _mirror(RAISED[0]), w),
-                        left_hand=_lerp(rest.left_hand, _mirror(RAISED[1]), w), mouth=mouth)
+            le, lh = arm(left_rest, (_mirror(RAISED[0]), _mirror(RAISED[1])))
+            return Pose(left_elbow=le, left_hand=lh, mouth=mouth)
         if label == "both_hands_up":
-            return Pose(right_elbow=_lerp(REST[0], BOTH_UP[0], w), right_hand=_lerp(REST[1], BOTH_UP[1], w),
-                        left_elbow=_lerp(rest.left_elbow, _mirror(BOTH_UP[0]), w),
-                        left_hand=_lerp(rest.left_hand, _mirror(BOTH_UP[1]), w), mouth=mouth)
+            re, rh = arm(REST, BOTH_UP)
+            le, lh = arm(left_rest, (_mirror(BOTH_UP[0]), _mirror(BOTH_UP[1])))
+            return Pose(right_elbow=re, right_hand=rh, left_elbow=le, left_hand=lh, mouth=mouth)
         target, pointing = {"raise_right_hand": (RAISED, False), "wave_right_hand": (WAVE, False),
                             "point_forward": (POINT, True)}[label]
-        hand = _lerp(REST[1], target[1], w)
+        elbow, hand = arm(REST, target)
         if label == "wave_right_hand":
             hand = (hand[0] + w * WAVE_AMPLITUDE * math.sin(2 * math.pi * WAVE_HZ * t), hand[1])
         # The pointing forearm is drawn in front of the torso once the hand has left its side.
-        return Pose(right_elbow=_lerp(REST[0], target[0], w), right_hand=hand,
-                    pointing=pointing and w > 0.05, mouth=mouth)
+        return Pose(right_elbow=elbow, right_hand=hand, pointing=pointing and w > 0.05, mouth=mouth)
     if label == "tilt_head":
         return Pose(head_angle=tilt_sign * TILT_DEG * _ease_envelope(t, duration, TILT_RAMP_S), mouth=mouth)
     if label == "nod":

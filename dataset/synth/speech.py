@@ -119,12 +119,17 @@ class WordSynth:
 
 
 def build_speech(synth: WordSynth, rng: np.random.Generator, duration_s: float, sample_rate: int,
-                 *, lead_s: float = 0.45, tail_s: float = 0.5) -> SpeechTrack:
+                 *, lead_s: float = 0.45, tail_s: float = 0.5, gain: tuple[float, float] | None = None,
+                 gain_rng: np.random.Generator | None = None) -> SpeechTrack:
     """Fill a shot of `duration_s` with sentences from the bank, word by word, with exact timings.
 
     Speech starts after `lead_s` and ends at least `tail_s` before the shot ends (so fades and
-    cuts never clip a word). Stops at the first word that would not fit.
+    cuts never clip a word). Stops at the first word that would not fit. With `gain` = (low, high)
+    each sentence is scaled by its own level drawn from `gain_rng` (loud and quiet passages); the
+    words and their timings are those of the same `rng` without it.
     """
+    if gain is not None and gain_rng is None:
+        raise ValueError("build_speech: gain needs its own gain_rng (the word stream must not change)")
     voice = str(rng.choice(VOICES))
     rate = int(rng.choice(RATES))
     total = int(round(duration_s * sample_rate))
@@ -135,13 +140,14 @@ def build_speech(synth: WordSynth, rng: np.random.Generator, duration_s: float, 
     words: list[Word] = []
     full = True
     for sentence in rng.permutation(len(SENTENCES)):
+        level = float(gain_rng.uniform(*gain)) if gain is not None else 1.0
         for token in SENTENCES[int(sentence)].split():
             clean = "".join(ch for ch in token.lower() if ch.isalpha() or ch == "'")
             clip = synth.word(clean, voice, rate, sample_rate)
             if cursor + clip.size > limit:
                 full = False
                 break
-            out[cursor:cursor + clip.size] = clip
+            out[cursor:cursor + clip.size] = clip if level == 1.0 else clip * np.float32(level)
             words.append(Word(clean, cursor / sample_rate, (cursor + clip.size) / sample_rate))
             tokens.append(token)
             cursor += clip.size + int(rng.uniform(0.05, 0.13) * sample_rate)

@@ -19,6 +19,12 @@ timestamps of those frames, so frames and seconds always agree (also in the VFR 
                 "phases": [{"start_frame": 0, "end_frame": 26, "start_s": 0.0, "end_s": 1.04,
                             "label": "idle", "text": "stands still, hands down"}, ...]}, ...]}
 
+Mechanism-profile shots also carry `"gesture": {"vigour": 0.42, "beat_hz": 1.92, "hold_pump": 0.45,
+"idle_lift_w": 0.44, "speech_gain": [0.3, 1.0]}`: beat gestures at beat_hz whose size is vigour *
+loudness (the speech envelope over 0.36 s, full at 0.6): while an arm action holds, the working arm
+pumps back towards rest by up to hold_pump of its reach; in idle both hands lift by up to
+idle_lift_w shoulder widths. Each sentence is spoken at its own level drawn from speech_gain.
+
 Shot kinds: `talk` (one avatar speaking), `two_avatars` (two avatars, the left one speaks; both
 perform the phases), `silent` (avatar, no sound), `music` (avatar, tones and no speech) and
 `scene` (a panning photo without a person; no phases). Avatar shots are covered completely by
@@ -75,6 +81,10 @@ def build_record(plan: VideoPlan, audios: list[ShotAudio], *, seed: int, file: s
             "start_s": _r(t0), "end_s": _r(times[shot.end_frame]),
             "avatar_present": shot.num_avatars > 0, "face_count": shot.num_avatars, "audio": audio.kind,
             "speech": speech,
+            **({"gesture": {"vigour": shot.vigour, "beat_hz": _r(rig.beat_hz(shot.vigour)),
+                            "hold_pump": rig.HOLD_PUMP, "idle_lift_w": rig.IDLE_LIFT,
+                            "speech_gain": list(shot.speech_gain) if shot.speech_gain else None}}
+               if plan.profile == "mechanism" else {}),
             "phases": [{"start_frame": p.start_frame, "end_frame": p.end_frame,
                         "start_s": _r(times[p.start_frame]), "end_s": _r(times[p.end_frame]),
                         "label": p.label, "text": rig.ACTIONS[p.label]} for p in shot.phases],

@@ -156,8 +156,10 @@ def test_mechanism_profile_is_reproducible_and_leaves_the_default_alone() -> Non
         SynthConfig(out="x", profile="fancy")
 
 
-def test_reader_labels_mechanism_renders_at_64_px() -> None:
-    """The mechanism profile's framing and big gloves read back at the benchmark's 64 px after H.264."""
+@pytest.mark.parametrize("vigour", [0.0, 1.0])
+def test_reader_labels_mechanism_renders_at_64_px(vigour: float) -> None:
+    """The mechanism profile's framing and big gloves read back at the benchmark's 64 px after H.264,
+    also with the strongest beat gestures (vigour 1 at full loudness)."""
     import io
 
     import av
@@ -175,10 +177,91 @@ def test_reader_labels_mechanism_renders_at_64_px() -> None:
         frames = []
         for t in np.linspace(0.0, 1.5, 38):
             frame = np.full((h, w, 3), 104, np.uint8)
-            renderer.draw(frame, neck, scale, rig.pose_at(label, t, 1.5), **MECHANISM_LOOK)
+            beat = rig.beat_offset(vigour, 1.0, t)
+            renderer.draw(frame, neck, scale, rig.pose_at(label, t, 1.5, beat=beat), **MECHANISM_LOOK)
             x0 = int(neck[0] - h / 2)
             frames.append(cv2.resize(frame[:, x0:x0 + h], (64, 64), interpolation=cv2.INTER_AREA))
         with av.open(io.BytesIO(encode_mp4(np.stack(frames), fps=25, crf=20))) as container:
             small = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
         labels = detect_actions(small)
         assert labels[8:30] == [label] * 22, (label, labels)
+
+
+def test_beat_gestures_pump_actions_and_lift_idle_hands() -> None:
+    """Beats: none at beat 0 (the default profile's poses), a hold pumps the arm back along its reach,
+    idle lifts both hands straight up but stays at rest near the phase's edges."""
+    for label in rig.ACTIONS:
+        assert rig.pose_at(label, 0.7, 2.0, beat=0.0) == rig.pose_at(label, 0.7, 2.0)
+    rest = rig.Pose()
+    held = rig.pose_at("raise_right_hand", 1.0, 2.0, beat=1.0)
+    reach = 1.0 - rig.HOLD_PUMP
+    assert np.allclose(held.right_hand, np.array(rig.REST[1]) + reach * (np.array(rig.RAISED[1]) - rig.REST[1]))
+    assert np.allclose(held.right_elbow, np.array(rig.REST[0]) + reach * (np.array(rig.RAISED[0]) - rig.REST[0]))
+    assert held.left_hand == rest.left_hand
+    idle = rig.pose_at("idle", 1.0, 2.0, beat=0.5)
+    assert np.allclose(np.subtract(idle.right_hand, rest.right_hand), (0.0, -0.5 * rig.IDLE_LIFT))
+    assert np.allclose(np.subtract(idle.left_elbow, rest.left_elbow), (0.0, -0.25 * rig.IDLE_LIFT))
+    assert rig.pose_at("idle", 0.5 * rig.IDLE_CLEAR_S, 2.0, beat=1.0) == rest
+    assert rig.pose_at("idle", 2.0 - 0.5 * rig.IDLE_CLEAR_S, 2.0, beat=1.0) == rest
+    # the pump is vigour x loudness x a (1 - cos) cycle at the vigour's rate
+    assert rig.beat_offset(0.0, 1.0, 0.3) == 0.0 and rig.beat_offset(1.0, 0.0, 0.3) == 0.0
+    hz = rig.beat_hz(0.8)
+    assert rig.BEAT_HZ[0] < hz < rig.BEAT_HZ[1]
+    assert rig.beat_offset(0.8, 0.5, 0.5 / hz) == pytest.approx(0.4)
+    assert rig.beat_offset(0.8, 0.5, 1.0 / hz) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_gesture_loudness_smooths_and_saturates() -> None:
+    from dataset.synth.render import GESTURE_FULL_LOUDNESS, GESTURE_SMOOTH_FRAMES, gesture_loudness
+
+    assert np.allclose(gesture_loudness(np.full(30, 0.3)), 0.3 / GESTURE_FULL_LOUDNESS)
+    assert np.allclose(gesture_loudness(np.ones(30)), 1.0)
+    spike = np.zeros(31)
+    spike[15] = 0.6
+    out = gesture_loudness(spike)
+    assert out.shape == (31,) and out.sum() == pytest.approx(0.6 / GESTURE_FULL_LOUDNESS)
+    assert np.count_nonzero(out) == GESTURE_SMOOTH_FRAMES
+    assert gesture_loudness(np.zeros(0)).shape == (0,)
+
+
+def test_mechanism_shots_draw_vigour_apart_from_the_actions() -> None:
+    """Vigour varies over shots in [0, 1] from its own stream: the phases are those of the schedule
+    alone (same seed, same actions), and the default profile has no beats and full-level speech."""
+    from dataset.synth.plan import MECHANISM_SPEECH_GAIN, ActionBag, schedule_arm_phases
+
+    plans = [plan_video(3, i, min_duration=28, max_duration=34, resolutions=((320, 180),), profile="mechanism")
+             for i in range(6)]
+    vigours = [s.vigour for p in plans for s in p.shots]
+    assert all(0.0 <= v <= 1.0 for v in vigours) and np.std(vigours) > 0.15
+    assert {s.speech_gain for p in plans for s in p.shots} == {MECHANISM_SPEECH_GAIN}
+    p = plans[0]
+    bag = ActionBag(np.random.default_rng([3, 0, 2]))
+    for shot in p.shots:
+        assert shot.phases == schedule_arm_phases(np.random.default_rng(shot.seed), p.times_s, shot.start_frame,
+                                                  shot.end_frame, bag)
+    default = plan_video(3, 0, min_duration=10, max_duration=12, resolutions=RES)
+    assert all(s.vigour == 0.0 and s.speech_gain is None for s in default.shots)
+
+
+def test_speech_gain_scales_sentences_and_keeps_the_words() -> None:
+    from dataset.synth.speech import SENTENCES, WordSynth, build_speech
+
+    synth = WordSynth()
+    try:
+        plain = build_speech(synth, np.random.default_rng(4), 6.0, 16000)
+        loud = build_speech(synth, np.random.default_rng(4), 6.0, 16000, gain=(0.3, 1.0),
+                            gain_rng=np.random.default_rng(9))
+        with pytest.raises(ValueError, match="gain needs its own gain_rng"):
+            build_speech(synth, np.random.default_rng(4), 6.0, 16000, gain=(0.3, 1.0))
+    finally:
+        synth.close()
+    assert loud.words == plain.words and loud.text == plain.text
+    # every word is the plain word scaled by one level in [0.3, 1]; the words of a sentence share it
+    levels = []
+    for w in plain.words:
+        a, b = int(round(w.start_s * 16000)), int(round(w.end_s * 16000))
+        level = float(np.dot(loud.samples[a:b], plain.samples[a:b]) / np.dot(plain.samples[a:b], plain.samples[a:b]))
+        assert np.allclose(loud.samples[a:b], plain.samples[a:b] * np.float32(level), atol=1e-5)
+        levels.append(round(level, 4))
+    assert all(0.3 <= v <= 1.0 for v in levels) and 1 < len(set(levels)) < len(levels)
+    assert sum(a != b for a, b in zip(levels, levels[1:])) == len(set(levels)) - 1  # one run per sentence
