@@ -32,6 +32,9 @@ PITCH_RANGE_HZ = (50.0, 500.0)
 PITCH_WINDOW = 640  # 40 ms: two periods of a 50 Hz voice
 VOICED_PERIODICITY = 0.5
 VOICED_INTENSITY = 0.1
+# What a trained audio–pose refocusing branch reads (its conditioning.json records it): change it
+# when the definition of `intensity` changes.
+INTENSITY_DEFINITION = f"dataset.audio_intensity v1: per 25 fps frame, RMS dBFS of 16 kHz audio mapped [{QUIET_DB}, {LOUD_DB}] -> [0, 1]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,12 @@ def frame_pitch(audio: np.ndarray, num_frames: int, voiced: np.ndarray | None = 
             shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
         out[t] = AUDIO_SAMPLE_RATE / (lo + best + shift)
     return out
+
+
+def frame_intensity(audio: np.ndarray, num_frames: int) -> np.ndarray:
+    """(num_frames,) float32 intensity alone (no pitch): what training windows and the sampler feed
+    `model.refocus`."""
+    return intensity_from_db(loudness_db(audio, num_frames)).astype(np.float32)
 
 
 def audio_intensity(audio: np.ndarray, num_frames: int, *, pitch: bool = True) -> AudioIntensity:

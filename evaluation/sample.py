@@ -442,6 +442,11 @@ class AvatarSampler:
         n = frame_count(cfg, audio.size, num_frames, stride)
         audio = fit_audio(audio, n, cfg.fps)
         poses = self._pose_tensor(pose, n)
+        intensity = None
+        if self.dit.config.refocus is not None:  # ApoAvatar's refocusing reads the speech's per-frame intensity
+            from dataset.audio_intensity import frame_intensity
+
+            intensity = torch.from_numpy(frame_intensity(audio, n))[None]  # (1, T)
         windows = plan_windows(n, cfg.window_frames, cfg.motion_frames, stride)
         img = None
         if self.mode != "none" and image is not None:
@@ -460,7 +465,8 @@ class AvatarSampler:
             for i, window in enumerate(windows):
                 motion = None if tail is None else tail[None]
                 video = self.generate_window(caption, audio, window, img, motion, noise, bar, image_tokens=tokens,
-                                             pose=None if poses is None else poses[:, window.start : window.end])
+                                             pose=None if poses is None else poses[:, window.start : window.end],
+                                             audio_intensity=None if intensity is None else intensity[:, window.start : window.end])
                 if tail is not None:
                     video[:, : window.motion] = cross_fade(tail, video[:, : window.motion])
                 keep = window.frames - (windows[i + 1].motion if i + 1 < len(windows) else 0)
@@ -475,11 +481,12 @@ class AvatarSampler:
     def generate_window(
         self, caption: dict[str, Any], audio: np.ndarray, window: Window, image: torch.Tensor | None,
         motion: torch.Tensor | None, noise: torch.Generator, bar: Any = None, image_tokens: torch.Tensor | None = None,
-        pose: torch.Tensor | None = None,
+        pose: torch.Tensor | None = None, audio_intensity: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One window's frames (3, L, H, W) in [-1, 1], conditioned on the reference image (first
         window) or on `motion`, the previous window's last frames (1, 3, M, H, W); `pose`: the
-        window's keypoints (1, L, K, 3) for DiTs with a pose branch."""
+        window's keypoints (1, L, K, 3) for DiTs with a pose branch; `audio_intensity`: the window's
+        (1, L) per-frame intensity for DiTs with `model.refocus` (the audio-conditioned branch only)."""
         from model.reference import i2v_input, ti2v_inject, ti2v_timesteps
 
         cfg, mcfg, dev = self.cfg, self.dit.config, torch.device(self.cfg.device)
@@ -488,6 +495,8 @@ class AvatarSampler:
         shape = (1, self.vae.latent_channels, n_lat, cfg.height // space, cfg.width // space)
         if pose is not None:  # the frames the latent frames encode (the decoder's last ones are cut anyway)
             pose = pose[:, : 1 + stride * (n_lat - 1)].to(dev)
+        if audio_intensity is not None:
+            audio_intensity = audio_intensity[:, : 1 + stride * (n_lat - 1)].to(dev)
 
         # 1. Conditions per guidance branch (PACA text, audio windows), known latents.
         branches = self.window_conditions(caption, audio, window)
@@ -514,6 +523,8 @@ class AvatarSampler:
                 kw = {**kw, "motion": self.motion_intensity}
             if pose is not None:  # likewise: every branch sees the pose
                 kw = {**kw, "pose": pose}
+            if audio_intensity is not None and branch == "full":  # dropped with the audio, as in training
+                kw = {**kw, "audio_intensity": audio_intensity}
             # VideoDiT casts its inputs to its weights' dtype; the timestep stays fp32
             return self.dit(x, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, image=image_tokens, **kw)
 

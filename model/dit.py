@@ -20,7 +20,8 @@ from model.audio_attention import AudioAttentionConfig
 from model.audio_windows import AudioProjector, gather_windows
 from model.block import DiTBlock
 from model.motion import MotionConfig, MotionEmbedding
-from model.pose import PoseConfig, PoseEmbedding
+from model.pose import PoseConfig, PoseEmbedding, has_pose
+from model.refocus import AudioPoseRefocus, RefocusConfig
 from model.embeddings import FP32LayerNorm, ImageProjection, Modulation, RotaryEmbedding3D, TextProjection, TimestepEmbedding
 from model.phase_attention import PhaseAttentionConfig, PhaseKeys
 
@@ -55,6 +56,9 @@ class DiTConfig:
         pose: per-frame keypoint condition with pose-free inference (ApoAvatar, `model.pose`); None = none.
         av_interaction: frame-wise audio–video interaction before every audio cross-attention
             (ApoAvatar, `model.av_interaction`).
+        refocus: audio–pose prior refocusing (ApoAvatar, `model.refocus`): the per-frame audio
+            intensity scales the pose branch's tokens and gives pose-free samples a pose prior;
+            needs `pose`. None = none.
     """
 
     dim: int
@@ -81,6 +85,7 @@ class DiTConfig:
     motion: MotionConfig | None = None
     pose: PoseConfig | None = None
     av_interaction: bool = False
+    refocus: RefocusConfig | None = None
 
     def __post_init__(self) -> None:
         for key in ("dim", "num_layers", "num_heads", "ffn_dim", "in_channels", "out_channels", "text_dim", "freq_dim", "text_len"):
@@ -96,6 +101,8 @@ class DiTConfig:
             raise ValueError(f"model.attention_backend must be one of {BACKENDS}, got {self.attention_backend!r}")
         if self.image_pos_embed_len is not None and self.image_dim is None:
             raise ValueError(f"model.image_pos_embed_len needs model.image_dim, got {self.image_pos_embed_len}")
+        if self.refocus is not None and self.pose is None:
+            raise ValueError("model.refocus scales the pose branch: it needs model.pose")
         if self.av_interaction and self.audio is None:
             raise ValueError("model.av_interaction needs the audio branch (model.audio is None)")
         if self.audio is not None and self.audio.layers is not None and max(self.audio.layers, default=-1) >= self.num_layers:
@@ -126,6 +133,8 @@ def zero_init_prefixes(config: DiTConfig) -> tuple[str, ...]:
     prefixes = [f"{name}." for name, branch in (("motion_embed", config.motion), ("pose_embed", config.pose)) if branch is not None]
     if config.av_interaction:
         prefixes += [f"blocks.{i}.av_interaction." for i in range(config.num_layers) if config.has_audio(i)]
+    if config.refocus is not None:
+        prefixes.append("refocus.")
     return tuple(prefixes)
 
 
@@ -170,6 +179,8 @@ class VideoDiT(nn.Module):
         self.motion_embed = MotionEmbedding(config.motion, dim) if config.motion is not None else None
         self.pose_embed = (PoseEmbedding(config.pose, dim, config.patch_size, config.vae_stride[0])
                            if config.pose is not None else None)
+        self.refocus = (AudioPoseRefocus(config.refocus, dim, config.vae_stride[0])
+                        if config.refocus is not None else None)
         # checkpoints written before the adaLN tables became modules name them without ".table"
         self.register_load_state_dict_pre_hook(_upgrade_modulation_keys)
 
@@ -251,6 +262,7 @@ class VideoDiT(nn.Module):
         audio_mask: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
         pose: torch.Tensor | None = None,
+        audio_intensity: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow-matching velocity.
 
@@ -268,6 +280,8 @@ class VideoDiT(nn.Module):
             pose: (B, 1 + s * (F - 1), K, 3) per-video-frame keypoints (`model.pose`, `dataset.pose`
                 layout; s = the VAE's temporal stride); a sample without any measured keypoint or
                 None = pose-free.
+            audio_intensity: (B, 1 + s * (F - 1)) per-video-frame audio intensity in [0, 1]
+                (`model.refocus`, `dataset.audio_intensity`); a NaN row or None = none.
         Returns:
             (B, C_out, F, H, W).
         """
@@ -286,10 +300,18 @@ class VideoDiT(nn.Module):
         # 1. Patch & position embedding
         rope = self.rope(gf, gh, gw, x.device)  # (1, L, 1, Dh) each
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, L, D), L = F*H*W latent tokens
+        pose_tokens = None
         if pose is not None:
             if self.pose_embed is None:
                 raise ValueError("pose given but model.pose is None")
-            x = x + self.pose_embed(pose.to(x.device), (n_f, n_h, n_w)).to(x.dtype)  # zero for pose-free samples
+            pose = pose.to(x.device)
+            pose_tokens = self.pose_embed(pose, (n_f, n_h, n_w)).to(x.dtype)  # zero for pose-free samples
+            x = x + pose_tokens
+        if audio_intensity is not None:
+            if self.refocus is None:
+                raise ValueError("audio intensity given but model.refocus is None")
+            posed = has_pose(pose) if pose is not None else torch.zeros(b, dtype=torch.bool, device=x.device)
+            x = x + self.refocus(audio_intensity.to(x.device), pose_tokens, posed.to(x.device), n_f, (gf, gh, gw)).to(x.dtype)
 
         # 2. Condition embeddings
         if timestep.ndim not in (1, 2):

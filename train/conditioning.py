@@ -68,6 +68,7 @@ class ModelInputs:
     motion: torch.Tensor | None = None  # (B, 2) face / body motion intensity, NaN = none (models with model.motion)
     pose: torch.Tensor | None = None  # (B, F_video, K, 3) keypoints, confidence 0 = none (models with model.pose)
     keypoints: torch.Tensor | None = None  # the same keypoints for the losses (lip tracing), never dropped
+    audio_intensity: torch.Tensor | None = None  # (B, F_video) in [0, 1], NaN = none (models with model.refocus)
 
     def with_pose_dropped(self, drop: torch.Tensor) -> ModelInputs:
         """The same batch with the flagged samples' keypoints removed (pose-free)."""
@@ -91,7 +92,11 @@ class ModelInputs:
         text = TextBatch(tokens=self.tokens, block_ids=self.block_ids, frame_phases=self.frame_phases)
         negative = self.negative if self.negative is not None else self.tokens.new_zeros(0, self.tokens.shape[2])
         text, audio = unconditional_inputs(text, self.audio, negative, drop_text=drop_text, drop_audio=drop_audio)
-        return dataclasses.replace(self, tokens=text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, audio=audio)
+        intensity = self.audio_intensity
+        if intensity is not None:  # derived from the audio: dropped with it (the sampler's audio-free branches lack it too)
+            intensity = intensity.masked_fill(drop_audio.to(intensity.device)[:, None], float("nan"))
+        return dataclasses.replace(self, tokens=text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, audio=audio,
+                                   audio_intensity=intensity)
 
     def dit_kwargs(self) -> dict[str, torch.Tensor]:
         kwargs = {
@@ -107,6 +112,8 @@ class ModelInputs:
             kwargs["motion"] = self.motion
         if self.pose is not None:
             kwargs["pose"] = self.pose
+        if self.audio_intensity is not None:
+            kwargs["audio_intensity"] = self.audio_intensity
         return kwargs
 
 
@@ -124,16 +131,18 @@ class Conditioner:
             encode it once here, latent batches carry the features `actavatar encode` stored.
         motion: the DiT takes motion intensities (`model.motion`): pass the batch's (`batch["motion"]`).
         pose: the DiT takes per-frame keypoints (`model.pose`): pass the batch's (`batch["pose"]`).
+        refocus: the DiT takes per-frame audio intensity (`model.refocus`): pass the batch's
+            (`batch["audio_intensity"]`).
     """
 
     def __init__(
         self, config: EncodersConfig, *, text_len: int, vae_stride: tuple[int, int, int], device: torch.device,
         need_media_encoders: bool = True, phase_routing: str = "per_frame", negative_prompt: str = "",
-        i2v: bool = False, image_tokens: bool = False, motion: bool = False, pose: bool = False,
+        i2v: bool = False, image_tokens: bool = False, motion: bool = False, pose: bool = False, refocus: bool = False,
     ) -> None:
         self.config, self.text_len, self.vae_stride, self.device = config, text_len, vae_stride, device
         self.phase_routing, self.negative_prompt = phase_routing, negative_prompt
-        self.i2v, self.motion, self.pose = i2v, motion, pose
+        self.i2v, self.motion, self.pose, self.refocus = i2v, motion, pose, refocus
         self.text = self.vae = self.audio = self.image = None
         self.negative: torch.Tensor | None = None
         if need_media_encoders:
@@ -221,6 +230,7 @@ class Conditioner:
             motion=batch["motion"].to(self.device) if self.motion and "motion" in batch else None,
             pose=batch["pose"].to(self.device) if self.pose and "pose" in batch else None,
             keypoints=batch.get("pose"),
+            audio_intensity=batch["audio_intensity"].to(self.device) if self.refocus and "audio_intensity" in batch else None,
         )
 
     @torch.no_grad()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataset.errors import UserError
+from dataset.audio_intensity import INTENSITY_DEFINITION
 from dataset.pose import MOTION_DEFINITION, POSE_DEFINITION
 from dataset.schema import VIDEO_FPS
 from model.guidance import AUDIO_UNCOND
@@ -38,6 +39,10 @@ CONDITIONING_FILE = "conditioning.json"
 CONTRACT_VERSION = 1
 # stage.reference -> the sampler's reference mode (evaluation.sample.REFERENCE_MODES)
 REFERENCE_MODES = {"first_frame": "ti2v", "none": "none", "i2v": "i2v"}
+
+
+# keys an older conditioning.json (or one of a model without the branch) may lack
+OPTIONAL_KEYS = {"version", "image_encoder", "motion", "motion_drop", "pose", "pose_drop", "audio_intensity"}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,6 +68,8 @@ class ConditioningContract:
             `model.motion`, "" otherwise; motion_drop: the share trained without them.
         pose: the keypoint layout the pose branch reads (`dataset.pose.POSE_DEFINITION`) for models
             with `model.pose`, "" otherwise; pose_drop: the share trained pose-free.
+        audio_intensity: what the refocusing branch reads (`dataset.audio_intensity.INTENSITY_DEFINITION`)
+            for models with `model.refocus`, "" otherwise (it is dropped with the audio).
     """
 
     version: int = CONTRACT_VERSION
@@ -93,6 +100,7 @@ class ConditioningContract:
     motion_drop: float = 0.0
     pose: str = ""  # absent from older files (no pose branch)
     pose_drop: float = 0.0
+    audio_intensity: str = ""  # absent from older files (no refocusing branch)
 
     def __post_init__(self) -> None:
         if self.version > CONTRACT_VERSION:
@@ -108,12 +116,14 @@ class ConditioningContract:
             del out["motion"], out["motion_drop"]
         if not self.pose:
             del out["pose"], out["pose_drop"]
+        if not self.audio_intensity:
+            del out["audio_intensity"]
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConditioningContract:
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(data) - fields), sorted(fields - set(data) - {"version", "image_encoder", "motion", "motion_drop", "pose", "pose_drop"})
+        unknown, missing = sorted(set(data) - fields), sorted(fields - set(data) - OPTIONAL_KEYS)
         if unknown or missing:
             raise UserError(f"conditioning: unknown keys {unknown} / missing keys {missing}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
@@ -157,6 +167,7 @@ def training_contract(
         motion_drop=g.motion_drop if arch.motion is not None else 0.0,
         pose=POSE_DEFINITION if arch.pose is not None else "",
         pose_drop=g.pose_drop if arch.pose is not None else 0.0,
+        audio_intensity=INTENSITY_DEFINITION if arch.refocus is not None else "",
     )
 
 

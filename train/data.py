@@ -32,6 +32,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset.annotation import parse_annotation
+from dataset.audio_intensity import frame_intensity
 from dataset.errors import UserError
 from dataset.pose import NUM_KEYPOINTS, PoseError, annotation_motion, decode_pose, window_motion
 from dataset.reader import (
@@ -48,6 +49,7 @@ from dataset.storage import Store
 from model.motion import motion_tensor
 from model.phase_layout import ROUTINGS
 from model.pose import pose_batch
+from model.refocus import intensity_batch
 from train.buckets import Bucket, bucket_batches, choose_bucket
 from train.clip_window import (
     WindowPlan,
@@ -326,6 +328,8 @@ class ClipStream(IterableDataset):
             "motion": sample_motion(raw, ann, plan),
             "pose": sample_pose(raw, ann, plan),
         }
+        if "window.json" in raw:  # stored by `actavatar encode` (older latent shards have none)
+            out["audio_intensity"] = json.loads(raw["window.json"]).get("audio_intensity")
         if self.config.kind == "latents":
             out["latents"] = torch.from_numpy(_npy(raw["latents.npy"])).float()
             text = torch.from_numpy(_npy(raw["text.npy"])).float()
@@ -344,6 +348,7 @@ class ClipStream(IterableDataset):
             return out
         decoded = self._decoder(raw)
         out["video"], out["audio"] = cut_window(decoded["frames"], decoded["audio"], plan, fps)
+        out["audio_intensity"] = frame_intensity(out["audio"].numpy(), plan.bucket.frames)
         return out
 
 
@@ -391,6 +396,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     batch["face_box"] = torch.stack([s["face_box"] for s in samples])
     batch["motion"] = motion_tensor([s.get("motion") for s in samples])
     batch["pose"] = pose_batch([s.get("pose") for s in samples], samples[0]["num_frames"], NUM_KEYPOINTS)
+    batch["audio_intensity"] = intensity_batch([s.get("audio_intensity") for s in samples], samples[0]["num_frames"])
     batch["num_frames"] = samples[0]["num_frames"]
     for key in ("video", "audio", "latents", "audio_features", "condition", "image_tokens"):
         if key in samples[0]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dataset.audio_intensity import frame_intensity
 from dataset.errors import UserError
 from dataset.pose import PoseError, decode_pose, encode_pose, window_motion
 from dataset.reader import SampleDecoder, shard_pipeline
@@ -143,7 +144,9 @@ def _encode_windows(
     for i, (plan, key) in enumerate(zip(plans, keys, strict=True)):
         texts, _ = window_caption(sample["annotation"], plan, config.data.max_phases)
         blocks = cond.encode_text_blocks(texts)
-        window = {"bucket": str(bucket), "start_frame": plan.start_frame, "text_lengths": [int(b.shape[0]) for b in blocks]}
+        window = {"bucket": str(bucket), "start_frame": plan.start_frame, "text_lengths": [int(b.shape[0]) for b in blocks],
+                  # per-frame audio intensity of the window's audio (model.refocus reads it)
+                  "audio_intensity": [round(float(v), 4) for v in frame_intensity(cuts[i][1].numpy(), bucket.frames)]}
         if "pose" in sample:
             v = sample["annotation"]["video"]
             window["motion"] = list(window_motion(sample["pose"], plan.start_frame, bucket.frames, fps, v["width"] / v["height"]))

@@ -24,6 +24,7 @@ from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT
 from model.motion import MotionConfig
 from model.pose import PoseConfig
+from model.refocus import RefocusConfig
 from model.registry import FLAVORS, build_model, get_config
 
 DEFAULT_FLAVOR = "debug"
@@ -101,6 +102,9 @@ class ModelConfig:
             `model.pose`): the same rule as `motion`.
         av_interaction: frame-wise audio–video interaction (ApoAvatar; `model.av_interaction`): the
             same rule as `motion`.
+        refocus: audio–pose prior refocusing (ApoAvatar; `model.refocus`, needs `model.pose`): the
+            per-frame audio intensity scales the pose tokens and gives pose-free samples a prior;
+            the same rule as `motion`.
     """
 
     flavor: str = ""
@@ -130,6 +134,7 @@ class ModelConfig:
     motion: bool | None = None
     pose: bool | None = None
     av_interaction: bool | None = None
+    refocus: bool | None = None
 
     def __post_init__(self) -> None:
         if self.flavor and self.init_from:
@@ -180,6 +185,8 @@ def architecture_changes(base: DiTConfig, config: ModelConfig) -> dict[str, Any]
         changes["pose"] = (base.pose or PoseConfig()) if config.pose else None
     if config.av_interaction is not None:
         changes["av_interaction"] = config.av_interaction
+    if config.refocus is not None:
+        changes["refocus"] = (base.refocus or RefocusConfig()) if config.refocus else None
     return changes
 
 
@@ -205,6 +212,8 @@ def _check_checkpoint_overrides(base: DiTConfig, config: ModelConfig) -> None:
         raise UserError(f"model.motion=false removes the trained motion-intensity weights of {where}")
     if config.pose is False and base.pose is not None:
         raise UserError(f"model.pose=false removes the trained pose-branch weights of {where}")
+    if config.refocus is False and base.refocus is not None:
+        raise UserError(f"model.refocus=false removes the trained audio–pose refocusing weights of {where}")
     if config.av_interaction is False and base.av_interaction:
         raise UserError(f"model.av_interaction=false removes the trained audio–video interaction weights of {where}")
     alignment = _set_fields(config.alignment)

@@ -26,13 +26,14 @@ from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT, cast_keeping_fp32
 from model.motion import MotionConfig
 from model.pose import PoseConfig
+from model.refocus import RefocusConfig
 from model.phase_attention import PhaseAttentionConfig
 from model.registry import build_model
 
 DIT_CONFIG = "config.json"
 DIT_WEIGHTS = "model.safetensors"
 _NESTED = {"phase": PhaseAttentionConfig, "audio": AudioAttentionConfig, "alignment": AlignmentConfig, "motion": MotionConfig,
-           "pose": PoseConfig}
+           "pose": PoseConfig, "refocus": RefocusConfig}
 _TUPLES = ("patch_size", "vae_stride")
 
 

@@ -9,11 +9,11 @@ import torch
 from model.registry import FLAVORS, build_model
 
 
-def paired_models(branch: str | None = None, **changes):
-    """The debug DiT without and with `changes`, from the same seed, both moved off Wan's zero heads
-    by the same noise (as after some training); with `branch`, that submodule is moved off its zero
-    output too (a "trained" branch)."""
-    base_cfg = FLAVORS["debug"]()
+def paired_models(branch: str | None = None, shared: dict | None = None, **changes):
+    """The debug DiT (with `shared` changes) without and with `changes`, from the same seed, both
+    moved off Wan's zero heads by the same noise (as after some training, shared branches included);
+    with `branch`, that submodule is moved off its zero output too (a "trained" branch)."""
+    base_cfg = dataclasses.replace(FLAVORS["debug"](), **(shared or {}))
     torch.manual_seed(0)
     base = build_model(base_cfg).eval()
     torch.manual_seed(0)

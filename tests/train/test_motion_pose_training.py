@@ -1,6 +1,6 @@
-"""model.motion and model.pose in training: window intensities and keypoints from pose.npy (media and
-latent shards), the branches learn, their dropout, models without them unchanged, and sampling with
---motion-intensity and --pose."""
+"""model.motion, model.pose and model.refocus in training: window intensities and keypoints from
+pose.npy and the audio's per-frame intensity (media and latent shards), the branches learn, their
+dropout, models without them unchanged, and sampling with --motion-intensity and --pose."""
 
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ def test_encode_stores_each_windows_motion(pose_latents):
         expect = window_motion(clip_pose(i, 30), window["start_frame"], 9)
         assert window["motion"] == pytest.approx(list(expect), rel=2e-3, abs=1e-4)  # the member is float16
     assert any(w["motion"][1] > 0 for w in windows.values()) and any(w["motion"][1] == 0 for w in windows.values())
+    # the toy clips' audio is a 0.2-amplitude sine: RMS 0.2 / sqrt(2) = -17.0 dBFS -> (60 - 17) / 50 in every frame
+    for window in windows.values():
+        assert window["audio_intensity"] == pytest.approx([0.8598] * 9, abs=0.01)
 
 
 def test_encode_stores_each_windows_keypoints_in_the_cropped_frame(pose_latents):
@@ -126,6 +129,8 @@ def test_media_batches_measure_the_window_and_old_corpora_give_nan(pose_corpus, 
     assert torch.isnan(old["motion"]).all()  # no pose.npy, no annotation motion: unconditioned
     assert batch["pose"].shape == (len(batch["key"]), 9, 15, 3) and (batch["pose"][..., 2] == 1).all()
     assert (old["pose"][..., 2] == 0).all()  # pose-free
+    assert batch["audio_intensity"].shape == (len(batch["key"]), 9)
+    torch.testing.assert_close(batch["audio_intensity"], torch.full_like(batch["audio_intensity"], 0.8598), atol=0.01, rtol=0)
 
 def test_the_branch_learns_and_records_what_it_means(pose_latents, tmp_path):
     trainer = build_trainer(_cfg(pose_latents, tmp_path, 4, "model.motion=true", "stage.trainable=full", "ema.decay=0.0",
@@ -137,18 +142,22 @@ def test_the_branch_learns_and_records_what_it_means(pose_latents, tmp_path):
     assert json.loads((tmp_path / "final" / "config.json").read_text())["motion"] == {"freq_dim": 64}
 
 
-def test_the_pose_branch_and_the_audio_video_interaction_learn(pose_latents, tmp_path):
+def test_the_pose_refocus_and_audio_video_interaction_branches_learn(pose_latents, tmp_path):
     # (a fresh debug DiT has Wan's zero head, so a full run: 3 steps, since the cosine schedule's last
     # step has lr 0 and the audio attention's zero output must move before the interaction gets gradients)
-    trainer = build_trainer(_cfg(pose_latents, tmp_path, 3, "model.pose=true", "model.av_interaction=true", "ema.decay=0.0",
-                                 "guidance.pose_drop=0.0", "optim.warmup_steps=0"))
+    trainer = build_trainer(_cfg(pose_latents, tmp_path, 3, "model.pose=true", "model.av_interaction=true", "model.refocus=true",
+                                 "ema.decay=0.0", "guidance.pose_drop=0.0", "optim.warmup_steps=0"))
     trainer.train()
     assert trainer.model.pose_embed.proj.weight.abs().sum() > 0  # off its zero init: it got gradients
     assert sum(float(b.av_interaction.to_out.weight.abs().sum()) for b in trainer.model.blocks) > 0
-    assert json.loads((tmp_path / "final" / "config.json").read_text())["av_interaction"] is True
+    # refocusing: every sample is posed, so the gain learns and the prior (pose-free samples only) does not
+    assert trainer.model.refocus.gain.weight.abs().sum() > 0 and not trainer.model.refocus.prior.weight.any()
+    config = json.loads((tmp_path / "final" / "config.json").read_text())
+    assert config["av_interaction"] is True and config["refocus"] == {"hidden": 64}
     contract = json.loads((tmp_path / "final" / "conditioning.json").read_text())
     assert contract["pose"].startswith("dataset.pose v1") and contract["pose_drop"] == 0.0 and "motion" not in contract
-    assert json.loads((tmp_path / "final" / "config.json").read_text())["pose"] == {"num_keypoints": 15, "sigma": 0.75, "hidden": 64}
+    assert contract["audio_intensity"].startswith("dataset.audio_intensity v1")
+    assert config["pose"] == {"num_keypoints": 15, "sigma": 0.75, "hidden": 64}
 
 
 def test_stage1_audio_training_includes_the_new_branches():
@@ -156,16 +165,19 @@ def test_stage1_audio_training_includes_the_new_branches():
     from model.registry import FLAVORS
     from train.model_init import ModelConfig, apply_overrides
 
-    arch = apply_overrides(FLAVORS["debug"](), ModelConfig(motion=True, pose=True, av_interaction=True))
-    assert set(zero_init_prefixes(arch)) == {"motion_embed.", "pose_embed.", *(f"blocks.{i}.av_interaction." for i in range(arch.num_layers))}
+    arch = apply_overrides(FLAVORS["debug"](), ModelConfig(motion=True, pose=True, av_interaction=True, refocus=True))
+    assert set(zero_init_prefixes(arch)) == {"motion_embed.", "pose_embed.", "refocus.",
+                                             *(f"blocks.{i}.av_interaction." for i in range(arch.num_layers))}
 
 
 def test_dropping_every_sample_leaves_the_branches_untrained(pose_latents, tmp_path):
-    trainer = build_trainer(_cfg(pose_latents, tmp_path, 3, "model.motion=true", "model.pose=true", "stage.trainable=full",
-                                 "guidance.motion_drop=1.0", "guidance.pose_drop=1.0", "optim.warmup_steps=0"))
+    trainer = build_trainer(_cfg(pose_latents, tmp_path, 3, "model.motion=true", "model.pose=true", "model.refocus=true",
+                                 "stage.trainable=full", "guidance.motion_drop=1.0", "guidance.pose_drop=1.0", "optim.warmup_steps=0"))
     trainer.train()
     assert not trainer.model.motion_embed.linear_2.weight.any()
     assert not trainer.model.pose_embed.proj.weight.any()
+    # every sample pose-free: the refocusing prior learns from the audio alone, the gain has nothing to scale
+    assert trainer.model.refocus.prior.weight.abs().sum() > 0 and not trainer.model.refocus.gain.weight.any()
 
 
 def test_models_without_the_branch_train_exactly_as_before(pose_latents, tmp_path):
@@ -175,7 +187,7 @@ def test_models_without_the_branch_train_exactly_as_before(pose_latents, tmp_pat
         runs.append([json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()])
     assert runs[0] == runs[1]
     contract = json.loads((tmp_path / "a" / "final" / "conditioning.json").read_text())
-    assert "motion" not in contract and "pose" not in contract
+    assert "motion" not in contract and "pose" not in contract and "audio_intensity" not in contract
 
 
 def test_lip_tracing_weights_the_loss_where_the_mouth_is(pose_latents, tmp_path):
@@ -248,6 +260,22 @@ def test_sampling_with_motion_intensity_and_pose(pose_latents, tiny_encoders, tm
         with_pose(jobs, str(tmp_path / "bad.npy"))
     with pytest.raises(FileNotFoundError, match="--pose: file not found"):
         with_pose(jobs, str(tmp_path / "missing.npy"))
+    # model.refocus: the sampler measures the speech's intensity and feeds it to the refocusing branch
+    import shutil
+
+    from train.model_init import ModelConfig, build_dit
+
+    grown = build_dit(ModelConfig(init_from=str(tmp_path / "run" / "ema"), refocus=True), seed=0).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(grown.refocus.prior.weight, std=0.5)
+    save_dit(grown, tmp_path / "refocus")
+    shutil.copy(tmp_path / "run" / "ema" / "conditioning.json", tmp_path / "refocus")
+    sampler = AvatarSampler(resolve_checkpoint(base, tmp_path / "refocus", tiny_encoders))
+    speech = (0.2 * np.sin(np.arange(8000) * 0.3)).astype(np.float32)
+    refocused = sampler({"base": "a puppet", "phases": []}, image, speech, seed=3)[0]
+    with torch.no_grad():
+        sampler.dit.refocus.prior.weight.zero_()
+    assert not np.array_equal(sampler({"base": "a puppet", "phases": []}, image, speech, seed=3)[0], refocused)
     with pytest.raises(UserError, match="FACE or FACE,BODY"):
         parse_motion_intensity("fast")
     with pytest.raises(UserError, match="motion_intensity must be"):
