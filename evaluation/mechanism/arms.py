@@ -14,8 +14,11 @@ they differ only where the arm says:
                        each training window's intensity from the pose stage's keypoints
     (f) paca_pose      (a) whose stage 2 adds the pose branch (`model.pose`, ApoAvatar / TALK-Act),
                        trained on each window's keypoints, half the samples pose-free
+    (g) paca_refocus   (f) plus ApoAvatar's audio–pose prior refocusing (`model.refocus`): the
+                       window audio's per-frame intensity scales the pose tokens, and gives the
+                       pose-free samples a prior
 
-Stage 1 does not see phases, so (a), (b), (c), (e) and (f) share one stage-1 run; (d) has its own (its
+Stage 1 does not see phases, so (a), (b), (c), (e), (f) and (g) share one stage-1 run; (d) has its own (its
 architecture differs). Each run writes its YAML beside its outputs: `actavatar train --config
 DIR/train/<run>/config.yaml` reproduces it.
 """
@@ -88,9 +91,11 @@ def stage2_config(cfg: MechanismConfig, paths: dict[str, Path], arm: str) -> dic
     doc["model"] = {"init_from": str(Path(cfg.out) / "train" / stage1_run(arm) / "ema")}
     if arm == "paca_motion":
         doc["model"]["motion"] = True
-    if arm == "paca_pose":
+    if arm in ("paca_pose", "paca_refocus"):
         doc["model"]["pose"] = True
         doc["guidance"]["pose_drop"] = cfg.train.pose_drop
+    if arm == "paca_refocus":
+        doc["model"]["refocus"] = True
     doc["data"].update(phase_prob=0.0 if arm == "base" else cfg.train.phase_prob, require_phases=True,
                        phase_routing="global" if arm == "global" else "per_frame")
     doc["checkpoint"]["snapshot_every"] = cfg.train.snapshot_every

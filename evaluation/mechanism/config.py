@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from dataset.errors import UserError
 
-ARMS = ("paca", "global", "base", "paca_constant", "paca_motion", "paca_pose")
+ARMS = ("paca", "global", "base", "paca_constant", "paca_motion", "paca_pose", "paca_refocus")
 ARM_TITLES = {
     "paca": "(a) PACA, progressive alignment",
     "global": "(b) global caption (plain cross-attention)",
@@ -22,6 +22,7 @@ ARM_TITLES = {
     "paca_constant": "(d) PACA, constant alignment",
     "paca_motion": "(e) PACA + motion-intensity modulation",
     "paca_pose": "(f) PACA + pose branch (pose-free samples)",
+    "paca_refocus": "(g) PACA + pose branch + audio–pose refocusing (pose-free samples)",
 }
 SCALES = ("smoke", "cpu", "gpu")
 
@@ -89,7 +90,7 @@ class TrainStepConfig:
         a few cells of the 8x8 latent grid, so under a plain MSE copying the reference frame is cheap.
     phase_prob: stage 2: chance a window uses its phases (else the base caption, as in stage 1).
     text_drop / audio_drop / both_drop: condition dropout for guidance.
-    pose_drop: arm (f): share of stage-2 samples trained pose-free (one checkpoint, both modes).
+    pose_drop: arms (f) and (g): share of stage-2 samples trained pose-free (one checkpoint, both modes).
     window_stride: frames between the starts of consecutive training windows of a clip.
     snapshot_every: stage-2 snapshots for the learning curves (0 = only the final one).
     parallel: train the stage-2 arms in parallel processes (each with cpu_threads / arms threads).
@@ -123,7 +124,7 @@ class EvalStepConfig:
     min_frames: a phase is scored when at least this many of its frames lie in the window.
     swap_windows: test windows of the swapped-text check.
     motion_windows: test windows sampled at each requested motion intensity (arm (e)).
-    pose_windows: test windows sampled with their real keypoints (arm (f)).
+    pose_windows: test windows sampled with their real keypoints (arm (f), or (g) without (f)).
     """
 
     max_windows: int = 0

@@ -1,6 +1,7 @@
 """Does the pose branch follow the given pose? (arm (f), `model.pose`; ApoAvatar / TALK-Act)
 
-The first `eval.pose_windows` test windows are sampled with the pose arm twice, with the same seed,
+The first `eval.pose_windows` test windows are sampled with the pose arm ((f), or (g) when (f) is
+not trained) twice, with the same seed,
 text, audio and reference frame: pose-controlled (the real window's keypoints, read by the exact
 puppet reader, as `--pose`) and pose-free (the arm's ordinary unguided samples). The reader then
 reads the keypoints of every generated window, and the report gives, against the real window's:
@@ -22,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from dataset.pose import KEYPOINTS
-from evaluation.mechanism.config import MechanismConfig
+from evaluation.mechanism.config import ARM_TITLES, MechanismConfig
 
-POSE_ARM = "paca_pose"
+POSE_ARMS = ("paca_pose", "paca_refocus")  # the first one trained is sampled with poses
 HANDS = (KEYPOINTS.index("right_wrist"), KEYPOINTS.index("left_wrist"))  # the puppet reader's gloves
 PCK_RADIUS = 0.1
 
@@ -63,6 +64,11 @@ def _read(path: Path) -> np.ndarray:
     return reader_pose(read_frames(path))
 
 
+def pose_arm(checkpoints: dict[str, Path]) -> str | None:
+    """The arm the pose-control step samples: (f) when trained, else (g), else None."""
+    return next((arm for arm in POSE_ARMS if arm in checkpoints), None)
+
+
 def pose_control_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dict[str, Path]) -> dict[str, Any]:
     """Sample the first `eval.pose_windows` test windows with their real keypoints and score both modes."""
     import dataclasses
@@ -84,8 +90,10 @@ def pose_control_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints:
         if not target.is_file():
             atomic_write_bytes(target, encode_pose(real[job.key]))
         posed_jobs.append(dataclasses.replace(job, pose=target))
-    sampler = AvatarSampler(resolve_checkpoint(sample_config(cfg, "unguided"), checkpoints[POSE_ARM]))
-    run_jobs(sampler, posed_jobs, root / POSE_ARM, progress=True, skip_existing=True)
+    arm = pose_arm(checkpoints)
+    letter = ARM_TITLES[arm][:3]
+    sampler = AvatarSampler(resolve_checkpoint(sample_config(cfg, "unguided"), checkpoints[arm]))
+    run_jobs(sampler, posed_jobs, root / arm, progress=True, skip_existing=True)
     del sampler
 
     def score(folder: Path) -> dict[str, Any]:
@@ -93,8 +101,8 @@ def pose_control_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints:
         return aggregate(rows)
 
     unguided = Path(cfg.out) / "samples" / "unguided"
-    rows = {"pose-controlled (f), real keypoints given": score(root / POSE_ARM),
-            "pose-free (f), same windows": score(unguided / POSE_ARM)}
+    rows = {f"pose-controlled {letter}, real keypoints given": score(root / arm),
+            f"pose-free {letter}, same windows": score(unguided / arm)}
     if "paca" in checkpoints:
         rows["(a) PACA, no pose branch"] = score(unguided / "paca")
     rows["copy the reference frame"] = aggregate([keypoint_errors(pose, np.repeat(pose[:1], len(pose), axis=0))
@@ -107,7 +115,7 @@ def markdown_section(result: dict[str, Any]) -> list[str]:
     def fmt(value: float | None) -> str:
         return "—" if value is None else f"{value:.3f}"
 
-    lines = ["", "## Pose control (arm (f), ApoAvatar's pose-controlled and pose-free inference)", "",
+    lines = ["", "## Pose control (ApoAvatar's pose-controlled and pose-free inference)", "",
              f"| samples | keypoint error | hand error | hand PCK@{result['pck_radius']} | keypoints found | windows |",
              "|---|---|---|---|---|---|"]
     for name, row in result["rows"].items():

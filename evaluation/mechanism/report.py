@@ -65,6 +65,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         from evaluation.mechanism.pose_control import markdown_section as pose_section
 
         lines += pose_section(report["pose_control"])
+    if report.get("refocus"):
+        from evaluation.mechanism.refocus import markdown_section as refocus_section
+
+        lines += refocus_section(report["refocus"])
     lines += ["", "## Notes", ""] + [f"- {note}" for note in report.get("notes", [])]
     return "\n".join(lines) + "\n"
 

@@ -3,8 +3,9 @@
 The smoke scale trains for a few steps only: its numbers mean nothing, its structure is the full
 benchmark's (both sampling variants, every metric, the chance level, the plots, the exported
 checkpoints and the test benchmark that `actavatar eval` re-scores). The run here trains the arms
-with steps of their own: (a) for the action scores, (e) motion control, (f) pose control; (b), (c)
-and (d) differ from (a) only in their train configs, which are checked without training.
+with steps of their own: (a) for the action scores, (e) motion control, (g) pose control and the
+gesture-loudness step; (b), (c), (d) and (f) differ from (a) or (g) only in their train configs,
+which are checked without training.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from evaluation.mechanism.report import COLUMNS
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the synthetic corpus speaks with espeak-ng")
 
 
-TRAINED = ("paca", "paca_motion", "paca_pose")
+TRAINED = ("paca", "paca_motion", "paca_refocus")
 COMMAND = ["bench", "mechanism", "--scale", "smoke", "--threads", "2", f"arms=[{','.join(TRAINED)}]"]
 
 
@@ -61,12 +62,16 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert "Motion-intensity control" in table
     use = motion["use"]  # its denoising error with the window's own intensity, a far-off one and none
     assert use["windows"] == 1 and all(use[k] > 0 for k in ("own", "far", "none")) and "Use check" in table
-    pose = report["pose_control"]  # arm (f): the same window with its real keypoints and without, read back
-    assert set(pose["rows"]) == {"pose-controlled (f), real keypoints given", "pose-free (f), same windows",
+    pose = report["pose_control"]  # arm (g) ((f) is not trained): the same window with its real keypoints and without
+    assert set(pose["rows"]) == {"pose-controlled (g), real keypoints given", "pose-free (g), same windows",
                                  "(a) PACA, no pose branch", "copy the reference frame"}
     assert all(row["windows"] == 1 for row in pose["rows"].values())
     assert pose["rows"]["copy the reference frame"]["keypoint_error"] is not None  # the reader reads the truth
     assert any((run / "samples" / "pose" / "inputs").glob("*.pose.npy")) and "Pose control" in table
+    refocus = report["refocus"]  # arm (g): gesture against the audio's intensity, real windows and pose-free samples
+    assert set(refocus["rows"]) == {"real test windows", "(g) refocusing, pose-free", "(a) PACA"}
+    real = refocus["rows"]["real test windows"]
+    assert real["windows"] >= 1 and -1 <= real["correlation"] <= 1 and real["loud"] >= 0 and "Gesture follows loudness" in table
     for plot in ("loss_curves", "learning_curves", "timelines", "contact_sheet"):
         assert (run / "report" / "plots" / f"{plot}.png").is_file()
 
@@ -77,7 +82,8 @@ def test_arms_are_ordinary_checkpoints(run: Path) -> None:
         contract = json.loads((ema / "conditioning.json").read_text())
         assert contract["phase_routing"] == "per_frame"
         assert contract["reference"] == "ti2v" and contract["text_drop"] > 0
-        assert ("pose" in contract) == (arm == "paca_pose") and ("motion" in contract) == (arm == "paca_motion")
+        assert ("pose" in contract) == (arm == "paca_refocus") and ("motion" in contract) == (arm == "paca_motion")
+        assert ("audio_intensity" in contract) == (arm == "paca_refocus")
         config = json.loads((run / "train" / arm / "config.yaml").read_text())
         assert config["stage"]["name"] == "stage2"
 
@@ -95,6 +101,8 @@ def test_every_arm_is_a_valid_train_config_differing_only_where_it_says(tmp_path
         assert {k: v for k, v in doc.items() if k not in ("model", "data", "guidance", "output_dir")} == same, arm
     assert docs["base"]["data"]["phase_prob"] == 0.0 and docs["global"]["data"]["phase_routing"] == "global"
     assert docs["paca_pose"]["model"]["pose"] is True and docs["paca_pose"]["guidance"]["pose_drop"] == 0.5
+    assert docs["paca_refocus"]["model"] == {**docs["paca_pose"]["model"], "refocus": True}
+    assert docs["paca_refocus"]["guidance"] == docs["paca_pose"]["guidance"] and "refocus" not in docs["paca_pose"]["model"]
     assert docs["paca_constant"]["model"]["init_from"].endswith("stage1_constant/ema")
     stage1 = stage1_config(cfg, paths, "stage1", 4)
     constant = stage1_config(cfg, paths, stage1_run("paca_constant"), 4)

@@ -119,3 +119,21 @@ def test_pose_control_errors_on_constructed_keypoints():
     assert pose_aggregate([])["keypoint_error"] is None
     lines = markdown_section({"rows": {"x": out}, "pck_radius": 0.1})
     assert any(line.startswith("| x | 0.092 | 0.150 | 0.500 | 0.812 | 2 |") for line in lines)
+
+
+def test_gesture_loudness_figures_on_constructed_windows():
+    from evaluation.mechanism.refocus import summarise, window_figures
+
+    level = np.linspace(0.0, 1.0, 30)
+    follows = window_figures(0.1 + 0.4 * level, level)  # gesture grows with loudness
+    assert follows["correlation"] == pytest.approx(1.0)
+    assert follows["loud"] == pytest.approx(0.1 + 0.4 * level[level >= np.quantile(level, 2 / 3)].mean())
+    assert follows["quiet"] == pytest.approx(0.1 + 0.4 * level[level <= np.quantile(level, 1 / 3)].mean())
+    against = window_figures(0.5 - 0.4 * level, level)
+    assert against["correlation"] == pytest.approx(-1.0) and against["loud"] < against["quiet"]
+    assert window_figures(np.full(30, 0.2), level) is None  # a still window: no correlation to speak of
+    assert window_figures(np.where(level < 0.9, np.nan, 0.3), level) is None  # too few frames read
+    out = summarise([follows, against, None])
+    assert out["windows"] == 2 and out["correlation"] == pytest.approx(0.0, abs=1e-4)
+    assert out["ratio"] == pytest.approx(round((follows["loud"] + against["loud"]) / (follows["quiet"] + against["quiet"]), 3))
+    assert summarise([None])["correlation"] is None
