@@ -66,3 +66,51 @@ def assert_follows_schema(raw: str, schema: dict) -> None:
     jsonschema.validate(doc, relaxed(schema))
     strings = [doc["base"], *(p["text"] for p in doc.get("phases", []))] if "base" in doc else []
     assert all(s and not any(ord(c) < 0x20 for c in s) for s in strings)
+
+
+# One local `data run` of two synthetic talking videos, one of them with its audio 4 frames late,
+# shared by the AV-sync test (what the run measured and realigned) and the Ray-cluster test (a
+# cluster run of the same sources must equal it byte for byte): one run serves both.
+LATE_SOURCE_FRAMES = 4
+MECHANISM_RUN_OVERRIDES = ("caption.backend=none", "asr.min_speech_ratio=0", "pack.max_samples=2")
+
+
+@pytest.fixture(scope="session")
+def late_sources(tmp_path_factory) -> tuple[Path, str]:
+    """(raw folder, URI of the late source): 2 mechanism-profile videos of 8 s, the first re-muxed
+    with its audio LATE_SOURCE_FRAMES frames late."""
+    from annotate.av_sync import realign
+    from dataset.media import decode_audio, replace_audio
+    from dataset.schema import AUDIO_SAMPLE_RATE
+    from dataset.synth.corpus import SynthConfig, generate_corpus
+
+    synth = tmp_path_factory.mktemp("late_synth")
+    generate_corpus(SynthConfig(out=str(synth), videos=2, seed=5, min_duration=8, max_duration=8, resolutions="320x180",
+                                workers=1, profile="mechanism"), progress=False)
+    raw = sorted((synth / "raw").glob("*.mp4"))
+    data = raw[0].read_bytes()
+    audio, _ = decode_audio(data, AUDIO_SAMPLE_RATE)
+    raw[0].write_bytes(replace_audio(data, realign(audio.reshape(-1), LATE_SOURCE_FRAMES)))
+    return synth / "raw", str(raw[0])
+
+
+def mechanism_data_run(sources: Path, out: Path, models: Path, *extra: str, env: dict | None = None) -> None:
+    """`actavatar data run` (demo config, MECHANISM_RUN_OVERRIDES) in a child process."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "actavatar", "data", "run", "--input", str(sources), "--output", str(out),
+           "--config", str(repo / "configs/annotate/demo.yaml"), *asr_overrides(models), *MECHANISM_RUN_OVERRIDES,
+           "--progress-every", "0", *extra]
+    run = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def late_sources_run(late_sources, tiny_asr_dir, tmp_path_factory) -> Path:
+    """The local data run of `late_sources` (one worker)."""
+    out = tmp_path_factory.mktemp("late_run") / "corpus"
+    mechanism_data_run(late_sources[0], out, tiny_asr_dir, "workers=1",
+                       env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    return out

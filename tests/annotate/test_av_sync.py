@@ -161,31 +161,16 @@ def test_config_errors_name_the_key():
         AvSyncConfig(max_offset_frames=15)
 
 
-def test_data_run_realigns_a_late_source_and_records_the_offset(tmp_path, tiny_asr_dir):
+def test_data_run_realigns_a_late_source_and_records_the_offset(late_sources, late_sources_run):
     """One source's audio re-muxed 4 frames late, one untouched: the late one's clips are measured
     at about -4, realigned (synced wav and mp4 in the shard) and re-measure in sync; the offsets and
-    confidences are in the annotations and the manifest."""
-    from actavatar.cli import main
+    confidences are in the annotations and the manifest. (The run is shared with the Ray-cluster
+    test: `tests/annotate/conftest.py`.)"""
     from dataset.manifest import read_manifest
-    from dataset.media import decode_audio, replace_audio
     from dataset.reader import shard_pipeline
     from dataset.validate import validate_corpus
-    from dataset.synth.corpus import SynthConfig, generate_corpus
-    from tests.annotate.conftest import asr_overrides
 
-    synth = tmp_path / "synth"
-    generate_corpus(SynthConfig(out=str(synth), videos=2, seed=5, min_duration=8, max_duration=8, resolutions="320x180",
-                                workers=1, profile="mechanism"), progress=False)
-    raw = sorted((synth / "raw").glob("*.mp4"))
-    data = raw[0].read_bytes()
-    audio, _ = decode_audio(data, AUDIO_SAMPLE_RATE)
-    raw[0].write_bytes(replace_audio(data, realign(audio.reshape(-1), 4)))
-    late_uri = str(raw[0])
-    out = tmp_path / "corpus"
-    config = Path(__file__).resolve().parents[2] / "configs" / "annotate" / "demo.yaml"
-    assert main(["data", "run", "--input", str(synth / "raw"), "--output", str(out), "--config", str(config),
-                      *asr_overrides(tiny_asr_dir), "caption.backend=none", "asr.min_speech_ratio=0",
-                      "workers=1"]) == 0
+    late_uri, out = late_sources[1], late_sources_run
     report = validate_corpus(out)
     assert report.ok, report.problems
     manifest = read_manifest(out / "manifest.parquet").to_pylist()

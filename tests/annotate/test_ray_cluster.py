@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.annotate.conftest import asr_overrides
+from tests.annotate.conftest import mechanism_data_run
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
@@ -64,43 +64,25 @@ def cluster(tmp_path_factory):
         _stop_cluster(port, temp)
 
 
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> Path:
-    from dataset.synth.corpus import SynthConfig, generate_corpus
-
-    out = tmp_path_factory.mktemp("cluster_synth")
-    generate_corpus(SynthConfig(out=str(out), videos=2, seed=5, min_duration=7, max_duration=7, resolutions="320x180",
-                                workers=1, profile="mechanism"), progress=False)
-    return out / "raw"
-
-
-def _data_run(sources: Path, out: Path, models: Path, *extra: str) -> None:
-    cmd = [sys.executable, "-m", "actavatar", "data", "run", "--input", str(sources), "--output", str(out),
-           "--config", str(REPO / "configs/annotate/demo.yaml"), *asr_overrides(models), "caption.backend=none",
-           "pack.max_samples=2", "--progress-every", "0", *extra]
-    run = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-
-
 def _digest(folder: Path) -> dict[str, str]:
     files = [*sorted((folder / "shards").iterdir()), folder / "manifest.parquet"]
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 
 @pytest.fixture(scope="module")
-def cluster_corpus(cluster, sources, tiny_asr_dir, tmp_path_factory) -> Path:
+def cluster_corpus(cluster, late_sources, tiny_asr_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cluster_run") / "corpus"
-    _data_run(sources, out, tiny_asr_dir, "--ray-address", cluster)
+    mechanism_data_run(late_sources[0], out, tiny_asr_dir, "--ray-address", cluster, env=ENV)
     return out
 
 
-def test_data_run_uses_both_nodes_and_equals_a_local_run(cluster_corpus, sources, tiny_asr_dir, tmp_path):
+def test_data_run_uses_both_nodes_and_equals_a_local_run(cluster_corpus, late_sources_run):
     nodes = {json.loads(record.read_text()).get("node") for record in (cluster_corpus / "_work").glob("*/*.json")
              if record.name != "config_hash"}
     nodes.discard(None)
     assert len(nodes) == 2, nodes  # the per-source stages ran on the head and on the second node
-    local = tmp_path / "local"
-    _data_run(sources, local, tiny_asr_dir)
+    # the local run of the same sources (one worker; shared with the AV-sync test)
+    local = late_sources_run
     assert _digest(cluster_corpus) == _digest(local)  # same shards and manifest, byte for byte
     assert len(_digest(local)) >= 3  # two shards (pack.max_samples=2) and the manifest
 
