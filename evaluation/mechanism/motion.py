@@ -7,7 +7,8 @@ puppet reader measures the motion of every generated window (`annotate.pose.read
 `dataset.pose.window_motion`, the definition the training data used), and the report gives the
 mean measured intensity per request, whether it rises with the request, and the Spearman rank
 correlation between requested and measured body intensity over all (window, request) pairs.
-References: the same windows sampled without a request, and the real test windows. A use check
+References: the same windows sampled without a request, the real test windows, and their VAE
+reconstructions (the motion the latent space carries: the most a DiT in it can generate). A use check
 (like the text-swap check) compares the arm's denoising error on the same windows with each
 window's own measured intensity, a far-off one (the low or the high request, whichever is farther)
 and none: a model that ignores the intensity has equal errors.
@@ -61,6 +62,16 @@ def _folder_intensities(folder: Path, keys: list[str]) -> dict[str, tuple[float 
     from evaluation.video_folder import read_frames
 
     return {key: measured_intensity(read_frames(folder / f"{key}.mp4")) for key in keys if (folder / f"{key}.mp4").is_file()}
+
+
+def reconstructed_intensities(vae: Path, folder: Path, keys: list[str]) -> dict[str, tuple[float | None, float | None]]:
+    """The motion the latents carry: each real window encoded and decoded by the VAE, then measured
+    (a DiT that works in this latent space cannot generate more motion than survives here)."""
+    from evaluation.mechanism.evaluate import reconstruct
+    from evaluation.video_folder import read_frames
+
+    videos = {key: read_frames(folder / f"{key}.mp4") for key in keys if (folder / f"{key}.mp4").is_file()}
+    return {key: measured_intensity(frames) for key, frames in reconstruct(vae, videos).items()}
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -146,7 +157,8 @@ def motion_control_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoint
                                         max_clips=cfg.eval.motion_windows, progress=True, skip_existing=True)
         measured[name] = _folder_intensities(folders[name], keys)
     references = {"no request": _folder_intensities(Path(cfg.out) / "samples" / "unguided" / MOTION_ARM, keys),
-                  "real test windows": _folder_intensities(paths["benchmark"], keys)}
+                  "real test windows": _folder_intensities(paths["benchmark"], keys),
+                  "VAE reconstruction of the real windows": reconstructed_intensities(paths["vae"], paths["benchmark"], keys)}
     from evaluation.sample import AvatarSampler, resolve_checkpoint
 
     sampler = AvatarSampler(resolve_checkpoint(sample_config(cfg, "unguided"), checkpoint))

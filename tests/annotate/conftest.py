@@ -94,15 +94,16 @@ def late_sources(tmp_path_factory) -> tuple[Path, str]:
     return synth / "raw", str(raw[0])
 
 
-def mechanism_data_run(sources: Path, out: Path, models: Path, *extra: str, env: dict | None = None) -> None:
-    """`actavatar data run` (demo config, MECHANISM_RUN_OVERRIDES) in a child process."""
+def mechanism_data_run(sources: Path, out: Path, models: Path, *options: str, overrides: tuple[str, ...] = (),
+                       env: dict | None = None) -> None:
+    """`actavatar data run` (demo config, MECHANISM_RUN_OVERRIDES + `overrides`, then `options`) in a child process."""
     import subprocess
     import sys
 
     repo = Path(__file__).resolve().parents[2]
     cmd = [sys.executable, "-m", "actavatar", "data", "run", "--input", str(sources), "--output", str(out),
            "--config", str(repo / "configs/annotate/demo.yaml"), *asr_overrides(models), *MECHANISM_RUN_OVERRIDES,
-           "--progress-every", "0", *extra]
+           *overrides, "--progress-every", "0", *options]
     run = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
@@ -111,6 +112,6 @@ def mechanism_data_run(sources: Path, out: Path, models: Path, *extra: str, env:
 def late_sources_run(late_sources, tiny_asr_dir, tmp_path_factory) -> Path:
     """The local data run of `late_sources` (one worker)."""
     out = tmp_path_factory.mktemp("late_run") / "corpus"
-    mechanism_data_run(late_sources[0], out, tiny_asr_dir, "workers=1",
+    mechanism_data_run(late_sources[0], out, tiny_asr_dir, overrides=("workers=1",),
                        env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
     return out

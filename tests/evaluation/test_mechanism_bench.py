@@ -56,7 +56,8 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     table = (run / "report" / "report.md").read_text()
     assert "| paca (unguided) |" in table and "chance" in table
     motion = report["motion_control"]  # arm (e): sampled at three requested intensities, read back
-    assert list(motion["levels"]) == ["low", "mid", "high"] and set(motion["references"]) == {"no request", "real test windows"}
+    assert list(motion["levels"]) == ["low", "mid", "high"] and set(motion["references"]) == {"no request", "real test windows",
+                                                                                     "VAE reconstruction of the real windows"}
     assert all(row["windows"] == 1 and len(row["requested"]) == 2 for row in motion["levels"].values())
     assert motion["references"]["real test windows"]["measured_body"] is not None  # the reader measures the truth
     assert "Motion-intensity control" in table
@@ -69,7 +70,8 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert pose["rows"]["copy the reference frame"]["keypoint_error"] is not None  # the reader reads the truth
     assert any((run / "samples" / "pose" / "inputs").glob("*.pose.npy")) and "Pose control" in table
     refocus = report["refocus"]  # arm (g): gesture against the audio's intensity, real windows and pose-free samples
-    assert set(refocus["rows"]) == {"real test windows", "(g) refocusing, pose-free", "(a) PACA"}
+    assert set(refocus["rows"]) == {"real test windows", "(g) refocusing, pose-free", "(a) PACA",
+                                    "(e) motion-intensity branch, no request"}
     real = refocus["rows"]["real test windows"]
     assert real["windows"] >= 1 and -1 <= real["correlation"] <= 1 and real["loud"] >= 0 and "Gesture follows loudness" in table
     for plot in ("loss_curves", "learning_curves", "timelines", "contact_sheet"):
