@@ -29,3 +29,21 @@ def paired_models(branch: str | None = None, shared: dict | None = None, **chang
             for p in other.get_submodule(branch).parameters():
                 p.add_(torch.randn(p.shape, generator=gen) * 0.05)
     return base, other
+
+
+def saved_and_loaded(model, folder):
+    """`model` after `save_dit` into `folder` and `load_dit` (what its checkpoint gives back)."""
+    from train.pretrained import load_dit, save_dit
+
+    save_dit(model, folder)
+    return load_dit(folder)
+
+
+def grown_from(base, folder, **branches: bool):
+    """`base` saved into `folder`, then built from it with `ModelConfig(init_from=folder, **branches)`,
+    as stage 2 adds a branch to a stage-1 export."""
+    from train.model_init import ModelConfig, build_dit
+    from train.pretrained import save_dit
+
+    save_dit(base, folder)
+    return build_dit(ModelConfig(init_from=str(folder), **branches), seed=0).eval()

@@ -10,7 +10,7 @@ import torch
 
 from model.motion import MotionConfig, MotionEmbedding, motion_tensor
 from model.registry import FLAVORS, build_model
-from tests.model.branches import paired_models
+from tests.model.branches import grown_from, paired_models, saved_and_loaded
 from tests.model.test_dit import FIVE, _inputs
 
 
@@ -88,19 +88,16 @@ def test_kept_in_fp32_and_counted_as_new():
 def test_checkpoint_round_trip_and_adding_the_branch_to_an_old_checkpoint(tmp_path):
     from dataset.errors import UserError
     from train.model_init import ModelConfig, build_dit
-    from train.pretrained import load_dit, save_dit
 
     base, with_motion = _pair()
-    save_dit(with_motion, tmp_path / "with")
-    loaded = load_dit(tmp_path / "with")
+    loaded = saved_and_loaded(with_motion, tmp_path / "with")
     assert loaded.config.motion == MotionConfig()
     x, t, text, kw = _inputs(base, [FIVE])
     motion = motion_tensor([(0.5, 0.2)])
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, t, text, motion=motion, **kw), with_motion(x, t, text, motion=motion, **kw))
 
-    save_dit(base, tmp_path / "without")  # e.g. a stage-1 export: stage 2 adds the branch
-    grown = build_dit(ModelConfig(init_from=str(tmp_path / "without"), motion=True), seed=0).eval()
+    grown = grown_from(base, tmp_path / "without", motion=True)  # e.g. a stage-1 export: stage 2 adds the branch
     assert grown.config.motion is not None
     with torch.no_grad():
         torch.testing.assert_close(grown(x, t, text, motion=motion, **kw), base(x, t, text, **kw), atol=1e-6, rtol=0)

@@ -12,7 +12,7 @@ import torch
 
 from model.pose import PoseConfig, PoseEmbedding, has_pose, latent_frame_index, pose_batch, render_pose_maps, without_pose
 from model.registry import FLAVORS, build_model
-from tests.model.branches import paired_models
+from tests.model.branches import grown_from, paired_models, saved_and_loaded
 from tests.model.test_dit import FIVE, N_LAT, _inputs
 
 FRAMES = 1 + 4 * (N_LAT - 1)  # video frames of the test latents (temporal stride 4)
@@ -123,18 +123,15 @@ def test_pose_batch_and_errors_name_the_problem():
 def test_checkpoint_round_trip_and_adding_the_branch_to_an_old_checkpoint(tmp_path):
     from dataset.errors import UserError
     from train.model_init import ModelConfig, build_dit
-    from train.pretrained import load_dit, save_dit
 
     base, with_pose = _pair()
-    save_dit(with_pose, tmp_path / "with")
-    loaded = load_dit(tmp_path / "with")
+    loaded = saved_and_loaded(with_pose, tmp_path / "with")
     assert loaded.config.pose == PoseConfig()
     x, t, text, kw = _inputs(base, [FIVE])
     pose = _pose(1)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, t, text, pose=pose, **kw), with_pose(x, t, text, pose=pose, **kw))
-    save_dit(base, tmp_path / "without")  # e.g. a stage-1 export: stage 2 adds the branch
-    grown = build_dit(ModelConfig(init_from=str(tmp_path / "without"), pose=True, motion=True), seed=0).eval()
+    grown = grown_from(base, tmp_path / "without", pose=True, motion=True)  # e.g. a stage-1 export: stage 2 adds the branch
     assert grown.config.pose is not None and grown.config.motion is not None
     with torch.no_grad():
         torch.testing.assert_close(grown(x, t, text, pose=pose, **kw), base(x, t, text, **kw), atol=1e-6, rtol=0)

@@ -13,7 +13,7 @@ import torch
 from model.pose import PoseConfig, without_pose
 from model.refocus import AudioPoseRefocus, RefocusConfig, has_intensity, intensity_batch
 from model.registry import FLAVORS, build_model
-from tests.model.branches import paired_models
+from tests.model.branches import grown_from, paired_models, saved_and_loaded
 from tests.model.test_dit import FIVE, N_LAT, _inputs
 from tests.model.test_pose_branch import FRAMES, _pose
 
@@ -118,19 +118,16 @@ def test_intensity_batch_and_dropping_it_with_the_audio():
 def test_checkpoint_round_trip_and_adding_the_branch_to_a_pose_checkpoint(tmp_path):
     from dataset.errors import UserError
     from train.model_init import ModelConfig, build_dit
-    from train.pretrained import load_dit, save_dit
 
     pose_only, both = _pair()
-    save_dit(both, tmp_path / "with")
-    loaded = load_dit(tmp_path / "with")
+    loaded = saved_and_loaded(both, tmp_path / "with")
     assert loaded.config.refocus == RefocusConfig()
     x, t, text, kw = _inputs(both, [FIVE])
     pose, level = _pose(1), _intensity(1)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, t, text, pose=pose, audio_intensity=level, **kw),
                                    both(x, t, text, pose=pose, audio_intensity=level, **kw))
-    save_dit(pose_only, tmp_path / "pose_only")
-    grown = build_dit(ModelConfig(init_from=str(tmp_path / "pose_only"), refocus=True), seed=0).eval()
+    grown = grown_from(pose_only, tmp_path / "pose_only", refocus=True)
     with torch.no_grad():
         torch.testing.assert_close(grown(x, t, text, pose=pose, audio_intensity=level, **kw),
                                    pose_only(x, t, text, pose=pose, **kw), atol=1e-6, rtol=0)
