@@ -50,7 +50,20 @@ class PuppetRenderer:
     """
 
     def __init__(self) -> None:
-        self._sprite = _load_face_sprite()
+        self._base_sprite = self._sprite = _load_face_sprite()
+        self._tint: tuple[float, float, float] | None = None
+
+    def set_identity(self, tint: tuple[float, float, float] | None) -> None:
+        """Scale the face photo's RGB (hair included) by `tint` for the next draws; None = as it is.
+        Premultiplied colours scale linearly, so the soft edge keeps its shape."""
+        if tint == self._tint:
+            return
+        self._tint = tint
+        self._sprite = self._base_sprite
+        if tint is not None:
+            sprite = self._base_sprite.copy()
+            sprite[..., :3] = np.minimum(sprite[..., :3] * np.asarray(tint, np.float32), 255.0 * sprite[..., 3:4])
+            self._sprite = sprite
 
     def draw(self, canvas: np.ndarray, anchor: tuple[float, float], scale: float, pose: rig.Pose, *,
              glove_scale: float = 1.0, point_glove_scale: float = rig.POINT_GLOVE_SCALE, arm_scale: float = 1.0,

@@ -81,6 +81,7 @@ class VideoPlan:
     sample_rate: int
     shots: tuple[ShotPlan, ...]
     profile: str = "default"  # see PROFILES
+    identity: int | None = None  # index into rig.FACE_TINTS (mechanism profile); None = the photo as it is
 
     @property
     def num_frames(self) -> int:
@@ -212,7 +213,8 @@ def _plan_mechanism(seed: int, index: int, *, min_duration: float, max_duration:
                     resolutions: tuple[tuple[int, int], ...]) -> VideoPlan:
     """Mechanism profile: talking shots only (one puppet, speech), plain grey backgrounds, hard cuts,
     25 fps and 16 kHz, arm actions only (balanced), 1-2 s each; each shot's own gesture vigour and
-    each sentence's own loudness (see MECHANISM_VIGOUR)."""
+    each sentence's own loudness (see MECHANISM_VIGOUR); the video's identity (a face tint, see
+    rig.FACE_TINTS) cycles with its index."""
     rng = np.random.default_rng([seed, index, 1])
     width, height = resolutions[index % len(resolutions)]
     rate, time_base, pts = _timeline("25", float(rng.uniform(min_duration, max_duration)), rng)
@@ -237,7 +239,7 @@ def _plan_mechanism(seed: int, index: int, *, min_duration: float, max_duration:
         ))
     return VideoPlan(index=index, video_id=f"synth_{index:05d}", width=width, height=height, rate=rate,
                      time_base=time_base, pts=pts, vfr=False, sample_rate=16000, shots=tuple(shots),
-                     profile="mechanism")
+                     profile="mechanism", identity=index % len(rig.FACE_TINTS))
 
 
 def plan_video(seed: int, index: int, *, min_duration: float, max_duration: float,

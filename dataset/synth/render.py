@@ -150,6 +150,7 @@ def render_video(plan: VideoPlan, out: BinaryIO | str | Path, renderer: PuppetRe
             loudness = gesture_loudness(mouth) if shot.vigour > 0 else None
             puppets = _layout(shot, plan.width, plan.height, rng, plan.profile)
             look = MECHANISM_LOOK if plan.profile == "mechanism" else {}
+            renderer.set_identity(None if plan.identity is None else rig.FACE_TINTS[plan.identity])
             sway = rng.uniform(0, 2 * math.pi, size=2)
             if shot.kind == "scene":
                 pan = scenes.PanningScene(shot.scene_image or scenes.SCENE_IMAGES[0], plan.height, plan.width, rng)

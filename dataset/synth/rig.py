@@ -69,6 +69,19 @@ SHAKE_AMPLITUDE, SHAKE_HZ = 0.09, 2.2
 TILT_DEG = 16.0
 ARM_RAMP_S = 0.30  # time to raise (and to lower) an arm inside its phase
 TILT_RAMP_S = 0.12
+# Identities (mechanism profile): RGB gains on the face photo, hair included, one per video (video
+# index modulo their count, so the last videos of a corpus, the benchmark's test split, differ). Gains
+# only scale the photo's own colours: its hues stay far from the gloves' and ear cups' (the reader's).
+FACE_TINTS = (
+    (1.00, 1.00, 1.00),  # the photo as it is
+    (0.55, 0.50, 0.48),  # dark
+    (1.18, 1.00, 0.80),  # warm, light
+    (0.82, 0.92, 1.12),  # cool
+    (0.80, 0.62, 0.46),  # tan
+    (1.25, 1.22, 1.20),  # pale
+)
+
+
 # Beat gestures (mechanism profile): a pump `beat` in 0..1 (the shot's vigour times the speech
 # loudness times a (1 - cos) cycle, see `beat_offset`). While an arm action holds, the working arm
 # pumps back towards rest by up to HOLD_PUMP of its reach and out again: each cycle's top frames

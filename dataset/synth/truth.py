@@ -25,6 +25,9 @@ loudness (the speech envelope over 0.36 s, full at 0.6): while an arm action hol
 pumps back towards rest by up to hold_pump of its reach; in idle both hands lift by up to
 idle_lift_w shoulder widths. Each sentence is spoken at its own level drawn from speech_gain.
 
+Mechanism-profile records also carry the video's `"identity": {"index": 2, "face_tint": [1.18, 1.0,
+0.8]}`: the RGB gains on the face photo, hair included (`rig.FACE_TINTS`).
+
 Shot kinds: `talk` (one avatar speaking), `two_avatars` (two avatars, the left one speaks; both
 perform the phases), `silent` (avatar, no sound), `music` (avatar, tones and no speech) and
 `scene` (a panning photo without a person; no phases). Avatar shots are covered completely by
@@ -89,6 +92,8 @@ def build_record(plan: VideoPlan, audios: list[ShotAudio], *, seed: int, file: s
                         "start_s": _r(times[p.start_frame]), "end_s": _r(times[p.end_frame]),
                         "label": p.label, "text": rig.ACTIONS[p.label]} for p in shot.phases],
         })
+    if plan.identity is not None:
+        record["identity"] = {"index": plan.identity, "face_tint": list(rig.FACE_TINTS[plan.identity])}
     record["boundaries"] = boundaries
     record["shots"] = shots
     return record

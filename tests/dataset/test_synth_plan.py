@@ -156,10 +156,10 @@ def test_mechanism_profile_is_reproducible_and_leaves_the_default_alone() -> Non
         SynthConfig(out="x", profile="fancy")
 
 
-@pytest.mark.parametrize("vigour", [0.0, 1.0])
-def test_reader_labels_mechanism_renders_at_64_px(vigour: float) -> None:
+@pytest.mark.parametrize(("vigour", "identity"), [(0.0, 0), (1.0, 1), (1.0, 2), (1.0, 3), (1.0, 4), (1.0, 5)])
+def test_reader_labels_mechanism_renders_at_64_px(vigour: float, identity: int) -> None:
     """The mechanism profile's framing and big gloves read back at the benchmark's 64 px after H.264,
-    also with the strongest beat gestures (vigour 1 at full loudness)."""
+    also with the strongest beat gestures (vigour 1 at full loudness) and every identity's face tint."""
     import io
 
     import av
@@ -169,6 +169,7 @@ def test_reader_labels_mechanism_renders_at_64_px(vigour: float) -> None:
     from dataset.synth.render import MECHANISM_LOOK, mechanism_reach
 
     renderer = PuppetRenderer()
+    renderer.set_identity(rig.FACE_TINTS[identity])
     h, w = 180, 320
     scale = h / 3.4
     reach_up, reach_down = mechanism_reach()
@@ -265,3 +266,38 @@ def test_speech_gain_scales_sentences_and_keeps_the_words() -> None:
         levels.append(round(level, 4))
     assert all(0.3 <= v <= 1.0 for v in levels) and 1 < len(set(levels)) < len(levels)
     assert sum(a != b for a, b in zip(levels, levels[1:])) == len(set(levels)) - 1  # one run per sentence
+
+
+def test_mechanism_identities_cycle_and_tint_only_the_face() -> None:
+    """Each mechanism video's identity is its index modulo the tints (so the last videos differ); a
+    tint scales the face photo and nothing else, and the pose reader still finds the head and ears."""
+    from annotate.pose import reader_pose
+    from dataset.pose import KEYPOINTS
+
+    kw = dict(min_duration=10, max_duration=12, resolutions=RES)
+    assert [plan_video(2, i, **kw, profile="mechanism").identity for i in (0, 5, 6, 9)] == [0, 5, 0, 3]
+    assert plan_video(2, 1, **kw).identity is None
+    renderer = PuppetRenderer()
+    h = 180
+    neck, scale = (160.0, 120.0), h / 3.4
+    pose = rig.pose_at("raise_right_hand", 0.9, 1.8)
+    frames = {}
+    for identity in (None, 1, 2):
+        renderer.set_identity(None if identity is None else rig.FACE_TINTS[identity])
+        frame = np.full((h, 320, 3), 104, np.uint8)
+        renderer.draw(frame, neck, scale, pose)
+        frames[identity] = frame
+    changed = np.any(frames[None] != frames[1], axis=-1)
+    ys, xs = np.nonzero(changed)
+    head = (neck[0] + scale * rig.HEAD_CENTER[0], neck[1] + scale * rig.HEAD_CENTER[1])
+    # only inside the head sprite (half its size around the head centre)
+    assert np.abs(xs - head[0]).max() <= 0.5 * rig.HEAD_SIZE * scale + 2
+    assert np.abs(ys - head[1]).max() <= 0.5 * rig.HEAD_SIZE * scale + 2
+    face = (slice(int(head[1]) - 6, int(head[1]) + 6), slice(int(head[0]) - 6, int(head[0]) + 6))
+    dark, warm, plain = (frames[k][face].reshape(-1, 3).mean(0) for k in (1, 2, None))
+    assert np.all(dark < 0.6 * plain) and warm[0] > plain[0] and warm[2] < plain[2]
+    for identity, frame in frames.items():
+        kp = reader_pose(frame[None])[0]
+        for name in ("nose", "right_ear", "left_ear", "right_wrist", "left_wrist"):
+            assert kp[KEYPOINTS.index(name), 2] > 0, (identity, name)
+        np.testing.assert_allclose(kp[:, :2], reader_pose(frames[None][None])[0][:, :2], atol=1.5 / h)
