@@ -28,7 +28,7 @@ import numpy as np
 
 from dataset.errors import UserError
 from evaluation.prompt import caption_from_mapping
-from evaluation.sample_jobs import SampleJob
+from evaluation.sample_jobs import SampleJob, parse_face_box
 from dataset.schema import AUDIO_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,10 @@ def jobs_from_benchmark(folder: str | Path, max_clips: int = 0) -> list[SampleJo
             doc = json.loads(ann.read_text())
         except json.JSONDecodeError as err:
             raise UserError(f"{ann}: invalid JSON ({err})") from None
+        box = (doc.get("face") or {}).get("bbox")  # normalised to the clip's frames, as the reference image
         jobs.append(SampleJob(key=key, caption=caption_from_mapping(doc, str(ann)),
-                              image=image or (video if video.is_file() else None), audio=wav if wav.is_file() else video))
+                              image=image or (video if video.is_file() else None), audio=wav if wav.is_file() else video,
+                              face_box=parse_face_box([min(max(float(v), 0.0), 1.0) for v in box], str(ann)) if box else None))
     if not jobs:
         raise FileNotFoundError(f"benchmark {folder}: no <key>.json annotations")
     return jobs[:max_clips] if max_clips else jobs

@@ -318,6 +318,27 @@ class AvatarSampler:
                             "audio or num_frames): give keypoints for every frame")
         return torch.from_numpy(pose[:num_frames])[None]
 
+    @torch.no_grad()
+    def _face(self, img: torch.Tensor | None, image: np.ndarray | None,
+              face_box: tuple[float, float, float, float] | None) -> dict[str, torch.Tensor] | None:
+        """The face-identity branch's inputs: the reference image's latent (the frame the model
+        sees, encoded alone) and its face box mapped into that frame; None for other DiTs or
+        without a reference image or face box (the branch then adds nothing)."""
+        if self.dit.config.face_identity is None:
+            return None
+        if image is None or face_box is None:
+            log.warning("DiT %s reads the reference's face (model.face_identity) but got %s: its face branch adds nothing",
+                        self.cfg.dit, "no reference image" if image is None else "no face box (--face-box)")
+            return None
+        from model.resize import box_in_cover_crop
+
+        if img is None:  # reference mode "none": the face is still read from the image
+            img = image_tensor(image, self.cfg.width, self.cfg.height).to(self.cfg.device)
+
+        box = box_in_cover_crop(face_box, image.shape[0], image.shape[1], self.cfg.height, self.cfg.width)
+        latent = self.vae.encode(img[:, :, None])[:, :, 0]  # (1, z, h, w)
+        return {"face_reference": latent, "face_box": torch.tensor([box], dtype=torch.float32, device=latent.device)}
+
     def _motion_intensity(self, mcfg: Any) -> torch.Tensor | None:
         """(1, 2) (face, body) intensities for DiTs with a motion branch, or None (unconditioned)."""
         values = tuple(float(v) for v in self.cfg.motion_intensity)
@@ -429,13 +450,16 @@ class AvatarSampler:
     def __call__(
         self, caption: dict[str, Any], image: np.ndarray | None, audio: np.ndarray, *,
         seed: int, num_frames: int = 0, progress: bool = False, pose: np.ndarray | None = None,
+        face_box: tuple[float, float, float, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 (T, H, W, 3) frames, float32 16 kHz audio of the same length).
 
         Videos longer than `window_frames` are generated window by window (evaluation/long_video.py);
         each window after the first is conditioned on the previous one's last `motion_frames` frames.
         `pose`: (>= T, K, 3) keypoints per output frame (`dataset.pose` layout, normalised to the
-        output frame) for DiTs trained with `model.pose`; None = pose-free.
+        output frame) for DiTs trained with `model.pose`; None = pose-free. `face_box`: the reference
+        image's face (x0, y0, x1, y1 in [0, 1] of `image`) for DiTs with `model.face_identity`, whose
+        every window and guidance branch reads it; ignored by other DiTs.
         """
         cfg, dev = self.cfg, torch.device(self.cfg.device)
         stride = self.vae.temporal_stride
@@ -454,6 +478,7 @@ class AvatarSampler:
         # CLIP tokens of the reference (Wan2.1 I2V), from the image as given, as diffusers' pipeline does;
         # every window and every guidance branch sees them (the identity anchor of long videos)
         tokens = self.image([image]) if self.image is not None and image is not None else None
+        face = self._face(img, image, face_box)
         noise = torch.Generator().manual_seed(seed)  # drawn on the CPU: a seed gives the same video on every device
         bar = None
         if progress:
@@ -464,7 +489,7 @@ class AvatarSampler:
         try:
             for i, window in enumerate(windows):
                 motion = None if tail is None else tail[None]
-                video = self.generate_window(caption, audio, window, img, motion, noise, bar, image_tokens=tokens,
+                video = self.generate_window(caption, audio, window, img, motion, noise, bar, image_tokens=tokens, face=face,
                                              pose=None if poses is None else poses[:, window.start : window.end],
                                              audio_intensity=None if intensity is None else intensity[:, window.start : window.end])
                 if tail is not None:
@@ -482,11 +507,13 @@ class AvatarSampler:
         self, caption: dict[str, Any], audio: np.ndarray, window: Window, image: torch.Tensor | None,
         motion: torch.Tensor | None, noise: torch.Generator, bar: Any = None, image_tokens: torch.Tensor | None = None,
         pose: torch.Tensor | None = None, audio_intensity: torch.Tensor | None = None,
+        face: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """One window's frames (3, L, H, W) in [-1, 1], conditioned on the reference image (first
         window) or on `motion`, the previous window's last frames (1, 3, M, H, W); `pose`: the
         window's keypoints (1, L, K, 3) for DiTs with a pose branch; `audio_intensity`: the window's
-        (1, L) per-frame intensity for DiTs with `model.refocus` (the audio-conditioned branch only)."""
+        (1, L) per-frame intensity for DiTs with `model.refocus` (the audio-conditioned branch only);
+        `face`: {"face_reference", "face_box"} for DiTs with `model.face_identity` (every branch)."""
         from model.reference import i2v_input, ti2v_inject, ti2v_timesteps
 
         cfg, mcfg, dev = self.cfg, self.dit.config, torch.device(self.cfg.device)
@@ -525,6 +552,8 @@ class AvatarSampler:
                 kw = {**kw, "pose": pose}
             if audio_intensity is not None and branch == "full":  # dropped with the audio, as in training
                 kw = {**kw, "audio_intensity": audio_intensity}
+            if face is not None:  # the reference's face, like the reference image, in every branch and window
+                kw = {**kw, **face}
             # VideoDiT casts its inputs to its weights' dtype; the timestep stays fp32
             return self.dit(x, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, image=image_tokens, **kw)
 

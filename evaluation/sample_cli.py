@@ -98,7 +98,14 @@ def _sample(args: argparse.Namespace) -> int:
     jobs = _jobs(args)  # parse every prompt before loading any model
     if args.pose is not None:
         jobs = with_pose(jobs, args.pose)
+    if args.face_box is not None:
+        from evaluation.sample_jobs import parse_face_box
+
+        box = parse_face_box(args.face_box, "--face-box")
+        jobs = [job if job.face_box else dataclasses.replace(job, face_box=box) for job in jobs]
     sampler = AvatarSampler(cfg)
+    if args.face_box is not None and sampler.dit.config.face_identity is None:
+        raise UserError(f"--face-box needs a DiT trained with model.face_identity; {cfg.dit} has no face-identity branch")
     written = run_jobs(sampler, jobs, args.out, progress=not args.no_progress, skip_existing=args.skip_existing)
     for path in written:
         print(path)
@@ -127,6 +134,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose", metavar="FILE",
                         help="per-frame keypoints (a pose.npy: `actavatar data pose VIDEO`, or a shard's pose.npy) for "
                              "checkpoints trained with model.pose (ApoAvatar / TALK-Act); default: pose-free")
+    parser.add_argument("--face-box", metavar="X0,Y0,X1,Y1",
+                        help="the reference image's face box in [0, 1] of the image, for checkpoints trained with "
+                             "model.face_identity (FantasyTalking's face-focused attention; default: a prompt line's "
+                             "face_box, a benchmark's face.bbox, else none)")
     parser.add_argument("--seed", type=int, help="noise seed (batch: seed + index unless a line sets its own)")
     parser.add_argument("--device", help="torch device (default cpu)")
     parser.add_argument("--skip-existing", action="store_true", help="keep videos already in --out (resume a batch)")

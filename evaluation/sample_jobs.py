@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SampleJob:
     """One video to generate. seed None = SampleConfig.seed + index; num_frames 0 = from the audio;
-    pose: a `pose.npy` of per-frame keypoints (DiTs with `model.pose`), None = pose-free."""
+    pose: a `pose.npy` of per-frame keypoints (DiTs with `model.pose`), None = pose-free;
+    face_box: the reference image's face (x0, y0, x1, y1) in [0, 1] of the image as given (DiTs with
+    `model.face_identity`), None = none."""
 
     key: str
     caption: dict[str, Any]
@@ -39,6 +41,7 @@ class SampleJob:
     seed: int | None = None
     num_frames: int = 0
     pose: Path | None = None
+    face_box: tuple[float, float, float, float] | None = None
 
 
 def _path(value: Any, base: Path, where: str, what: str) -> Path:
@@ -76,10 +79,24 @@ def jobs_from_jsonl(path: str | Path) -> list[SampleJob]:
             audio=_path(doc["audio"], path.parent, where, "audio"),
             seed=None if doc.get("seed") is None else int(doc["seed"]), num_frames=int(doc.get("num_frames", 0)),
             pose=_path(doc["pose"], path.parent, where, "pose") if doc.get("pose") else None,
+            face_box=parse_face_box(doc["face_box"], where) if doc.get("face_box") is not None else None,
         ))
     if not jobs:
         raise UserError(f"{path}: no prompts")
     return jobs
+
+
+def parse_face_box(value: Any, where: str) -> tuple[float, float, float, float]:
+    """x0, y0, x1, y1 in [0, 1] (a list, or text "x0,y0,x1,y1") with x0 < x1 and y0 < y1."""
+    try:
+        parts = value.split(",") if isinstance(value, str) else list(value)
+        box = tuple(float(v) for v in parts)
+    except (TypeError, ValueError):
+        box = ()
+    if len(box) != 4 or not all(0.0 <= v <= 1.0 for v in box) or box[0] >= box[2] or box[1] >= box[3]:
+        raise UserError(f"{where}: face_box must be x0,y0,x1,y1 in [0, 1] of the reference image with x0 < x1 and y0 < y1, "
+                        f"got {value!r}")
+    return box  # type: ignore[return-value]
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -179,12 +196,14 @@ def _run_job(sampler: Any, job: SampleJob, index: int, out_dir: Path, *, progres
     image = read_image(job.image) if job.image else None
     pose = read_pose_file(job.pose) if job.pose else None
     frames, audio = sampler(job.caption, image, read_audio_file(job.audio), seed=seed,
-                            num_frames=job.num_frames, progress=progress, pose=pose)
+                            num_frames=job.num_frames, progress=progress, pose=pose, face_box=job.face_box)
     windows = plan_windows(frames.shape[0], cfg.window_frames, cfg.motion_frames, sampler.vae.temporal_stride)
     settings = {"seed": seed, "reference_mode": sampler.mode, "windows": [[w.start, w.end] for w in windows],
                 "config": config_to_dict(dataclasses.replace(cfg, seed=seed))}
     if job.pose:
         settings["pose"] = str(job.pose)
+    if job.face_box:
+        settings["face_box"] = list(job.face_box)
     path = write_sample(out_dir, job, frames, audio, fps=cfg.fps, crf=cfg.crf, settings=settings)
     log.info("%s: %d frames -> %s", job.key, frames.shape[0], path)
     return path

@@ -11,6 +11,7 @@ from model.attention import Attention
 from model.audio_attention import AudioCrossAttention
 from model.av_interaction import AudioVideoInteraction
 from model.embeddings import FeedForward, FP32LayerNorm, Modulation
+from model.face_identity import FaceCrossAttention
 from model.phase_attention import PhaseCrossAttention, PhaseKeys
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ class DiTBlock(nn.Module):
         # before the audio cross-attention; registered last, zero output
         self.av_interaction = (AudioVideoInteraction(dim, heads, eps=eps, backend=config.attention_backend)
                                if audio and config.av_interaction else None)
+        # 5. Optional (FantasyTalking, `model.face_identity`): video tokens attend to the reference's
+        # face tokens; registered last, zero output
+        self.face_attn = (FaceCrossAttention(dim, heads, eps=eps, backend=config.attention_backend)
+                          if config.face_identity is not None else None)
 
     def forward(
         self,
@@ -69,9 +74,12 @@ class DiTBlock(nn.Module):
         image: torch.Tensor | None = None,
         audio: torch.Tensor | None = None,
         audio_mask: torch.Tensor | None = None,
+        face: torch.Tensor | None = None,
+        face_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x (B, L, D); temb (B, L or 1, 6, D) timestep projection; text (B, Lk, D); phase_keys: PACA key
-        selection (None = all text); audio (B, F, W, D) windows with audio_mask (B, F, W)."""
+        selection (None = all text); audio (B, F, W, D) windows with audio_mask (B, F, W); face (B, G², D)
+        face tokens with face_valid (B,)."""
         # (B, L|1, 6, D) -> six (B, L|1, D) in fp32
         shift, scale, gate, c_shift, c_scale, c_gate = self.modulation(temb).unbind(2)
 
@@ -87,6 +95,8 @@ class DiTBlock(nn.Module):
             if self.av_interaction is not None:  # video-aware audio windows for this block (zero update at init)
                 audio = self.av_interaction(audio, h)
             x = x + (self.audio_attn(h, audio, audio_mask) * audio_weight).type_as(x)
+        if self.face_attn is not None and face is not None:  # the reference face, read by every frame
+            x = x + self.face_attn(h, face, face_valid).type_as(x)
 
         # 3. Feed-forward
         h = (self.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)

@@ -19,6 +19,7 @@ from model.attention import BACKENDS, Backend
 from model.audio_attention import AudioAttentionConfig
 from model.audio_windows import AudioProjector, gather_windows
 from model.block import DiTBlock
+from model.face_identity import FaceIdentityConfig, FaceTokens, has_face
 from model.motion import MotionConfig, MotionEmbedding
 from model.pose import PoseConfig, PoseEmbedding, has_pose
 from model.refocus import AudioPoseRefocus, RefocusConfig
@@ -59,6 +60,9 @@ class DiTConfig:
         refocus: audio–pose prior refocusing (ApoAvatar, `model.refocus`): the per-frame audio
             intensity scales the pose branch's tokens and gives pose-free samples a pose prior;
             needs `pose`. None = none.
+        face_identity: face-focused cross-attention for identity (FantasyTalking,
+            `model.face_identity`): every block's video tokens attend to the reference latent's face
+            region. None = none.
     """
 
     dim: int
@@ -86,6 +90,7 @@ class DiTConfig:
     pose: PoseConfig | None = None
     av_interaction: bool = False
     refocus: RefocusConfig | None = None
+    face_identity: FaceIdentityConfig | None = None
 
     def __post_init__(self) -> None:
         for key in ("dim", "num_layers", "num_heads", "ffn_dim", "in_channels", "out_channels", "text_dim", "freq_dim", "text_len"):
@@ -135,6 +140,8 @@ def zero_init_prefixes(config: DiTConfig) -> tuple[str, ...]:
         prefixes += [f"blocks.{i}.av_interaction." for i in range(config.num_layers) if config.has_audio(i)]
     if config.refocus is not None:
         prefixes.append("refocus.")
+    if config.face_identity is not None:
+        prefixes += ["face_tokens.", *(f"blocks.{i}.face_attn." for i in range(config.num_layers))]
     return tuple(prefixes)
 
 
@@ -181,6 +188,8 @@ class VideoDiT(nn.Module):
                            if config.pose is not None else None)
         self.refocus = (AudioPoseRefocus(config.refocus, dim, config.vae_stride[0])
                         if config.refocus is not None else None)
+        self.face_tokens = (FaceTokens(config.face_identity, config.out_channels, dim)
+                            if config.face_identity is not None else None)
         # checkpoints written before the adaLN tables became modules name them without ".table"
         self.register_load_state_dict_pre_hook(_upgrade_modulation_keys)
 
@@ -263,6 +272,8 @@ class VideoDiT(nn.Module):
         motion: torch.Tensor | None = None,
         pose: torch.Tensor | None = None,
         audio_intensity: torch.Tensor | None = None,
+        face_reference: torch.Tensor | None = None,
+        face_box: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow-matching velocity.
 
@@ -282,6 +293,10 @@ class VideoDiT(nn.Module):
                 None = pose-free.
             audio_intensity: (B, 1 + s * (F - 1)) per-video-frame audio intensity in [0, 1]
                 (`model.refocus`, `dataset.audio_intensity`); a NaN row or None = none.
+            face_reference: (B, C_out, H, W) the reference image's latent (`model.face_identity`;
+                with face_box); None = no face tokens.
+            face_box: (B, 4) the reference's face box (x0, y0, x1, y1) normalised to the frame; a NaN
+                row = no face for that sample.
         Returns:
             (B, C_out, F, H, W).
         """
@@ -338,6 +353,14 @@ class VideoDiT(nn.Module):
             if audio_index is None or audio_mask is None:
                 raise ValueError("audio needs audio_index and audio_mask (see model.audio_windows)")
             windows = gather_windows(self.audio_proj(audio), audio_index)  # (B, F_lat, W, D)
+        face = face_valid = None
+        if face_reference is not None:
+            if self.face_tokens is None:
+                raise ValueError("face reference given but model.face_identity is None")
+            if face_box is None:
+                raise ValueError("face_reference needs face_box (B, 4), NaN rows for samples without a face")
+            face_box = face_box.to(x.device)
+            face, face_valid = self.face_tokens(face_reference.to(x.device), face_box).to(x.dtype), has_face(face_box)
         phase_keys = None
         if block_ids is not None:
             if frame_phases is None:
@@ -361,6 +384,8 @@ class VideoDiT(nn.Module):
                 image=image,
                 audio=windows,
                 audio_mask=audio_mask,
+                face=face,
+                face_valid=face_valid,
             )
 
         # 4. Output norm, projection & unpatchify

@@ -22,6 +22,16 @@ def cover_crop_box(height: int, width: int, out_height: int, out_width: int) -> 
     return scale, size, (size[0] - out_height) // 2, (size[1] - out_width) // 2
 
 
+def box_in_cover_crop(box: tuple[float, ...], height: int, width: int, out_height: int, out_width: int) -> tuple[float, ...]:
+    """A box (x0, y0, x1, y1) normalised to a height x width image -> normalised to the frame
+    `cover_crop` makes of it (clamped to [0, 1])."""
+    _, size, top, left = cover_crop_box(height, width, out_height, out_width)
+    x0, y0, x1, y1 = (float(v) for v in box)
+    xs = [min(max((x * size[1] - left) / out_width, 0.0), 1.0) for x in (x0, x1)]
+    ys = [min(max((y * size[0] - top) / out_height, 0.0), 1.0) for y in (y0, y1)]
+    return xs[0], ys[0], xs[1], ys[1]
+
+
 def cover_crop(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """uint8 frames (T, H, W, 3) or one image (H, W, 3) -> float32 (T, 3, height, width) in [-1, 1].
 

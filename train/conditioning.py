@@ -69,6 +69,7 @@ class ModelInputs:
     pose: torch.Tensor | None = None  # (B, F_video, K, 3) keypoints, confidence 0 = none (models with model.pose)
     keypoints: torch.Tensor | None = None  # the same keypoints for the losses (lip tracing), never dropped
     audio_intensity: torch.Tensor | None = None  # (B, F_video) in [0, 1], NaN = none (models with model.refocus)
+    face_reference: torch.Tensor | None = None  # (B, z, h, w) clean latent frame 0, read over face_box (model.face_identity)
 
     def with_pose_dropped(self, drop: torch.Tensor) -> ModelInputs:
         """The same batch with the flagged samples' keypoints removed (pose-free)."""
@@ -114,6 +115,9 @@ class ModelInputs:
             kwargs["pose"] = self.pose
         if self.audio_intensity is not None:
             kwargs["audio_intensity"] = self.audio_intensity
+        if self.face_reference is not None:  # like the reference image: every guidance branch keeps it
+            kwargs["face_reference"] = self.face_reference
+            kwargs["face_box"] = self.face_box
         return kwargs
 
 
@@ -133,16 +137,20 @@ class Conditioner:
         pose: the DiT takes per-frame keypoints (`model.pose`): pass the batch's (`batch["pose"]`).
         refocus: the DiT takes per-frame audio intensity (`model.refocus`): pass the batch's
             (`batch["audio_intensity"]`).
+        face_identity: the DiT reads the reference's face (`model.face_identity`): pass the window's
+            first latent frame (the reference image's latent) with the batch's face box.
     """
 
     def __init__(
         self, config: EncodersConfig, *, text_len: int, vae_stride: tuple[int, int, int], device: torch.device,
         need_media_encoders: bool = True, phase_routing: str = "per_frame", negative_prompt: str = "",
         i2v: bool = False, image_tokens: bool = False, motion: bool = False, pose: bool = False, refocus: bool = False,
+        face_identity: bool = False,
     ) -> None:
         self.config, self.text_len, self.vae_stride, self.device = config, text_len, vae_stride, device
         self.phase_routing, self.negative_prompt = phase_routing, negative_prompt
         self.i2v, self.motion, self.pose, self.refocus = i2v, motion, pose, refocus
+        self.face_identity = face_identity
         self.text = self.vae = self.audio = self.image = None
         self.negative: torch.Tensor | None = None
         if need_media_encoders:
@@ -231,6 +239,7 @@ class Conditioner:
             pose=batch["pose"].to(self.device) if self.pose and "pose" in batch else None,
             keypoints=batch.get("pose"),
             audio_intensity=batch["audio_intensity"].to(self.device) if self.refocus and "audio_intensity" in batch else None,
+            face_reference=latents[:, :, 0].float() if self.face_identity else None,
         )
 
     @torch.no_grad()

@@ -22,6 +22,7 @@ import torch
 from dataset.errors import UserError
 from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT
+from model.face_identity import FaceIdentityConfig
 from model.motion import MotionConfig
 from model.pose import PoseConfig
 from model.refocus import RefocusConfig
@@ -105,6 +106,9 @@ class ModelConfig:
         refocus: audio–pose prior refocusing (ApoAvatar; `model.refocus`, needs `model.pose`): the
             per-frame audio intensity scales the pose tokens and gives pose-free samples a prior;
             the same rule as `motion`.
+        face_identity: face-focused cross-attention for identity (FantasyTalking;
+            `model.face_identity`): every block's video tokens attend to the reference latent's face
+            region; the same rule as `motion`.
     """
 
     flavor: str = ""
@@ -135,6 +139,7 @@ class ModelConfig:
     pose: bool | None = None
     av_interaction: bool | None = None
     refocus: bool | None = None
+    face_identity: bool | None = None
 
     def __post_init__(self) -> None:
         if self.flavor and self.init_from:
@@ -187,6 +192,8 @@ def architecture_changes(base: DiTConfig, config: ModelConfig) -> dict[str, Any]
         changes["av_interaction"] = config.av_interaction
     if config.refocus is not None:
         changes["refocus"] = (base.refocus or RefocusConfig()) if config.refocus else None
+    if config.face_identity is not None:
+        changes["face_identity"] = (base.face_identity or FaceIdentityConfig()) if config.face_identity else None
     return changes
 
 
@@ -214,6 +221,8 @@ def _check_checkpoint_overrides(base: DiTConfig, config: ModelConfig) -> None:
         raise UserError(f"model.pose=false removes the trained pose-branch weights of {where}")
     if config.refocus is False and base.refocus is not None:
         raise UserError(f"model.refocus=false removes the trained audio–pose refocusing weights of {where}")
+    if config.face_identity is False and base.face_identity is not None:
+        raise UserError(f"model.face_identity=false removes the trained face-focused identity weights of {where}")
     if config.av_interaction is False and base.av_interaction:
         raise UserError(f"model.av_interaction=false removes the trained audio–video interaction weights of {where}")
     alignment = _set_fields(config.alignment)

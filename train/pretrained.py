@@ -24,6 +24,7 @@ import torch
 from model.alignment import AlignmentConfig
 from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT, cast_keeping_fp32
+from model.face_identity import FaceIdentityConfig
 from model.motion import MotionConfig
 from model.pose import PoseConfig
 from model.refocus import RefocusConfig
@@ -33,7 +34,7 @@ from model.registry import build_model
 DIT_CONFIG = "config.json"
 DIT_WEIGHTS = "model.safetensors"
 _NESTED = {"phase": PhaseAttentionConfig, "audio": AudioAttentionConfig, "alignment": AlignmentConfig, "motion": MotionConfig,
-           "pose": PoseConfig, "refocus": RefocusConfig}
+           "pose": PoseConfig, "refocus": RefocusConfig, "face_identity": FaceIdentityConfig}
 _TUPLES = ("patch_size", "vae_stride")
 
 

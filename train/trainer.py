@@ -203,6 +203,7 @@ class Stage1Trainer:
             negative_prompt=config.guidance.negative_prompt, i2v=config.stage.reference == "i2v",
             image_tokens=self.arch.image_dim is not None, motion=self.arch.motion is not None,
             pose=self.arch.pose is not None, refocus=self.arch.refocus is not None,
+            face_identity=self.arch.face_identity is not None,
         )
         self.contract = self.conditioning_contract(window)
         self.optimizer = build_optimizer(self.param_groups(), config.optim)

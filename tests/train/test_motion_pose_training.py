@@ -146,14 +146,17 @@ def test_the_pose_refocus_and_audio_video_interaction_branches_learn(pose_latent
     # (a fresh debug DiT has Wan's zero head, so a full run: 3 steps, since the cosine schedule's last
     # step has lr 0 and the audio attention's zero output must move before the interaction gets gradients)
     trainer = build_trainer(_cfg(pose_latents, tmp_path, 3, "model.pose=true", "model.av_interaction=true", "model.refocus=true",
-                                 "ema.decay=0.0", "guidance.pose_drop=0.0", "optim.warmup_steps=0"))
+                                 "model.face_identity=true", "ema.decay=0.0", "guidance.pose_drop=0.0", "optim.warmup_steps=0"))
     trainer.train()
+    # face-focused identity: the windows' first latent frame over the clip's face box reaches every block
+    assert all(b.face_attn.to_out.weight.detach().abs().sum() > 0 for b in trainer.model.blocks)
     assert trainer.model.pose_embed.proj.weight.abs().sum() > 0  # off its zero init: it got gradients
     assert sum(float(b.av_interaction.to_out.weight.abs().sum()) for b in trainer.model.blocks) > 0
     # refocusing: every sample is posed, so the gain learns and the prior (pose-free samples only) does not
     assert trainer.model.refocus.gain.weight.abs().sum() > 0 and not trainer.model.refocus.prior.weight.any()
     config = json.loads((tmp_path / "final" / "config.json").read_text())
     assert config["av_interaction"] is True and config["refocus"] == {"hidden": 64}
+    assert config["face_identity"] == {"grid": 4, "margin": 0.2}
     contract = json.loads((tmp_path / "final" / "conditioning.json").read_text())
     assert contract["pose"].startswith("dataset.pose v1") and contract["pose_drop"] == 0.0 and "motion" not in contract
     assert contract["audio_intensity"].startswith("dataset.audio_intensity v1")
@@ -276,6 +279,30 @@ def test_sampling_with_motion_intensity_and_pose(pose_latents, tiny_encoders, tm
     with torch.no_grad():
         sampler.dit.refocus.prior.weight.zero_()
     assert not np.array_equal(sampler({"base": "a puppet", "phases": []}, image, speech, seed=3)[0], refocused)
+    # model.face_identity: the reference image's latent over the given face box, in every window
+    from evaluation.sample_jobs import parse_face_box
+
+    grown = build_dit(ModelConfig(init_from=str(tmp_path / "run" / "ema"), face_identity=True), seed=0).eval()
+    with torch.no_grad():
+        for block in grown.blocks:
+            torch.nn.init.normal_(block.face_attn.to_out.weight, std=0.5)
+    save_dit(grown, tmp_path / "face")
+    shutil.copy(tmp_path / "run" / "ema" / "conditioning.json", tmp_path / "face")
+    sampler = AvatarSampler(resolve_checkpoint(dataclasses.replace(base, max_frames=25, window_frames=13, motion_frames=5),
+                                               tmp_path / "face", tiny_encoders))
+    prompt = {"base": "a puppet", "phases": []}
+    faceless = sampler(prompt, image, np.zeros(16000, np.float32), seed=3)[0].astype(np.int16)
+    faces = {box: sampler(prompt, image, np.zeros(16000, np.float32), seed=3, face_box=box)[0].astype(np.int16)
+             for box in ((0.2, 0.2, 0.6, 0.6), (0.5, 0.5, 0.9, 0.9))}
+    assert len(faceless) == 25 and all(not np.array_equal(v, faceless) for v in faces.values())
+    a, b = faces.values()
+    assert np.abs(a - b)[-4:].max() > 0  # the second window (a continuation) still reads the face
+    job = SampleJob(key="f", caption=prompt, image=tmp_path / "ref.png", audio=tmp_path / "a.wav", face_box=(0.2, 0.2, 0.6, 0.6))
+    written = run_jobs(sampler, [job], tmp_path / "out_face", progress=False)
+    assert json.loads(written[0].with_suffix(".json").read_text())["sample"]["face_box"] == [0.2, 0.2, 0.6, 0.6]
+    assert parse_face_box("0.1,0.2,0.3,0.4", "--face-box") == (0.1, 0.2, 0.3, 0.4)
+    with pytest.raises(UserError, match=r"--face-box: face_box must be x0,y0,x1,y1 in \[0, 1\].*got '0.5,0.5,0.2,0.9'"):
+        parse_face_box("0.5,0.5,0.2,0.9", "--face-box")
     with pytest.raises(UserError, match="FACE or FACE,BODY"):
         parse_motion_intensity("fast")
     with pytest.raises(UserError, match="motion_intensity must be"):
