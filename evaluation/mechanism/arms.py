@@ -17,8 +17,11 @@ they differ only where the arm says:
     (g) paca_refocus   (f) plus ApoAvatar's audio–pose prior refocusing (`model.refocus`): the
                        window audio's per-frame intensity scales the pose tokens, and gives the
                        pose-free samples a prior
+    (h) paca_face      (a) whose stage 2 adds FantasyTalking's face-focused cross-attention for
+                       identity (`model.face_identity`): every block reads the reference latent's
+                       face region (the window's first frame over the clip's face box)
 
-Stage 1 does not see phases, so (a), (b), (c), (e), (f) and (g) share one stage-1 run; (d) has its own (its
+Stage 1 does not see phases, so (a), (b), (c), (e), (f), (g) and (h) share one stage-1 run; (d) has its own (its
 architecture differs). Each run writes its YAML beside its outputs: `actavatar train --config
 DIR/train/<run>/config.yaml` reproduces it.
 """
@@ -96,6 +99,8 @@ def stage2_config(cfg: MechanismConfig, paths: dict[str, Path], arm: str) -> dic
         doc["guidance"]["pose_drop"] = cfg.train.pose_drop
     if arm == "paca_refocus":
         doc["model"]["refocus"] = True
+    if arm == "paca_face":
+        doc["model"]["face_identity"] = True
     doc["data"].update(phase_prob=0.0 if arm == "base" else cfg.train.phase_prob, require_phases=True,
                        phase_routing="global" if arm == "global" else "per_frame")
     doc["checkpoint"]["snapshot_every"] = cfg.train.snapshot_every

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from dataset.errors import UserError
 
-ARMS = ("paca", "global", "base", "paca_constant", "paca_motion", "paca_pose", "paca_refocus")
+ARMS = ("paca", "global", "base", "paca_constant", "paca_motion", "paca_pose", "paca_refocus", "paca_face")
 ARM_TITLES = {
     "paca": "(a) PACA, progressive alignment",
     "global": "(b) global caption (plain cross-attention)",
@@ -23,6 +23,7 @@ ARM_TITLES = {
     "paca_motion": "(e) PACA + motion-intensity modulation",
     "paca_pose": "(f) PACA + pose branch (pose-free samples)",
     "paca_refocus": "(g) PACA + pose branch + audio–pose refocusing (pose-free samples)",
+    "paca_face": "(h) PACA + face-focused identity attention",
 }
 SCALES = ("smoke", "cpu", "gpu")
 
@@ -125,6 +126,8 @@ class EvalStepConfig:
     swap_windows: test windows of the swapped-text check.
     motion_windows: test windows sampled at each requested motion intensity (arm (e)).
     pose_windows: test windows sampled with their real keypoints (arm (f), or (g) without (f)).
+    identity_videos: long videos (runs of a test clip's consecutive windows) sampled for the
+        identity step (arm (h)); 0 = every run.
     """
 
     max_windows: int = 0
@@ -137,6 +140,7 @@ class EvalStepConfig:
     swap_windows: int = 16
     motion_windows: int = 16
     pose_windows: int = 16
+    identity_videos: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -189,7 +193,7 @@ def _preset(scale: str) -> dict:
                 "train": {"stage1_steps": 2, "stage2_steps": 4, "batch_size": 2, "warmup_steps": 0, "window_stride": 16,
                           "snapshot_every": 2},
                 "eval": {"max_windows": 2, "curve_windows": 1, "steps": 2, "swap_windows": 1, "motion_windows": 1,
-                         "pose_windows": 1}}
+                         "pose_windows": 1, "identity_videos": 1}}
     if scale == "gpu":  # all arms, a wider model, more data and steps
         return {"arms": list(ARMS), "device": "cuda",
                 "corpus": {"train_videos": 96, "test_videos": 8},

@@ -65,6 +65,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         from evaluation.mechanism.pose_control import markdown_section as pose_section
 
         lines += pose_section(report["pose_control"])
+    if report.get("identity"):
+        from evaluation.mechanism.identity import markdown_section as identity_section
+
+        lines += identity_section(report["identity"])
     if report.get("refocus"):
         from evaluation.mechanism.refocus import markdown_section as refocus_section
 

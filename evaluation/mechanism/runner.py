@@ -32,6 +32,7 @@ from evaluation.mechanism.evaluate import (
     score_labels,
     write_json,
 )
+from evaluation.mechanism.identity import FACE_ARM, identity_step
 from evaluation.mechanism.motion import MOTION_ARM, motion_control_step
 from evaluation.mechanism.pose_control import pose_arm, pose_control_step
 from evaluation.mechanism.refocus import REFOCUS_ARM, refocus_step
@@ -166,8 +167,11 @@ def run_benchmark(cfg: MechanismConfig) -> dict[str, Any]:
     refocus = None
     if REFOCUS_ARM in checkpoints:
         refocus = timer.run("refocus", refocus_step, cfg, paths, checkpoints)
+    identity = None
+    if FACE_ARM in checkpoints:
+        identity = timer.run("identity", identity_step, cfg, paths, checkpoints)
     return write_benchmark_report(cfg, paths, windows, labels, ref_rows, ref_labels, curves, swaps, timer.seconds, motion, pose,
-                                  refocus)
+                                  refocus, identity)
 
 
 def _machine() -> str:
@@ -178,7 +182,8 @@ def _machine() -> str:
 
 def write_benchmark_report(cfg: MechanismConfig, paths: dict[str, Path], windows, labels, ref_rows, ref_labels, curves, swaps,
                            seconds: dict[str, float], motion: dict[str, Any] | None = None,
-                           pose: dict[str, Any] | None = None, refocus: dict[str, Any] | None = None) -> dict[str, Any]:
+                           pose: dict[str, Any] | None = None, refocus: dict[str, Any] | None = None,
+                           identity: dict[str, Any] | None = None) -> dict[str, Any]:
     from evaluation.mechanism.report import contact_sheet, markdown, plot_learning_curves, plot_loss_curves, plot_timelines
     from evaluation.video_folder import read_frames
 
@@ -199,7 +204,7 @@ def write_benchmark_report(cfg: MechanismConfig, paths: dict[str, Path], windows
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(), "torch": torch.__version__,
         "arms": {arm: ARM_TITLES[arm] for arm in cfg.arms}, "rows": rows, "chance": chance_levels(ref_rows["most_frequent"]["vocabulary"]),
         "windows": len(windows), "learning_curves": curves, "text_use": swaps, "motion_control": motion, "pose_control": pose,
-        "refocus": refocus,
+        "refocus": refocus, "identity": identity,
         "seconds": seconds,
         "vae": json.loads((paths["vae"] / "vae_report.json").read_text()) if (paths["vae"] / "vae_report.json").is_file() else None,
         "config": describe(cfg),

@@ -4,7 +4,7 @@ The smoke scale trains for a few steps only: its numbers mean nothing, its struc
 benchmark's (both sampling variants, every metric, the chance level, the plots, the exported
 checkpoints and the test benchmark that `actavatar eval` re-scores). The run here trains the arms
 with steps of their own: (a) for the action scores, (e) motion control, (g) pose control and the
-gesture-loudness step; (b), (c), (d) and (f) differ from (a) or (g) only in their train configs,
+gesture-loudness step, (h) the long-video identity step; (b), (c), (d) and (f) differ from (a) or (g) only in their train configs,
 which are checked without training.
 """
 
@@ -23,7 +23,7 @@ from evaluation.mechanism.report import COLUMNS
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the synthetic corpus speaks with espeak-ng")
 
 
-TRAINED = ("paca", "paca_motion", "paca_refocus")
+TRAINED = ("paca", "paca_motion", "paca_refocus", "paca_face")
 COMMAND = ["bench", "mechanism", "--scale", "smoke", "--threads", "2", f"arms=[{','.join(TRAINED)}]"]
 
 
@@ -74,6 +74,12 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
                                     "(e) motion-intensity branch, no request"}
     real = refocus["rows"]["real test windows"]
     assert real["windows"] >= 1 and -1 <= real["correlation"] <= 1 and real["loud"] >= 0 and "Gesture follows loudness" in table
+    identity = report["identity"]  # arm (h): a test clip's consecutive windows as one long video, face colour per window
+    assert set(identity["rows"]) == {"real frames", "(h) face-focused identity attention", "(a) PACA, first-frame reference only"}
+    real = identity["rows"]["real frames"]
+    assert real["videos"] == 1 and len(real["windows"]) >= 2 and "Identity over long videos" in table
+    assert real["error"] < 0.05 and real["identified"] == 1.0  # one test video: its frames are its own identity
+    assert len(identity["rows"]["(h) face-focused identity attention"]["windows"]) == len(real["windows"])
     for plot in ("loss_curves", "learning_curves", "timelines", "contact_sheet"):
         assert (run / "report" / "plots" / f"{plot}.png").is_file()
 
@@ -86,6 +92,7 @@ def test_arms_are_ordinary_checkpoints(run: Path) -> None:
         assert contract["reference"] == "ti2v" and contract["text_drop"] > 0
         assert ("pose" in contract) == (arm == "paca_refocus") and ("motion" in contract) == (arm == "paca_motion")
         assert ("audio_intensity" in contract) == (arm == "paca_refocus")
+        assert (json.loads((ema / "config.json").read_text()).get("face_identity") is not None) == (arm == "paca_face")
         config = json.loads((run / "train" / arm / "config.yaml").read_text())
         assert config["stage"]["name"] == "stage2"
 
@@ -105,6 +112,8 @@ def test_every_arm_is_a_valid_train_config_differing_only_where_it_says(tmp_path
     assert docs["paca_pose"]["model"]["pose"] is True and docs["paca_pose"]["guidance"]["pose_drop"] == 0.5
     assert docs["paca_refocus"]["model"] == {**docs["paca_pose"]["model"], "refocus": True}
     assert docs["paca_refocus"]["guidance"] == docs["paca_pose"]["guidance"] and "refocus" not in docs["paca_pose"]["model"]
+    assert docs["paca_face"]["model"] == {**docs["paca"]["model"], "face_identity": True}
+    assert docs["paca_face"]["guidance"] == docs["paca"]["guidance"]
     assert docs["paca_constant"]["model"]["init_from"].endswith("stage1_constant/ema")
     stage1 = stage1_config(cfg, paths, "stage1", 4)
     constant = stage1_config(cfg, paths, stage1_run("paca_constant"), 4)
