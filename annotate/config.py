@@ -395,13 +395,17 @@ class PoseConfig:
     Args:
         enabled: run the stage (off: no `pose.npy`, `motion` null).
         backend: "reader" (the synthetic puppets' exact pixel reader, `dataset.synth.actions`),
-            "mediapipe" (BlazeFace keypoints on every frame, the face filter's model `face.model_path`:
-            face keypoints only, see README), or "auto" (reader for synthetic corpora, i.e.
-            `caption.backend=truth`, else mediapipe).
+            "mediapipe" (on every frame: BlazeFace face keypoints, the face filter's model
+            `face.model_path`, and BlazePose body keypoints, `pose.model_path`; no lips, see
+            README), or "auto" (reader for synthetic corpora, i.e. `caption.backend=truth`, else
+            mediapipe).
+        model_path: the BlazePose task bundle ("" = `~/.cache/actavatar/models/pose_landmarker_v1.task`,
+            built once from the mediapipe 0.10.21 wheel, `annotate.body_landmarks`).
     """
 
     enabled: bool = True
     backend: str = "auto"
+    model_path: str = ""
 
     def __post_init__(self) -> None:
         if self.backend not in POSE_BACKENDS:

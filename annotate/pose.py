@@ -5,13 +5,17 @@
                to a pixel; the mouth centre placed from the read head by the rig's geometry (the
                drawn face itself is not read, so no eyes and no lip opening). Used for synthetic
                corpora, so the benchmark has exact poses.
-    mediapipe  BlazeFace, the face filter's detector (`annotate.face_detector`), on every frame:
-               its six keypoints (eyes, nose tip, mouth centre, ears) of the face nearest the
-               annotation's face box, with the detection score as confidence; no lips, no body.
-               Why not more: the face mesh built from the mediapipe 0.10.21 wheel returns points
-               that are not in the canonical mesh order under the Tasks graph (only its box is
-               usable, which is what the face filter uses), and the wheel's body and hand models'
-               legacy detectors do not run under the Tasks API we install (README).
+    mediapipe  real models on every frame: BlazeFace, the face filter's detector
+               (`annotate.face_detector`), for the six face keypoints (eyes, nose tip, mouth
+               centre, ears) of the face nearest the annotation's face box, with the detection
+               score as confidence; and BlazePose (`annotate.body_landmarks`, tracking one person
+               through the clip) for the body: neck (the shoulders' midpoint), shoulders, elbows
+               and wrists, with BlazePose's visibility as confidence, in frames where that
+               person's nose lies in the annotation's face box (grown to twice its size), so a
+               second person is never taken for the speaker. No lips: the face
+               mesh built from the mediapipe 0.10.21 wheel returns points that are not in the
+               canonical mesh order under the Tasks graph (only its box is usable, which is what
+               the face filter uses).
 
 `PoseEstimator(backend)(frames, face_box) -> (F, K, 3)`; `dataset.pose.motion_intensity` turns it
 into the annotation's `motion` figures.
@@ -27,7 +31,11 @@ from dataset.pose import empty_pose
 
 # BlazeFace keypoint order -> our keypoint slots (right eye, left eye, nose tip, mouth centre, right ear, left ear).
 BLAZEFACE_SLOTS = (1, 2, 0, 3, 4, 5)
-METHODS = {"reader": "puppet-pixel-reader", "mediapipe": "mediapipe-blazeface-keypoints"}
+# BlazePose landmark -> our slot: right/left shoulder, elbow, wrist (the person's right is BlazePose's 12, 14, 16)
+BLAZEPOSE_SLOTS = {12: 9, 11: 10, 14: 11, 13: 12, 16: 13, 15: 14}
+NECK_SLOT = 8
+SPEAKER_BOX_SCALE = 2.0  # BlazePose's person counts when its nose is inside the face box grown this much
+METHODS = {"reader": "puppet-pixel-reader", "mediapipe": "mediapipe-blazeface-blazepose"}
 
 
 def reader_pose(frames: np.ndarray) -> np.ndarray:
@@ -70,36 +78,60 @@ class PoseEstimator:
     Args:
         backend: "reader" or "mediapipe".
         model_path: BlazeFace model for mediapipe (None = the cached one, `face.model_path`).
+        pose_bundle: BlazePose task bundle for mediapipe (None = the cached one, built once from the
+            mediapipe 0.10.21 wheel, `annotate.body_landmarks.ensure_pose_bundle`).
     """
 
-    def __init__(self, backend: str, model_path: str | Path | None = None) -> None:
+    def __init__(self, backend: str, model_path: str | Path | None = None, pose_bundle: str | Path | None = None) -> None:
         if backend not in METHODS:
             raise ValueError(f"pose backend must be one of {sorted(METHODS)}, got {backend!r}")
         self.backend, self.method = backend, METHODS[backend]
-        self._model_path = model_path
+        self._model_path, self._pose_bundle = model_path, pose_bundle
         self._detector = None
 
-    def __call__(self, frames: np.ndarray, face_box: list[float] | None = None) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, face_box: list[float] | None = None, fps: float = 25.0) -> np.ndarray:
         if self.backend == "reader":
             return reader_pose(frames)
-        return self._mediapipe(frames, face_box)
+        return self._mediapipe(frames, face_box, fps)
 
-    def _mediapipe(self, frames: np.ndarray, face_box: list[float] | None) -> np.ndarray:
+    def _mediapipe(self, frames: np.ndarray, face_box: list[float] | None, fps: float) -> np.ndarray:
+        from annotate.body_landmarks import BodyLandmarker, ensure_pose_bundle
         from annotate.face_detector import FaceDetector, ensure_face_model
 
         if self._detector is None:
             self._detector = FaceDetector(ensure_face_model(self._model_path))
+        if self._pose_bundle is None or not Path(self._pose_bundle).is_file():
+            self._pose_bundle = ensure_pose_bundle(self._pose_bundle)
         out = empty_pose(len(frames))
         target = ((face_box[0] + face_box[2]) / 2, (face_box[1] + face_box[3]) / 2) if face_box else (0.5, 0.5)
-        for t, frame in enumerate(frames):
-            faces = [f for f in self._detector.detect(np.asarray(frame)) if len(f.keypoints) == len(BLAZEFACE_SLOTS)]
-            if not faces:
-                continue
-            # the annotated speaker: the detection whose box centre is nearest the face box centre
-            face = min(faces, key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - target[0], (f.box[1] + f.box[3]) / 2 - target[1]))
-            for slot, (x, y) in zip(BLAZEFACE_SLOTS, face.keypoints):
-                out[t, slot] = (x, y, face.score)
+        half = ((face_box[2] - face_box[0]) / 2 * SPEAKER_BOX_SCALE, (face_box[3] - face_box[1]) / 2 * SPEAKER_BOX_SCALE) \
+            if face_box else (0.5, 0.5)
+        with BodyLandmarker(self._pose_bundle, fps=fps) as tracker:  # one clip: tracked frame to frame
+            for t, frame in enumerate(frames):
+                frame = np.asarray(frame)
+                self._face_keypoints(frame, target, out[t])
+                body = tracker.detect(frame)
+                if body is not None and abs(body[0, 0] - target[0]) <= half[0] and abs(body[0, 1] - target[1]) <= half[1]:
+                    for landmark, slot in BLAZEPOSE_SLOTS.items():
+                        out[t, slot] = body[landmark]
+                    right, left = body[12], body[11]
+                    out[t, NECK_SLOT] = ((right[0] + left[0]) / 2, (right[1] + left[1]) / 2, min(right[2], left[2]))
+        # BlazePose extrapolates landmarks beyond the frame edges: those count as unmeasured (as
+        # `dataset.pose.crop_pose` treats keypoints cropped away), with the layout's NaN positions
+        inside = (out[..., 0] >= 0) & (out[..., 0] <= 1) & (out[..., 1] >= 0) & (out[..., 1] <= 1)
+        out[..., 2] = np.where(inside, np.clip(out[..., 2], 0.0, 1.0), 0.0)
+        out[out[..., 2] <= 0, :2] = np.nan
         return out
+
+    def _face_keypoints(self, frame: np.ndarray, target: tuple[float, float], row: np.ndarray) -> None:
+        """BlazeFace's six keypoints of the face nearest `target` into `row` (K, 3), in place."""
+        faces = [f for f in self._detector.detect(frame) if len(f.keypoints) == len(BLAZEFACE_SLOTS)]
+        if not faces:
+            return
+        # the annotated speaker: the detection whose box centre is nearest the face box centre
+        face = min(faces, key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - target[0], (f.box[1] + f.box[3]) / 2 - target[1]))
+        for slot, (x, y) in zip(BLAZEFACE_SLOTS, face.keypoints):
+            row[slot] = (x, y, face.score)
 
     def close(self) -> None:
         if self._detector is not None:

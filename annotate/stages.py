@@ -129,7 +129,7 @@ class CutRowStage(_RowStage):
         if cfg.pose.enabled:  # keypoints of each clip as it is cut (`annotate.pose`): no extra decode pass or actor
             from annotate.pose import PoseEstimator
 
-            self.pose = PoseEstimator(cfg.pose_backend, cfg.face.model_path or None)
+            self.pose = PoseEstimator(cfg.pose_backend, cfg.face.model_path or None, cfg.pose.model_path or None)
 
     def run(self, uri, source_id, state):
         from annotate.annotation import clip_annotation, with_pose
@@ -157,7 +157,7 @@ class CutRowStage(_RowStage):
         try:
             # measured on the clip as stored (decoded back from its mp4), so the keypoints index exactly
             # the frames a reader of the shard gets; a small clip decodes in a fraction of its encode
-            pose = self.pose(decode_mp4(mp4), (doc.get("face") or {}).get("bbox"))
+            pose = self.pose(decode_mp4(mp4), (doc.get("face") or {}).get("bbox"), float(doc["video"]["fps"]))
             self.clips.write_bytes(self.ledger.clip_file(source_id, f"{key}.pose.npy"), encode_pose(pose))
             video = doc["video"]
             return {"status": "ok", "method": self.pose.method,

@@ -88,8 +88,10 @@ def test_unknown_backend():
         PoseEstimator("openpose")
 
 
-def test_mediapipe_backend_gives_blazeface_keypoints_of_the_face():
-    """The real BlazeFace model (fetched from the mediapipe 0.10.21 wheel like the face filter's)."""
+def test_mediapipe_backend_gives_face_and_body_keypoints_of_the_puppet():
+    """The real BlazeFace and BlazePose models (fetched from the mediapipe 0.10.21 wheel like the
+    face filter's): face keypoints on the puppet's photographed face, its shoulders and neck where
+    the rig draws them."""
     frames, (ax, ay), s = render("idle", np.arange(3) / 25.0, 2.0, 256, 256)
     estimator = PoseEstimator("mediapipe")
     try:
@@ -97,7 +99,7 @@ def test_mediapipe_backend_gives_blazeface_keypoints_of_the_face():
     finally:
         estimator.close()
     k = {name: pose[:, i] for i, name in enumerate(KEYPOINTS)}
-    assert (pose[:, list(BODY), 2] == 0).all() and (k["upper_lip"][:, 2] == 0).all()
+    assert (k["upper_lip"][:, 2] == 0).all() and (k["lower_lip"][:, 2] == 0).all()
     for name in ("nose", "right_eye", "left_eye", "mouth", "right_ear", "left_ear"):
         assert (k[name][:, 2] > 0.5).all(), name  # the detection score
     h, w = frames.shape[1:3]
@@ -108,3 +110,54 @@ def test_mediapipe_backend_gives_blazeface_keypoints_of_the_face():
     # geometry of a face: eyes above the nose above the mouth; the person's right eye on the image left
     assert (k["right_eye"][:, 1] < k["nose"][:, 1]).all() and (k["nose"][:, 1] < k["mouth"][:, 1]).all()
     assert (k["right_eye"][:, 0] < k["left_eye"][:, 0]).all()
+
+    # the body: BlazePose's shoulders within 3 % of the frame of the rig's, the neck between them
+    for name, side in (("right_shoulder", 1.0), ("left_shoulder", -1.0)):
+        assert (k[name][:, 2] > 0.5).all(), name
+        np.testing.assert_allclose(k[name][:, 0], (ax + side * s * rig.SHOULDER[0]) / w, atol=0.03)
+        np.testing.assert_allclose(k[name][:, 1], (ay + s * rig.SHOULDER[1]) / h, atol=0.03)
+    np.testing.assert_allclose(k["neck"][:, :2], (k["right_shoulder"][:, :2] + k["left_shoulder"][:, :2]) / 2, atol=1e-6)
+    assert np.isnan(pose[pose[..., 2] == 0][:, :2]).all()  # unmeasured: NaN positions
+
+def test_mediapipe_backend_on_a_real_photograph():
+    """scikit-image's astronaut portrait (a real person, upper body): face and body keypoints where
+    they are, the person's right on the image left."""
+    from skimage import data
+
+    photo = data.astronaut()
+    frames = np.stack([photo, np.roll(photo, 4, axis=1)])  # the second frame: the person 4 px to the right
+    estimator = PoseEstimator("mediapipe")
+    try:
+        pose = estimator(frames, [0.30, 0.04, 0.58, 0.32])
+    finally:
+        estimator.close()
+    k = {name: pose[:, i] for i, name in enumerate(KEYPOINTS)}
+    for name in ("nose", "right_eye", "left_eye", "mouth", "neck", "right_shoulder", "left_shoulder"):
+        assert (k[name][:, 2] > 0.5).all(), name
+    # the face photo's crop of the portrait (dataset.synth.avatar) holds the face keypoints
+    assert ((k["nose"][:, 0] > 153 / 512) & (k["nose"][:, 0] < 299 / 512) & (k["nose"][:, 1] < 166 / 512)).all()
+    assert (k["right_shoulder"][:, 0] < k["nose"][:, 0]).all() and (k["nose"][:, 0] < k["left_shoulder"][:, 0]).all()
+    assert (k["neck"][:, 1] > k["mouth"][:, 1] + 0.1).all() and (k["right_shoulder"][:, 1] > 0.4).all()
+    np.testing.assert_allclose(k["neck"][1, 0] - k["neck"][0, 0], 4 / 512, atol=0.01)  # follows the shift
+    assert motion_intensity(pose)["body_speed"] is not None
+
+
+def test_pose_bundle_declares_the_legacy_input_ranges(tmp_path):
+    """The bundle's models carry the normalisation metadata the Tasks API needs; the weights are the wheel's."""
+    import zipfile
+
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as md
+    from mediapipe.tasks.metadata import schema_py_generated as tfl
+
+    from annotate.body_landmarks import DETECTOR_NORM, LANDMARK_NORM, ensure_pose_bundle
+
+    bundle = ensure_pose_bundle()
+    with zipfile.ZipFile(bundle) as zf:
+        assert sorted(zf.namelist()) == ["pose_detector.tflite", "pose_landmarks_detector.tflite"]
+        for name, (mean, std) in (("pose_detector.tflite", DETECTOR_NORM), ("pose_landmarks_detector.tflite", LANDMARK_NORM)):
+            model = tfl.ModelT.InitFromPackedBuf(bytearray(zf.read(name)), 0)
+            entry = next(m for m in model.metadata if m.name in (b"TFLITE_METADATA", "TFLITE_METADATA"))
+            meta = md.ModelMetadataT.InitFromPackedBuf(bytearray(model.buffers[entry.buffer].data.tobytes()), 0)
+            norm = meta.subgraphMetadata[0].inputTensorMetadata[0].processUnits[0].options
+            assert (list(norm.mean), list(norm.std)) == ([mean], [std])
+            assert len(meta.subgraphMetadata[0].outputTensorMetadata) == len(model.subgraphs[0].outputs)
