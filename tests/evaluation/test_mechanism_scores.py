@@ -137,3 +137,43 @@ def test_gesture_loudness_figures_on_constructed_windows():
     assert out["windows"] == 2 and out["correlation"] == pytest.approx(0.0, abs=1e-4)
     assert out["ratio"] == pytest.approx(round((follows["loud"] + against["loud"]) / (follows["quiet"] + against["quiet"]), 3))
     assert summarise([None])["correlation"] is None
+
+
+def test_identity_figures_on_constructed_videos(tmp_path):
+    """Runs of consecutive windows; a face that keeps its colour is identified, one that drifts to
+    another identity's colour is not; per-window error and markdown."""
+    import json
+
+    from evaluation.mechanism.identity import long_windows, markdown_section, score_video, summarise
+
+    for key, clip, a, b in (("c0_w0000", "c0", 0, 17), ("c0_w0017", "c0", 17, 34), ("c0_w0034", "c0", 34, 51),
+                            ("c1_w0000", "c1", 0, 17), ("c2_w0000", "c2", 0, 17), ("c2_w0034", "c2", 34, 51)):
+        (tmp_path / f"{key}.json").write_text(json.dumps({"source": {"clip_key": clip, "start_frame": a, "end_frame": b}}))
+    assert long_windows(tmp_path) == [["c0_w0000", "c0_w0017", "c0_w0034"]]  # c1: one window; c2: a gap
+
+    from dataset.synth import rig
+    from dataset.synth.avatar import PuppetRenderer
+
+    renderer = PuppetRenderer()
+
+    def video(tints):
+        frames = []
+        for tint in tints:
+            renderer.set_identity(tint)
+            frame = np.full((128, 128, 3), 104, np.uint8)
+            renderer.draw(frame, (64.0, 80.0), 128 / 3.4, rig.pose_at("idle", 0.5, 1.0))
+            frames.append(frame)
+        return np.stack(frames)
+
+    own, other = rig.FACE_TINTS[0], rig.FACE_TINTS[1]
+    from evaluation.mechanism.identity import face_colours
+
+    palette = {"me": face_colours(video([own]))[0], "them": face_colours(video([other]))[0]}
+    kept = score_video(video([own] * 6), palette["me"][0], "me", palette, [0, 3])
+    drift = score_video(video([own] * 3 + [other] * 3), palette["me"][0], "me", palette, [0, 3])
+    assert [r["identified"] for r in kept] == [1.0, 1.0] and kept[1]["error"] < 1e-6
+    assert drift[0] == kept[0] and drift[1]["identified"] == 0.0 and drift[1]["error"] > 0.2
+    out = summarise([kept, drift])
+    assert out["windows"][1] == {"videos": 2, "error": round(drift[1]["error"] / 2, 4), "identified": 0.5}
+    lines = markdown_section({"rows": {"x": out}, "identities": 2, "motion_frames": 5})
+    assert any(line.startswith("| x | 0.0000 / 1.00 |") for line in lines)

@@ -28,3 +28,13 @@ def test_same_size_is_only_converted_and_an_image_is_one_frame():
     assert torch.equal(cover_crop(video, 8, 8)[1], cover_crop(image, 8, 8)[0])  # per-frame, batch-independent
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
         cover_crop(torch.zeros(3, 16, 16, dtype=torch.uint8), 8, 8)
+
+
+def test_box_in_cover_crop_follows_the_crop():
+    from model.resize import box_in_cover_crop
+
+    # 40 x 80 into 32 x 32: columns 16..47 of the 32 x 64 resize survive
+    assert box_in_cover_crop((0.25, 0.0, 0.75, 1.0), 40, 80, 32, 32) == (0.0, 0.0, 1.0, 1.0)
+    assert box_in_cover_crop((0.5, 0.25, 0.625, 0.5), 40, 80, 32, 32) == (0.5, 0.25, 0.75, 0.5)
+    assert box_in_cover_crop((0.0, 0.1, 0.2, 0.3), 40, 80, 32, 32) == (0.0, 0.1, 0.0, 0.3)  # cropped away: clamped
+    assert box_in_cover_crop((0.1, 0.2, 0.3, 0.4), 64, 64, 64, 64) == pytest.approx((0.1, 0.2, 0.3, 0.4))
