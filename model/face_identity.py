@@ -67,7 +67,7 @@ def face_cells(reference: torch.Tensor, face_box: torch.Tensor, config: FaceIden
     where = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1) * 2 - 1  # (B, G, G, 2) as (x, y)
     cells = nn.functional.grid_sample(reference.float(), where, mode="bilinear", padding_mode="border", align_corners=False)
     cells = cells.flatten(2).transpose(1, 2)  # (B, G², z)
-    return cells * valid[:, None, None].to(cells.dtype).view(b, 1, 1)
+    return cells * valid.to(device=cells.device, dtype=cells.dtype).view(b, 1, 1)
 
 
 class FaceTokens(nn.Module):
