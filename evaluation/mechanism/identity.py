@@ -17,7 +17,8 @@ by the face arm and by the models without it that the run trained. Per frame:
                      long jobs' references (the test videos' identities)
 
 reported per window of the long video (window 1 holds the reference frame) for the real frames
-(how much talking and tilting alone move the colour) and each arm.
+(how much talking and tilting alone move the colour), their VAE reconstruction (what the latents
+carry of the face: the ceiling of any model sampled through this VAE) and each arm.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def identity_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
     import dataclasses
 
     from evaluation.long_video import plan_windows
-    from evaluation.mechanism.evaluate import sample_config
+    from evaluation.mechanism.evaluate import reconstruct, sample_config
     from evaluation.sample import AvatarSampler, resolve_checkpoint
     from evaluation.sample_jobs import run_jobs
     from evaluation.video_folder import read_frames
@@ -175,7 +176,9 @@ def identity_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
         return summarise([score_video(frames, refs[key], owner[key], palette, [s for s in starts if s < len(frames)])
                           for key, frames in videos.items()])
 
-    rows = {"real frames": score(real)}
+    rows = {"real frames": score(real),
+            # what the latents carry of the face: the ceiling of any model sampled through this VAE
+            "VAE reconstruction of the real frames": score(reconstruct(paths["vae"], real, batch=1))}
     for name, arm in compared:
         rows[name] = score({job.key: read_frames(root / arm / f"{job.key}.mp4") for job in jobs})
     return {"rows": rows, "identities": len(palette), "motion_frames": MOTION_FRAMES, "window_starts": starts}

@@ -75,7 +75,8 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     real = refocus["rows"]["real test windows"]
     assert real["windows"] >= 1 and -1 <= real["correlation"] <= 1 and real["loud"] >= 0 and "Gesture follows loudness" in table
     identity = report["identity"]  # arm (h): a test clip's consecutive windows as one long video, face colour per window
-    assert set(identity["rows"]) == {"real frames", "(h) face-focused identity attention", "(a) PACA, first-frame reference only"}
+    assert set(identity["rows"]) == {"real frames", "VAE reconstruction of the real frames", "(h) face-focused identity attention",
+                                     "(a) PACA, first-frame reference only"}
     real = identity["rows"]["real frames"]
     assert real["videos"] == 1 and len(real["windows"]) >= 2 and "Identity over long videos" in table
     assert real["error"] < 0.05 and real["identified"] == 1.0  # one test video: its frames are its own identity
