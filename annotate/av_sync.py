@@ -7,9 +7,12 @@ Two measures, one convention (syncnet_python's AV offset): `offset_frames > 0` m
 the audio (the sound comes first); realigning delays the audio by that many frames.
 
 - **mouth** (weight-free, runs anywhere): per frame, BlazeFace's mouth keypoint places a region of
-  half the face width and a quarter of its height; its openness is how much darker it is than the
-  whole face box (face mean minus region mean, over the face's standard deviation: an open mouth
-  shows the dark oral cavity). The audio's loudness envelope is the log RMS over each frame's
+  half the face width and a quarter of its height; its openness is how much contrast it holds
+  against the whole face box (the region's standard deviation over the face's): an open mouth shows
+  the dark oral cavity and often bright teeth, a closed one mostly skin. Contrast, not darkness: on
+  a dark face the teeth are brighter than the skin and offset the cavity, so "darker than the face"
+  misread a darker-skinned puppet's speech (offset +4 at confidence 0.25 where contrast finds 0 at
+  0.62; the light one: 0 at 0.92 and 0.98). The audio's loudness envelope is the log RMS over each frame's
   640 samples. Both are high-passed (minus a 9-frame moving mean, so slow lighting and level
   changes do not count) and Pearson-correlated at every lag in [-max_lag, max_lag]; the best lag is
   the offset, and `confidence` = best minus median correlation (the analogue of Sync-C =
@@ -87,7 +90,7 @@ def mouth_openness(frames: np.ndarray, detector: Any) -> np.ndarray | None:
         if face.size == 0 or mouth.size == 0:
             signal[t] = 0.0
             continue
-        signal[t] = (float(face.mean()) - float(mouth.mean())) / (float(face.std()) + 1e-6)
+        signal[t] = float(mouth.std()) / (float(face.std()) + 1e-6)
     return signal
 
 
