@@ -79,16 +79,16 @@ def long_job(bench: Path, keys: list[str], inputs: Path, seed: int):
                      num_frames=total - (total - 1) % 4, face_box=first.face_box)  # the VAE's 1 + 4k frames
 
 
-def face_colours(frames: np.ndarray, fallback: tuple[float, float, float] | None = None) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """(F, 3) mean face RGB in 0..1 per frame, and the (x, y, radius) in pixels of frame 0's disc
-    (the fallback for frames whose head the reader does not find; `fallback` overrides it)."""
+def face_colours(frames: np.ndarray) -> np.ndarray:
+    """(F, 3) mean face RGB in 0..1 per frame, in the disc at the read head; a frame whose head the
+    reader does not find uses the first frame's disc (the frame centre's upper third if none)."""
     from annotate.pose import reader_pose
 
     kp = reader_pose(frames)
     h, w = frames.shape[1:3]
     yy, xx = np.mgrid[0:h, 0:w]
     out = np.zeros((len(frames), 3))
-    where = fallback
+    where = None
     for i, frame in enumerate(frames):
         head, right, left = kp[i, 0], kp[i, 4], kp[i, 5]
         if head[2] > 0 and right[2] > 0 and left[2] > 0:
@@ -100,14 +100,14 @@ def face_colours(frames: np.ndarray, fallback: tuple[float, float, float] | None
         x, y, r = disc
         mask = (xx - x) ** 2 + (yy - y) ** 2 <= max(r, 1.0) ** 2
         out[i] = frame[mask].reshape(-1, 3).mean(axis=0) / 255.0
-    return out, where
+    return out
 
 
 def score_video(frames: np.ndarray, reference: np.ndarray, own: str, palette: dict[str, np.ndarray],
                 window_starts: list[int]) -> list[dict[str, float]]:
     """Per window of a long video: mean colour error to `reference` (3,) and the share of frames
     identified as `own` among `palette` {video: (n, 3) reference colours}; frame 0 is left out."""
-    colours, _ = face_colours(frames)
+    colours = face_colours(frames)
     names = [name for name, refs in palette.items() for _ in refs]
     refs = np.concatenate(list(palette.values()))
     nearest = np.asarray(names)[np.argmin(((colours[:, None] - refs[None]) ** 2).sum(-1), axis=1)]
@@ -165,7 +165,7 @@ def identity_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
         return json.loads((bench / f"{key}.json").read_text())["source"].get("sha256") or key.split("_")[0]
 
     real = {job.key: np.concatenate([read_frames(bench / f"{k}.mp4") for k in keys])[: job.num_frames] for job, keys in zip(jobs, runs)}
-    refs = {job.key: face_colours(real[job.key][:1])[0][0] for job in jobs}
+    refs = {job.key: face_colours(real[job.key][:1])[0] for job in jobs}
     owner = {job.key: video_of(keys[0]) for job, keys in zip(jobs, runs)}
     palette: dict[str, np.ndarray] = {}
     for key, colour in refs.items():

@@ -168,7 +168,7 @@ def test_identity_figures_on_constructed_videos(tmp_path):
     own, other = rig.FACE_TINTS[0], rig.FACE_TINTS[1]
     from evaluation.mechanism.identity import face_colours
 
-    palette = {"me": face_colours(video([own]))[0], "them": face_colours(video([other]))[0]}
+    palette = {"me": face_colours(video([own])), "them": face_colours(video([other]))}
     kept = score_video(video([own] * 6), palette["me"][0], "me", palette, [0, 3])
     drift = score_video(video([own] * 3 + [other] * 3), palette["me"][0], "me", palette, [0, 3])
     assert [r["identified"] for r in kept] == [1.0, 1.0] and kept[1]["error"] < 1e-6
