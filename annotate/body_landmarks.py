@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annotate.face_detector import FaceModelError, MediapipeTask, WHEEL_SPEC, default_model_path, fetch_wheel_members
+from annotate.face_detector import WHEEL_SPEC, FaceModelError, MediapipeTask, default_model_path, fetch_wheel_members
 from dataset.atomic import atomic_write_bytes
 
 BUNDLE_NAME = "pose_landmarker_v1.task"
