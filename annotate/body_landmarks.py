@@ -22,13 +22,13 @@ toolkit's keypoint layout keeps only the wrists, which BlazePose gives, so they 
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from annotate.face_detector import WHEEL_SPEC, FaceModelError, MediapipeTask, default_model_path, fetch_wheel_members
+from annotate.face_detector import (WHEEL_SPEC, FaceModelError, MediapipeTask, default_model_path, fetch_wheel_members,
+                                    zip_task_bundle)
 from dataset.atomic import atomic_write_bytes
 
 BUNDLE_NAME = "pose_landmarker_v1.task"
@@ -88,13 +88,9 @@ def with_normalization(model: bytes, mean: float, std: float) -> bytes:
 
 
 def build_bundle(detector: bytes, landmarks: bytes) -> bytes:
-    """The task bundle's bytes (fixed timestamps, so equal models give equal bytes)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in (("pose_detector.tflite", with_normalization(detector, *DETECTOR_NORM)),
-                           ("pose_landmarks_detector.tflite", with_normalization(landmarks, *LANDMARK_NORM))):
-            zf.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 31, 0, 0, 0)), data)
-    return buf.getvalue()
+    """The task bundle's bytes (Google's pose_landmarker.task layout, normalisation metadata added)."""
+    return zip_task_bundle([("pose_detector.tflite", with_normalization(detector, *DETECTOR_NORM)),
+                            ("pose_landmarks_detector.tflite", with_normalization(landmarks, *LANDMARK_NORM))])
 
 
 def ensure_pose_bundle(path: str | Path | None = None) -> Path:

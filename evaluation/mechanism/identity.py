@@ -54,16 +54,14 @@ def long_windows(bench: Path) -> list[list[str]]:
     return [run for run in runs if len(run) > 1]
 
 
-def long_job(bench: Path, keys: list[str], inputs: Path, seed: int):
-    """One SampleJob of a run of windows: audio and phases back to back, the first window's
-    reference image and face box (the audio is written to `inputs`)."""
+def long_job(bench: Path, keys: list[str], inputs: Path, seed: int, first):
+    """One SampleJob of a run of windows: audio and phases back to back, the reference image and
+    face box of `first` (the first window's SampleJob); the audio is written to `inputs`."""
     from dataset.atomic import atomic_write_bytes
     from dataset.media import encode_wav
-    from evaluation.benchmark import jobs_from_benchmark
     from evaluation.sample_jobs import SampleJob, read_audio_file
 
     docs = [json.loads((bench / f"{key}.json").read_text()) for key in keys]
-    first = next(job for job in jobs_from_benchmark(bench) if job.key == keys[0])
     phases, offset = [], 0.0
     for doc in docs:
         for p in doc["caption"]["phases"]:
@@ -140,6 +138,7 @@ def identity_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
     compared arms; score the face colour against the reference per window."""
     import dataclasses
 
+    from evaluation.benchmark import jobs_from_benchmark
     from evaluation.long_video import plan_windows
     from evaluation.mechanism.evaluate import reconstruct, sample_config
     from evaluation.sample import AvatarSampler, resolve_checkpoint
@@ -152,7 +151,8 @@ def identity_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
         runs = runs[: cfg.eval.identity_videos]
     if not runs:
         return {"rows": {}, "note": "no test clip has two consecutive windows"}
-    jobs = [long_job(bench, keys, root / "inputs", cfg.seed + i) for i, keys in enumerate(runs)]
+    windows = {job.key: job for job in jobs_from_benchmark(bench)}  # read once, not per long job
+    jobs = [long_job(bench, keys, root / "inputs", cfg.seed + i, windows[keys[0]]) for i, keys in enumerate(runs)]
     scfg = dataclasses.replace(sample_config(cfg, "unguided"), num_frames=0, max_frames=0, window_frames=cfg.window_frames,
                                motion_frames=MOTION_FRAMES)
     compared = [(name, arm) for name, arm in COMPARED if arm in checkpoints]
