@@ -84,14 +84,20 @@ def mouth_openness(frames: np.ndarray, detector: Any) -> np.ndarray | None:
     signal = np.empty(len(frames))
     for t in range(len(frames)):
         nearest = min(known, key=lambda i: (abs(i - t), i > t))  # the last earlier face wins ties
-        x, y, w, h, mx, my = placements[nearest]  # type: ignore[misc]
-        face = gray[t, max(int(y), 0): int(y + h) + 1, max(int(x), 0): int(x + w) + 1]
-        mouth = gray[t, max(int(my - 0.125 * h), 0): int(my + 0.125 * h) + 1, max(int(mx - 0.25 * w), 0): int(mx + 0.25 * w) + 1]
-        if face.size == 0 or mouth.size == 0:
-            signal[t] = 0.0
-            continue
-        signal[t] = float(mouth.std()) / (float(face.std()) + 1e-6)
+        signal[t] = openness_at(gray[t], placements[nearest])  # type: ignore[arg-type]
     return signal
+
+
+def openness_at(gray: np.ndarray, placement: tuple[float, float, float, float, float, float]) -> float:
+    """One (H, W) grey frame's mouth openness at `placement` = (face x, y, width, height, mouth x, y)
+    in pixels: the contrast of a region half the face wide and a quarter high round the mouth,
+    over the face's (0 where either region is empty)."""
+    x, y, w, h, mx, my = placement
+    face = gray[max(int(y), 0): int(y + h) + 1, max(int(x), 0): int(x + w) + 1]
+    mouth = gray[max(int(my - 0.125 * h), 0): int(my + 0.125 * h) + 1, max(int(mx - 0.25 * w), 0): int(mx + 0.25 * w) + 1]
+    if face.size == 0 or mouth.size == 0:
+        return 0.0
+    return float(mouth.std()) / (float(face.std()) + 1e-6)
 
 
 def correlate_offset(video_signal: np.ndarray, audio_signal: np.ndarray, max_lag: int) -> AvOffset:

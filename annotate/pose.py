@@ -39,9 +39,12 @@ METHODS = {"reader": "puppet-pixel-reader", "mediapipe": "mediapipe-blazeface-bl
 
 
 def reader_pose(frames: np.ndarray) -> np.ndarray:
-    """(F, H, W, 3) uint8 RGB frames of a synthetic clip -> (F, K, 3) keypoints (confidence 1 where read)."""
+    """(F, H, W, 3) uint8 RGB frames of a synthetic clip -> (F, K, 3) keypoints (confidence 1 where read).
+
+    Frames whose torso is out of view (face close-ups, `clip.crop_scale` about 1.6) still get the
+    head, ears and mouth, read from the ear cups alone (`read_heads`)."""
     from dataset.synth import rig
-    from dataset.synth.actions import FEATURES, read_poses, working_size
+    from dataset.synth.actions import FEATURES, HEAD_FEATURES, read_heads, read_poses, working_size
     from dataset.synth.avatar import MOUTH_OFFSET
 
     frames = np.asarray(frames)
@@ -49,26 +52,35 @@ def reader_pose(frames: np.ndarray) -> np.ndarray:
     w, h = working_size(frames.shape[2], frames.shape[1])
     col = {name: i for i, name in enumerate(FEATURES)}
     out = empty_pose(len(frames))
+    found = poses[:, col["found"]] > 0
+    head = {name: poses[:, col[name]].copy() for name in ("hx", "hy", "angle", "scale")}
+    head_found = found.copy()
+    if not found.all():  # close-ups: the head from its ear cups where no torso was read
+        heads = read_heads(frames[~found])
+        hcol = {name: i for i, name in enumerate(HEAD_FEATURES)}
+        for name in head:
+            head[name][~found] = heads[:, hcol[name]]
+        head_found[~found] = heads[:, hcol["found"]] > 0
 
-    def put(slot: int, x: np.ndarray, y: np.ndarray) -> None:
-        ok = np.isfinite(x) & np.isfinite(y) & (poses[:, col["found"]] > 0)
+    def put(slot: int, x: np.ndarray, y: np.ndarray, seen: np.ndarray) -> None:
+        ok = np.isfinite(x) & np.isfinite(y) & seen
         out[ok, slot, 0], out[ok, slot, 1], out[ok, slot, 2] = x[ok] / w, y[ok] / h, 1.0
 
     cx, cy, scale = poses[:, col["cx"]], poses[:, col["cy"]], poses[:, col["scale"]]
-    hx, hy, angle = poses[:, col["hx"]], poses[:, col["hy"]], np.radians(poses[:, col["angle"]])
-    put(0, hx, hy)  # the head centre: the ear cups' midpoint
-    half = rig.CUP_OFFSET[0] * scale  # the cups sit this far either side of it, along the tilt
-    put(4, hx - half * np.cos(angle), hy - half * np.sin(angle))  # right ear cup (image left)
-    put(5, hx + half * np.cos(angle), hy + half * np.sin(angle))
+    hx, hy, angle, hscale = head["hx"], head["hy"], np.radians(head["angle"]), head["scale"]
+    put(0, hx, hy, head_found)  # the head centre: the ear cups' midpoint
+    half = rig.CUP_OFFSET[0] * hscale  # the cups sit this far either side of it, along the tilt
+    put(4, hx - half * np.cos(angle), hy - half * np.sin(angle), head_found)  # right ear cup (image left)
+    put(5, hx + half * np.cos(angle), hy + half * np.sin(angle), head_found)
     # the mouth: its offset from the head centre (the cups' midpoint sits CUP_OFFSET[1] below it), tilted
-    mx, my = MOUTH_OFFSET[0] * scale, (MOUTH_OFFSET[1] - rig.CUP_OFFSET[1]) * scale
-    put(3, hx + mx * np.cos(angle) - my * np.sin(angle), hy + mx * np.sin(angle) + my * np.cos(angle))
-    put(8, cx, cy)  # neck base
+    mx, my = MOUTH_OFFSET[0] * hscale, (MOUTH_OFFSET[1] - rig.CUP_OFFSET[1]) * hscale
+    put(3, hx + mx * np.cos(angle) - my * np.sin(angle), hy + mx * np.sin(angle) + my * np.cos(angle), head_found)
+    put(8, cx, cy, found)  # neck base
     sx, sy = rig.SHOULDER
-    put(9, cx + sx * scale, cy + sy * scale)  # right shoulder (image left)
-    put(10, cx - sx * scale, cy + sy * scale)
-    put(13, poses[:, col["rhx"]], poses[:, col["rhy"]])  # right glove
-    put(14, poses[:, col["lhx"]], poses[:, col["lhy"]])
+    put(9, cx + sx * scale, cy + sy * scale, found)  # right shoulder (image left)
+    put(10, cx - sx * scale, cy + sy * scale, found)
+    put(13, poses[:, col["rhx"]], poses[:, col["rhy"]], found)  # right glove
+    put(14, poses[:, col["lhx"]], poses[:, col["lhy"]], found)
     return out
 
 

@@ -153,6 +153,43 @@ def _frame_pose(frame: np.ndarray) -> np.ndarray:
     return out
 
 
+HEAD_FEATURES = ("found", "scale", "hx", "hy", "angle")  # columns of `read_heads`
+
+
+def _frame_head(frame: np.ndarray) -> np.ndarray:
+    out = np.full(len(HEAD_FEATURES), np.nan)
+    out[0] = 0.0
+    h, w = frame.shape[:2]
+    if (w, h) != working_size(w, h):
+        frame = cv2.resize(frame, working_size(w, h), interpolation=cv2.INTER_AREA)
+        h, w = frame.shape[:2]
+    hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+    cups = []
+    for colour in ("rcup", "lcup"):
+        n, _, stats, centroids = cv2.connectedComponentsWithStats(_mask(hsv, _COLOURS[colour], _CUP_HUE_TOL), connectivity=8)
+        if n <= 1:
+            return out
+        k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # the largest blob: one puppet in a close-up
+        if stats[k, cv2.CC_STAT_AREA] < 4:
+            return out
+        cups.append(centroids[k])
+    (rx, ry), (lx, ly) = cups
+    if lx <= rx:  # the puppet's right cup is on the image left: anything else is not a head
+        return out
+    scale = float(np.hypot(lx - rx, ly - ry)) / (2.0 * rig.CUP_OFFSET[0])
+    out[:] = (1.0, scale, (rx + lx) / 2, (ry + ly) / 2, np.degrees(np.arctan2(ly - ry, lx - rx)))
+    return out
+
+
+def read_heads(frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+    """(T, len(HEAD_FEATURES)) head measurements from the ear cups alone, in pixels of the working
+    resolution: for close-ups, where the torso `read_poses` anchors on is out of the frame. `scale`
+    is the torso's unit W, from the cups' distance (`rig.CUP_OFFSET`); `found` is 0 unless both cups
+    are seen, the right one (image left) left of the other."""
+    rows = [_frame_head(np.asarray(frame)) for frame in frames]
+    return np.array(rows).reshape(-1, len(HEAD_FEATURES))
+
+
 def read_poses(frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
     """(T, len(FEATURES)) float64 measurements per frame, in pixels of the working resolution.
 

@@ -20,8 +20,12 @@ they differ only where the arm says:
     (h) paca_face      (a) whose stage 2 adds FantasyTalking's face-focused cross-attention for
                        identity (`model.face_identity`): every block reads the reference latent's
                        face region (the window's first frame over the clip's face box)
+    (i) paca_lip       (a) whose stage-2 loss weighs the lip box that follows the mouth keypoint
+                       frame by frame `train.lip_weight` times (FantasyTalking's lip-tracing mask)
+    (j) paca_av        (a) whose stage 2 adds ApoAvatar's frame-wise audio–video interaction
+                       (`model.av_interaction`): each block's audio windows first read their frame
 
-Stage 1 does not see phases, so (a), (b), (c), (e), (f), (g) and (h) share one stage-1 run; (d) has its own (its
+Stage 1 does not see phases, so every arm but (d) shares one stage-1 run; (d) has its own (its
 architecture differs). Each run writes its YAML beside its outputs: `actavatar train --config
 DIR/train/<run>/config.yaml` reproduces it.
 """
@@ -101,6 +105,10 @@ def stage2_config(cfg: MechanismConfig, paths: dict[str, Path], arm: str) -> dic
         doc["model"]["refocus"] = True
     if arm == "paca_face":
         doc["model"]["face_identity"] = True
+    if arm == "paca_lip":
+        doc["flow"]["lip_weight"] = cfg.train.lip_weight  # flow.lip_tracing is on by default
+    if arm == "paca_av":
+        doc["model"]["av_interaction"] = True
     doc["data"].update(phase_prob=0.0 if arm == "base" else cfg.train.phase_prob, require_phases=True,
                        phase_routing="global" if arm == "global" else "per_frame")
     doc["checkpoint"]["snapshot_every"] = cfg.train.snapshot_every

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from dataset.errors import UserError
 
-ARMS = ("paca", "global", "base", "paca_constant", "paca_motion", "paca_pose", "paca_refocus", "paca_face")
+ARMS = ("paca", "global", "base", "paca_constant", "paca_motion", "paca_pose", "paca_refocus", "paca_face", "paca_lip",
+        "paca_av")
 ARM_TITLES = {
     "paca": "(a) PACA, progressive alignment",
     "global": "(b) global caption (plain cross-attention)",
@@ -24,6 +25,8 @@ ARM_TITLES = {
     "paca_pose": "(f) PACA + pose branch (pose-free samples)",
     "paca_refocus": "(g) PACA + pose branch + audio–pose refocusing (pose-free samples)",
     "paca_face": "(h) PACA + face-focused identity attention",
+    "paca_lip": "(i) PACA + lip-tracing mask loss",
+    "paca_av": "(j) PACA + frame-wise audio–video interaction",
 }
 SCALES = ("smoke", "cpu", "gpu")
 
@@ -37,6 +40,9 @@ class CorpusConfig:
         min_duration / max_duration: seconds per raw video.
         resolution: raw video size (the pipeline cuts 64 px clips of the full height).
         clip_size: pixel size of the clips (square).
+        crop_scale: the pipeline's `clip.crop_scale` (clip height in face heights); null = the
+            annotate config's (whole body, what the action arms need); about 1.8 = face close-ups,
+            where the mouth is big enough for the lip-sync arms (i) and (j) to be measured.
     """
 
     train_videos: int = 24
@@ -45,8 +51,11 @@ class CorpusConfig:
     max_duration: float = 34.0
     resolution: str = "320x180"
     clip_size: int = 64
+    crop_scale: float | None = None
 
     def __post_init__(self) -> None:
+        if self.crop_scale is not None and self.crop_scale < 1:
+            raise UserError(f"corpus.crop_scale must be >= 1 (face heights per clip height) or null, got {self.crop_scale}")
         if self.train_videos < 1 or self.test_videos < 1:
             raise UserError(f"corpus.train_videos and corpus.test_videos must be >= 1, got {self.train_videos}, {self.test_videos}")
         if self.clip_size % 16:
@@ -92,6 +101,7 @@ class TrainStepConfig:
     phase_prob: stage 2: chance a window uses its phases (else the base caption, as in stage 1).
     text_drop / audio_drop / both_drop: condition dropout for guidance.
     pose_drop: arms (f) and (g): share of stage-2 samples trained pose-free (one checkpoint, both modes).
+    lip_weight: arm (i): loss weight inside the lip box that follows the mouth keypoint (`flow.lip_weight`).
     window_stride: frames between the starts of consecutive training windows of a clip.
     snapshot_every: stage-2 snapshots for the learning curves (0 = only the final one).
     parallel: train the stage-2 arms in parallel processes (each with cpu_threads / arms threads).
@@ -110,6 +120,7 @@ class TrainStepConfig:
     audio_drop: float = 0.1
     both_drop: float = 0.1
     pose_drop: float = 0.5
+    lip_weight: float = 3.0
     window_stride: int = 8
     snapshot_every: int = 500
     parallel: bool = True

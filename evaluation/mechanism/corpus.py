@@ -79,7 +79,8 @@ def pipeline_argv(sources: Path, out: Path, synth: Path, models: Path, cfg: Mech
     return [sys.executable, "-m", "annotate.cli", "run", "--input", str(sources), "--output", str(out),
             "--config", str(ANNOTATE_CONFIG), f"caption.truth={synth / 'truth.jsonl'}",
             f"asr.model={models / 'whisper'}", f"asr.align_models.en={models / 'aligner'}",
-            f"asr.nltk_data={models / 'nltk_data'}", f"clip.width={size}", f"clip.height={size}"]
+            f"asr.nltk_data={models / 'nltk_data'}", f"clip.width={size}", f"clip.height={size}"] + (
+                [] if cfg.corpus.crop_scale is None else [f"clip.crop_scale={cfg.corpus.crop_scale}"])
 
 
 def run_pipelines(lists: dict[str, Path], root: Path, synth: Path, models: Path, cfg: MechanismConfig) -> dict[str, Path]:

@@ -73,6 +73,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         from evaluation.mechanism.refocus import markdown_section as refocus_section
 
         lines += refocus_section(report["refocus"])
+    if report.get("lip_sync"):
+        from evaluation.mechanism.lip_sync import markdown_section as lip_section
+
+        lines += lip_section(report["lip_sync"])
     lines += ["", "## Notes", ""] + [f"- {note}" for note in report.get("notes", [])]
     return "\n".join(lines) + "\n"
 

@@ -66,6 +66,31 @@ def test_reader_mouth_lies_in_the_drawn_mouth(label):
     assert abs(k[0] - cx) < 0.006 and abs(k[1] - cy) < 0.006, (k, (cx, cy))  # 2 px at 360 px
 
 
+@pytest.mark.parametrize("label", ["idle", "tilt_head"])
+def test_reader_reads_the_head_of_a_face_close_up(label):
+    """Cropped to the face (`clip.crop_scale` about 1.8) the torso is out of view: the head, ears and
+    mouth come from the ear cups alone, where the full frame puts them; the body stays unmeasured."""
+    renderer = PuppetRenderer()
+    h = w = 360
+    scale = h / 3.5
+    anchor = (w / 2, 0.5 * h)  # room above the head for the crop
+    frame = np.full((h, w, 3), 150, np.uint8)
+    renderer.draw(frame, anchor, scale, rig.pose_at(label, 1.0, 2.0, mouth=1.0))
+    full = reader_pose(frame[None])[0]
+    cy = anchor[1] + scale * rig.HEAD_CENTER[1]
+    side = int(1.3 * rig.HEAD_SIZE * scale)  # a square a little larger than the face
+    x0, y0 = int(anchor[0] - side / 2), int(cy - side / 2)
+    crop = np.ascontiguousarray(frame[y0:y0 + side, x0:x0 + side])
+    close = reader_pose(crop[None])[0]
+    for name in ("nose", "mouth", "right_ear", "left_ear"):
+        i = KEYPOINTS.index(name)
+        assert close[i, 2] == 1.0, name
+        x, y = (full[i, 0] * w - x0) / side, (full[i, 1] * h - y0) / side  # the full frame's reading, in the crop
+        assert abs(close[i, 0] - x) < 0.01 and abs(close[i, 1] - y) < 0.01, (name, close[i], (x, y))
+    for name in ("neck", "right_shoulder", "right_wrist"):
+        assert close[KEYPOINTS.index(name), 2] == 0.0
+
+
 def test_reader_motion_follows_the_action():
     times = np.arange(50) / 25.0
     idle = motion_intensity(reader_pose(render("idle", times, 2.0, 180, 180)[0]))

@@ -4,8 +4,8 @@ The smoke scale trains for a few steps only: its numbers mean nothing, its struc
 benchmark's (both sampling variants, every metric, the chance level, the plots, the exported
 checkpoints and the test benchmark that `actavatar eval` re-scores). The run here trains the arms
 with steps of their own: (a) for the action scores, (e) motion control, (g) pose control and the
-gesture-loudness step, (h) the long-video identity step; (b), (c), (d) and (f) differ from (a) or (g) only in their train configs,
-which are checked without training.
+gesture-loudness step, (h) the long-video identity step, (j) the lip-sync step; (b), (c), (d), (f) and (i) differ
+from (a) or (g) only in their train configs, which are checked without training.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from evaluation.mechanism.report import COLUMNS
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the synthetic corpus speaks with espeak-ng")
 
 
-TRAINED = ("paca", "paca_motion", "paca_refocus", "paca_face")
+TRAINED = ("paca", "paca_motion", "paca_refocus", "paca_face", "paca_av")
 COMMAND = ["bench", "mechanism", "--scale", "smoke", "--threads", "2", f"arms=[{','.join(TRAINED)}]"]
 
 
@@ -81,6 +81,11 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert real["videos"] == 1 and len(real["windows"]) >= 2 and "Identity over long videos" in table
     assert real["error"] < 0.05 and real["identified"] == 1.0  # one test video: its frames are its own identity
     assert len(identity["rows"]["(h) face-focused identity attention"]["windows"]) == len(real["windows"])
+    lips = report["lip_sync"]  # arm (j) (and every other arm): mouth openness against the real window's and the audio
+    assert list(lips["rows"])[:2] == ["real frames", "VAE reconstruction"] and "Lip sync" in table
+    assert lips["rows"]["real frames"]["mouth_r"] == pytest.approx(1.0) and lips["rows"]["real frames"]["windows"] == 2
+    assert set(lips["rows"]) >= {"(a) PACA, progressive alignment", "(j) PACA + frame-wise audio–video interaction"}
+    assert all(row["windows"] == 2 and -1 <= row["confidence"] <= 2 for row in lips["rows"].values())
     for plot in ("loss_curves", "learning_curves", "timelines", "contact_sheet"):
         assert (run / "report" / "plots" / f"{plot}.png").is_file()
 
@@ -93,7 +98,9 @@ def test_arms_are_ordinary_checkpoints(run: Path) -> None:
         assert contract["reference"] == "ti2v" and contract["text_drop"] > 0
         assert ("pose" in contract) == (arm == "paca_refocus") and ("motion" in contract) == (arm == "paca_motion")
         assert ("audio_intensity" in contract) == (arm == "paca_refocus")
-        assert (json.loads((ema / "config.json").read_text()).get("face_identity") is not None) == (arm == "paca_face")
+        model = json.loads((ema / "config.json").read_text())
+        assert (model.get("face_identity") is not None) == (arm == "paca_face")
+        assert bool(model.get("av_interaction")) == (arm == "paca_av")
         config = json.loads((run / "train" / arm / "config.yaml").read_text())
         assert config["stage"]["name"] == "stage2"
 
@@ -106,9 +113,13 @@ def test_every_arm_is_a_valid_train_config_differing_only_where_it_says(tmp_path
     docs = {arm: stage2_config(cfg, paths, arm) for arm in ARMS}
     for arm, doc in docs.items():
         write_config(doc, tmp_path / arm / "config.yaml")  # validated as a TrainConfig
-    same = {k: v for k, v in docs["paca"].items() if k not in ("model", "data", "guidance", "output_dir")}
+    same = {k: v for k, v in docs["paca"].items() if k not in ("model", "data", "guidance", "flow", "output_dir")}
     for arm, doc in docs.items():
-        assert {k: v for k, v in doc.items() if k not in ("model", "data", "guidance", "output_dir")} == same, arm
+        assert {k: v for k, v in doc.items() if k not in ("model", "data", "guidance", "flow", "output_dir")} == same, arm
+        assert doc["flow"] == docs["paca"]["flow"] or arm == "paca_lip", arm
+    assert docs["paca_lip"]["flow"] == {**docs["paca"]["flow"], "lip_weight": 3.0} and "lip_weight" not in docs["paca"]["flow"]
+    assert docs["paca_lip"]["model"] == docs["paca"]["model"]
+    assert docs["paca_av"]["model"] == {**docs["paca"]["model"], "av_interaction": True}
     assert docs["base"]["data"]["phase_prob"] == 0.0 and docs["global"]["data"]["phase_routing"] == "global"
     assert docs["paca_pose"]["model"]["pose"] is True and docs["paca_pose"]["guidance"]["pose_drop"] == 0.5
     assert docs["paca_refocus"]["model"] == {**docs["paca_pose"]["model"], "refocus": True}

@@ -177,3 +177,47 @@ def test_identity_figures_on_constructed_videos(tmp_path):
     assert out["windows"][1] == {"videos": 2, "error": round(drift[1]["error"] / 2, 4), "identified": 0.5}
     lines = markdown_section({"rows": {"x": out}, "identities": 2, "motion_frames": 5})
     assert any(line.startswith("| x | 0.0000 / 1.00 |") for line in lines)
+
+
+def test_lip_sync_figures_on_constructed_videos():
+    """A drawn mouth that opens with the audio: in sync at lag 0 with full mouth r; the same video
+    three frames late is found three frames late; a still mouth follows nothing."""
+    from evaluation.mechanism.lip_sync import aggregate as lip_aggregate
+    from evaluation.mechanism.lip_sync import markdown_section, openness, placements, window_scores
+
+    n, rng = 65, np.random.default_rng(0)
+    opening = np.clip(np.convolve(rng.random(n + 8), np.ones(3) / 3, mode="same")[4:-4], 0, 1)  # syllable-like, 0..1
+
+    def video(levels):
+        frames = np.full((len(levels), 64, 64, 3), 90, np.uint8)
+        yy, xx = np.mgrid[16:48, 16:48]
+        frames[:, 16:48, 16:48] = (140 + 70 * ((yy // 3 + xx // 3) % 2))[None, ..., None]  # a textured face
+        for t, level in enumerate(levels):
+            half = int(round(0.5 + 2.5 * level))  # a quarter of the measured region at most, as the puppet's
+            frames[t, 41 - half:41 + half, 29:35] = 30  # the mouth, opening with `level`
+        return frames
+
+    audio = np.concatenate([np.sin(np.arange(640) * 0.3) * (0.02 + 0.5 * a) for a in opening]).astype(np.float32)
+    kp = np.zeros((n, 15, 3))
+    kp[:, 3] = (32 / 64, 41 / 64, 1)  # mouth
+    kp[:, 4], kp[:, 5] = (16 / 64, 32 / 64, 1), (48 / 64, 32 / 64, 1)  # ears, a face 32 px wide
+    where = placements(kp, (64, 64))
+    assert where[0] == (16.0, 16.0, 32.0, 32.0, 32.0, 41.0)
+    missing = kp.copy()
+    missing[5:, 3, 2] = 0  # no mouth read from frame 5 on: the fallback's placement
+    assert placements(missing, (64, 64), fallback=where)[9] == where[9] and placements(missing, (64, 64))[9] is None
+
+    real = openness(video(opening), where)
+    drawn = np.round(0.5 + 2.5 * opening)  # the mouth's half height as drawn
+    assert np.corrcoef(real, drawn)[0, 1] > 0.95
+    same = window_scores(real, real, audio)
+    assert same["mouth_r"] == pytest.approx(1.0) and same["offset"] == 0 and same["confidence"] > 0.5
+    late = window_scores(openness(video(np.r_[opening[:3], opening[:-3]]), where), real, audio)
+    assert late["offset"] == 3 and late["mouth_r"] < 0.5  # > 0: the video lags the audio
+    still = window_scores(openness(video(np.full(n, opening[0])), where), real, audio)
+    assert math.isnan(still["mouth_r"]) and still["confidence"] == 0.0
+    out = lip_aggregate([same, late, still])
+    assert out["windows"] == 3 and out["in_sync"] == pytest.approx(1 / 3, abs=1e-4)
+    assert out["mouth_r"] == pytest.approx(round((1.0 + late["mouth_r"] + 0.0) / 3, 4), abs=1e-4)  # still counts as 0
+    lines = markdown_section({"rows": {"x": out}, "max_lag": 8, "crop_scale": None})
+    assert any(line.startswith("| x | ") for line in lines) and "crop_scale=1.8" in lines[-1]

@@ -1,0 +1,150 @@
+"""Do the lips follow the speech? (arms (i) `paca_lip` and (j) `paca_av`; FantasyTalking, ApoAvatar)
+
+Run on face close-ups (`corpus.crop_scale=1.8`: at 64 px the whole-body clips draw the mouth a
+pixel or two tall, below what an 8x8 latent grid can hold). Every video of a test window is
+measured the same way: per frame, the mouth's **openness** (the pipeline's AV-sync measure,
+`annotate.av_sync.openness_at`: the contrast of a region round the mouth over the face's), placed
+by the exact puppet reader (mouth keypoint, face size from the ear cups; a frame it cannot read
+keeps the real window's placement). Per window, against the real frames and the window's audio:
+
+    mouth r        Pearson correlation of the high-passed openness with the real window's (lag 0,
+                   frames after the reference): the drawn mouth is exactly what the audio says
+    AV confidence  the pipeline's weight-free lip-sync score on the window's own audio: best
+                   minus median correlation over lags of openness against loudness (Sync-C's
+                   analogue); `in sync`: share of windows whose best lag is within one frame of 0
+                   (a still mouth, confidence 0, never is)
+
+Rows: the real frames (and the same frames against another window's audio: the mismatched
+floor), their VAE reconstructions (what the latents keep), and the unguided samples of every
+trained arm; the model without either part is (a).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dataset.pose import KEYPOINTS
+from evaluation.mechanism.config import ARM_TITLES, MechanismConfig
+
+LIP_ARMS = ("paca_lip", "paca_av")
+MAX_LAG = 8  # frames searched either way (65-frame windows: a +-15 search leaves short overlaps)
+IN_SYNC_FRAMES = 1
+MOUTH, RIGHT_EAR, LEFT_EAR = (KEYPOINTS.index(k) for k in ("mouth", "right_ear", "left_ear"))
+
+
+def placements(keypoints: np.ndarray, size: tuple[int, int],
+               fallback: list[tuple[float, ...] | None] | None = None) -> list[tuple[float, ...] | None]:
+    """Per frame (face x, y, width, height, mouth x, y) in pixels from (F, K, 3) keypoints: the face
+    is a square as wide as the ear cups are apart, centred between them; frames without a mouth and
+    both ears take `fallback`'s placement (None without one)."""
+    width, height = size
+    out: list[tuple[float, ...] | None] = []
+    for t, kp in enumerate(keypoints):
+        if kp[MOUTH, 2] > 0 and kp[RIGHT_EAR, 2] > 0 and kp[LEFT_EAR, 2] > 0:
+            (rx, ry), (lx, ly) = kp[RIGHT_EAR, :2] * (width, height), kp[LEFT_EAR, :2] * (width, height)
+            side = float(np.hypot(lx - rx, ly - ry))
+            cx, cy = (rx + lx) / 2, (ry + ly) / 2
+            out.append((cx - side / 2, cy - side / 2, side, side, float(kp[MOUTH, 0] * width), float(kp[MOUTH, 1] * height)))
+        else:
+            out.append(fallback[t] if fallback is not None and t < len(fallback) else None)
+    return out
+
+
+def openness(frames: np.ndarray, where: list[tuple[float, ...] | None]) -> np.ndarray:
+    """(F,) mouth openness of (F, H, W, 3) frames at per-frame placements (NaN where there is none)."""
+    from annotate.av_sync import openness_at
+
+    gray = np.asarray(frames).astype(np.float32).mean(axis=-1)
+    return np.array([openness_at(gray[t], p) if p is not None else np.nan for t, p in enumerate(where[: len(gray)])])
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two high-passed signals where both are finite (NaN when either is flat)."""
+    from annotate.av_sync import highpass
+
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+    x, y = highpass(a[ok]), highpass(b[ok])
+    if x.std() < 1e-9 or y.std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def window_scores(signal: np.ndarray, real_signal: np.ndarray, audio: np.ndarray) -> dict[str, float]:
+    """One video's figures: mouth r against the real openness (frames 1..), AV offset and confidence."""
+    from annotate.av_sync import audio_envelope, correlate_offset
+
+    n = min(len(signal), len(real_signal))
+    filled = np.where(np.isfinite(signal), signal, np.nanmean(signal) if np.isfinite(signal).any() else 0.0)
+    av = correlate_offset(filled[:n], audio_envelope(audio, n), MAX_LAG)
+    return {"mouth_r": pearson(signal[1:n], real_signal[1:n]), "offset": av.offset_frames, "confidence": av.confidence}
+
+
+def aggregate(rows: list[dict[str, float]]) -> dict[str, Any]:
+    """Means over windows (a still mouth's NaN mouth r counts as 0 and it is never in sync: it
+    follows nothing)."""
+    if not rows:
+        return {"windows": 0, "mouth_r": None, "confidence": None, "in_sync": None}
+    r = np.array([row["mouth_r"] for row in rows], float)
+    return {"windows": len(rows), "mouth_r": round(float(np.nan_to_num(r, nan=0.0).mean()), 4),
+            "confidence": round(float(np.mean([row["confidence"] for row in rows])), 4),
+            "in_sync": round(float(np.mean([abs(row["offset"]) <= IN_SYNC_FRAMES and row["confidence"] > 0 for row in rows])), 4)}
+
+
+def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dict[str, Path]) -> dict[str, Any]:
+    """Score the real windows, their VAE reconstructions and every arm's unguided samples."""
+    from annotate.pose import reader_pose
+    from evaluation.benchmark import jobs_from_benchmark
+    from evaluation.mechanism.evaluate import reconstruct
+    from evaluation.sample_jobs import read_audio_file
+    from evaluation.video_folder import read_frames
+
+    bench = paths["benchmark"]
+    jobs = jobs_from_benchmark(bench, cfg.eval.max_windows)  # the windows every arm sampled, in order
+    keys = [job.key for job in jobs]
+    real = {key: read_frames(bench / f"{key}.mp4") for key in keys}
+    audio = {job.key: read_audio_file(job.audio) for job in jobs}
+    size = {key: (v.shape[2], v.shape[1]) for key, v in real.items()}
+    real_where = {key: placements(reader_pose(v), size[key]) for key, v in real.items()}
+    real_signal = {key: openness(v, real_where[key]) for key, v in real.items()}
+
+    def score(videos: dict[str, np.ndarray]) -> dict[str, Any]:
+        rows = []
+        for key, frames in videos.items():
+            where = placements(reader_pose(frames), size[key], fallback=real_where[key])
+            rows.append(window_scores(openness(frames, where), real_signal[key], audio[key]))
+        return aggregate(rows)
+
+    rows = {"real frames": score(real)}
+    if len(keys) > 1:  # each window's frames against the next window's audio: what chance gives
+        shifted = [window_scores(real_signal[key], real_signal[key], audio[keys[(i + 1) % len(keys)]]) for i, key in enumerate(keys)]
+        rows["real frames, another window's audio"] = aggregate(shifted)
+    rows["VAE reconstruction"] = score(reconstruct(paths["vae"], real))
+    unguided = Path(cfg.out) / "samples" / "unguided"
+    for arm in checkpoints:
+        folder = unguided / arm
+        videos = {key: read_frames(folder / f"{key}.mp4") for key in keys if (folder / f"{key}.mp4").is_file()}
+        rows[ARM_TITLES[arm]] = score(videos)
+    return {"rows": rows, "max_lag": MAX_LAG, "crop_scale": cfg.corpus.crop_scale}
+
+
+def markdown_section(result: dict[str, Any]) -> list[str]:
+    """Lines of the report's lip-sync section."""
+    def fmt(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    lines = ["", "## Lip sync (FantasyTalking's lip-tracing mask, ApoAvatar's audio–video interaction)", "",
+             "| video | mouth r | AV confidence | in sync | windows |", "|---|---|---|---|---|"]
+    for name, row in result["rows"].items():
+        lines.append(f"| {name} | {fmt(row['mouth_r'])} | {fmt(row['confidence'])} | {fmt(row['in_sync'])} | {row['windows']} |")
+    lines += ["", "Mouth openness per frame (contrast round the reader's mouth keypoint). mouth r: correlation with the "
+              "real window's openness (lag 0, frames after the reference; 1 for the real frames). AV confidence: best "
+              f"minus median correlation with the audio's loudness over lags of ±{result['max_lag']} frames; in sync: "
+              f"share of windows whose best lag is within {IN_SYNC_FRAMES} frame of 0. Unguided samples; higher is better."]
+    if not result.get("crop_scale"):
+        lines.append("These clips show the whole body, so the mouth is a pixel or two tall: run with `corpus.crop_scale=1.8`.")
+    return lines
