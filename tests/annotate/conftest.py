@@ -72,7 +72,9 @@ def assert_follows_schema(raw: str, schema: dict) -> None:
 # shared by the AV-sync test (what the run measured and realigned) and the Ray-cluster test (a
 # cluster run of the same sources must equal it byte for byte): one run serves both.
 LATE_SOURCE_FRAMES = 4
-MECHANISM_RUN_OVERRIDES = ("caption.backend=none", "asr.min_speech_ratio=0", "pack.max_samples=2")
+# Keypoints from the puppet reader: these runs check sync, ASR and the cluster, not keypoints, and
+# BlazePose on every frame costs ~25 ms (the caption pipeline test runs the mediapipe backend).
+MECHANISM_RUN_OVERRIDES = ("caption.backend=none", "asr.min_speech_ratio=0", "pack.max_samples=2", "pose.backend=reader")
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,9 @@ def test_tiny_vlm_captions_every_kept_clip(synth_raw, tiny_asr_dir, tiny_vlm_dir
         assert provenance["models"]["vlm"] == str(tiny_vlm_dir)
         assert provenance["caption"]["prompt"]["name"] == "phase_caption" and provenance["caption"]["attempts"] >= 1
         assert set(provenance["caption"]["sampling"]) == {"temperature", "top_p", "max_new_tokens", "seed"}
+        # not a synthetic-truth run: `pose.backend=auto` measured the keypoints with the real models
+        assert provenance["models"]["pose"] == doc["motion"]["method"] == "mediapipe-blazeface-blazepose"
+        assert doc["motion"]["face_speed"] is not None
     assert all(r["num_phases"] >= 1 for r in ok)
     assert validate_corpus(out).ok
     audit = [json.loads(line) for line in (out / CAPTION_AUDIT).read_text().splitlines()]
@@ -85,7 +88,8 @@ def test_unreachable_server_gives_failure_rows_and_the_run_goes_on(synth_raw, ti
     out = tmp_path / "corpus"
     one = sorted(synth_raw.glob("*.mp4"))[0]  # one source is enough to see every clip fail and the run finish
     assert run(one, out, tiny_asr_dir, "caption.backend=server", f"caption.vlm.server_url=http://127.0.0.1:{port}/v1",
-               "caption.vlm.model=any", "caption.vlm.max_retries=1", "caption.attempts=2", "caption.vlm.timeout_s=5") == 0
+               "caption.vlm.model=any", "caption.vlm.max_retries=1", "caption.attempts=2", "caption.vlm.timeout_s=5",
+               "pose.backend=reader") == 0
     rows = read_manifest(out / "manifest.parquet").to_pylist()
     failed = [r for r in rows if r["stage"] == "caption" and r["status"] != "ok"]
     assert failed and not [r for r in rows if r["status"] == "ok"]
