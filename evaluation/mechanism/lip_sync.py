@@ -15,8 +15,9 @@ keeps the real window's placement). Per window, against the real frames and the 
                    (a still mouth, confidence 0, never is)
 
 Rows: the real frames (and the same frames against another window's audio: the mismatched
-floor), their VAE reconstructions (what the latents keep), and the unguided samples of every
-trained arm; the model without either part is (a).
+floor; and their openness averaged over each latent frame's 4 frames: the most a latent that keeps
+one mouth state per latent frame could give back), their VAE reconstructions (what the latents
+keep), and the unguided samples of every trained arm; the model without either part is (a).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataset.pose import KEYPOINTS
 from evaluation.mechanism.config import ARM_TITLES, MechanismConfig
 
 LIP_ARMS = ("paca_lip", "paca_av")
+LATENT_FRAMES = 4  # video frames per latent frame after the first (the Wan VAE's temporal stride)
 MAX_LAG = 8  # frames searched either way (65-frame windows: a +-15 search leaves short overlaps)
 IN_SYNC_FRAMES = 1
 MOUTH, RIGHT_EAR, LEFT_EAR = (KEYPOINTS.index(k) for k in ("mouth", "right_ear", "left_ear"))
@@ -72,6 +74,15 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if x.std() < 1e-9 or y.std() < 1e-9:
         return float("nan")
     return float(np.corrcoef(x, y)[0, 1])
+
+
+def latent_frame_means(signal: np.ndarray, stride: int = LATENT_FRAMES) -> np.ndarray:
+    """The signal with frame 0 kept and each following group of `stride` frames replaced by its
+    mean: what a latent that holds one mouth state per latent frame could give back at best."""
+    out = np.asarray(signal, np.float64).copy()
+    for start in range(1, len(out), stride):
+        out[start:start + stride] = out[start:start + stride].mean()
+    return out
 
 
 def window_scores(signal: np.ndarray, real_signal: np.ndarray, audio: np.ndarray) -> dict[str, float]:
@@ -123,6 +134,8 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
     if len(keys) > 1:  # each window's frames against the next window's audio: what chance gives
         shifted = [window_scores(real_signal[key], real_signal[key], audio[keys[(i + 1) % len(keys)]]) for i, key in enumerate(keys)]
         rows["real frames, another window's audio"] = {**aggregate(shifted), "mouth_r": None}  # the frames are the real ones
+    rows["real frames, one mouth state per latent frame"] = aggregate(
+        [window_scores(latent_frame_means(real_signal[key]), real_signal[key], audio[key]) for key in keys])
     rows["VAE reconstruction"] = score(reconstruct(paths["vae"], real))
     unguided = Path(cfg.out) / "samples" / "unguided"
     for arm in checkpoints:

@@ -82,7 +82,8 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert real["error"] < 0.05 and real["identified"] == 1.0  # one test video: its frames are its own identity
     assert len(identity["rows"]["(h) face-focused identity attention"]["windows"]) == len(real["windows"])
     lips = report["lip_sync"]  # arm (j) (and every other arm): mouth openness against the real window's and the audio
-    assert list(lips["rows"])[:3] == ["real frames", "real frames, another window's audio", "VAE reconstruction"]
+    assert list(lips["rows"])[:4] == ["real frames", "real frames, another window's audio",
+                                      "real frames, one mouth state per latent frame", "VAE reconstruction"]
     assert "Lip sync" in table
     assert lips["rows"]["real frames"]["mouth_r"] == pytest.approx(1.0) and lips["rows"]["real frames"]["windows"] == 2
     assert set(lips["rows"]) >= {"(a) PACA, progressive alignment", "(j) PACA + frame-wise audio–video interaction"}

@@ -219,5 +219,12 @@ def test_lip_sync_figures_on_constructed_videos():
     out = lip_aggregate([same, late, still])
     assert out["windows"] == 3 and out["in_sync"] == pytest.approx(1 / 3, abs=1e-4)
     assert out["mouth_r"] == pytest.approx(round((1.0 + late["mouth_r"] + 0.0) / 3, 4), abs=1e-4)  # still counts as 0
+    from evaluation.mechanism.lip_sync import latent_frame_means, pearson
+
+    means = latent_frame_means(np.arange(10.0))
+    assert means.tolist() == [0.0, 2.5, 2.5, 2.5, 2.5, 6.5, 6.5, 6.5, 6.5, 9.0]  # frame 0, then groups of 4
+    slow = np.sin(np.arange(n) * 2 * np.pi / 12)  # a mouth that opens every 12 frames partly survives the means
+    assert pearson(latent_frame_means(slow)[1:], slow[1:]) > 0.6
+    assert abs(pearson(latent_frame_means(real)[1:], real[1:])) < 0.5  # one that changes every frame does not
     lines = markdown_section({"rows": {"x": out}, "max_lag": 8, "crop_scale": None})
     assert any(line.startswith("| x | ") for line in lines) and "crop_scale=1.8" in lines[-1]
