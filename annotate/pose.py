@@ -41,7 +41,7 @@ METHODS = {"reader": "puppet-pixel-reader", "mediapipe": "mediapipe-blazeface-bl
 def reader_pose(frames: np.ndarray) -> np.ndarray:
     """(F, H, W, 3) uint8 RGB frames of a synthetic clip -> (F, K, 3) keypoints (confidence 1 where read).
 
-    Frames whose torso is out of view (face close-ups, `clip.crop_scale` about 1.6) still get the
+    Frames whose torso is out of view (face close-ups, `clip.crop_scale` about 1.8) still get the
     head, ears and mouth, read from the ear cups alone (`read_heads`)."""
     from dataset.synth import rig
     from dataset.synth.actions import FEATURES, HEAD_FEATURES, read_heads, read_poses, working_size
