@@ -119,14 +119,19 @@ def working_size(width: int, height: int) -> tuple[int, int]:
     return width, height
 
 
-def _frame_pose(frame: np.ndarray) -> np.ndarray:
-    out = np.full(len(FEATURES), np.nan)
-    out[0] = 0.0
+def _working_hsv(frame: np.ndarray) -> np.ndarray:
+    """The frame at the working resolution, in HSV (what every measurement reads)."""
     h, w = frame.shape[:2]
     if (w, h) != working_size(w, h):
         frame = cv2.resize(frame, working_size(w, h), interpolation=cv2.INTER_AREA)
-        h, w = frame.shape[:2]
-    hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+
+
+def _frame_pose(frame: np.ndarray) -> np.ndarray:
+    out = np.full(len(FEATURES), np.nan)
+    out[0] = 0.0
+    hsv = _working_hsv(frame)
+    h, w = hsv.shape[:2]
     torso = _find_torso(hsv)
     if torso is None:
         return out
@@ -159,11 +164,7 @@ HEAD_FEATURES = ("found", "scale", "hx", "hy", "angle")  # columns of `read_head
 def _frame_head(frame: np.ndarray) -> np.ndarray:
     out = np.full(len(HEAD_FEATURES), np.nan)
     out[0] = 0.0
-    h, w = frame.shape[:2]
-    if (w, h) != working_size(w, h):
-        frame = cv2.resize(frame, working_size(w, h), interpolation=cv2.INTER_AREA)
-        h, w = frame.shape[:2]
-    hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+    hsv = _working_hsv(frame)
     cups = []
     for colour in ("rcup", "lcup"):
         n, _, stats, centroids = cv2.connectedComponentsWithStats(_mask(hsv, _COLOURS[colour], _CUP_HUE_TOL), connectivity=8)

@@ -130,7 +130,7 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
             rows.append(window_scores(openness(frames, where), real_signal[key], audio[key]))
         return aggregate(rows)
 
-    rows = {"real frames": score(real)}
+    rows = {"real frames": aggregate([window_scores(real_signal[key], real_signal[key], audio[key]) for key in keys])}
     if len(keys) > 1:  # each window's frames against the next window's audio: what chance gives
         shifted = [window_scores(real_signal[key], real_signal[key], audio[keys[(i + 1) % len(keys)]]) for i, key in enumerate(keys)]
         rows["real frames, another window's audio"] = {**aggregate(shifted), "mouth_r": None}  # the frames are the real ones
