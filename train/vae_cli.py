@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataset.command import standalone_main
 
 HELP = "train a compact Wan-architecture VAE (AutoencoderKLWan) on a corpus of clips"
-_FLAGS = ("steps", "window_steps", "frames", "size", "batch_size", "lr", "seed", "threads")  # VaeTrainConfig keys
+_FLAGS = ("steps", "window_steps", "frames", "size", "batch_size", "lr", "mouth_weight", "seed", "threads")  # VaeTrainConfig keys
 _ARCH_FLAGS = ("z_dim", "base_dim")  # VaeArchConfig keys
 
 
@@ -47,6 +47,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, help="square frame size in pixels (default 64)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="whole windows per step (default 2)")
     p.add_argument("--lr", type=float, help="AdamW learning rate, cosine-decayed (default 3e-3)")
+    p.add_argument("--mouth-weight", dest="mouth_weight", type=float,
+                   help="extra loss weight inside each frame's lip box, from the clips' pose.npy (default 0: none)")
     p.add_argument("--z-dim", dest="z_dim", type=int, help="latent channels (default 16)")
     p.add_argument("--base-dim", dest="base_dim", type=int, help="channels of the first stage (default 16)")
     p.add_argument("--seed", type=int, help="init and data order (default 0)")

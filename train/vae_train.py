@@ -17,7 +17,11 @@ Batches hold at least two clips (at batch 1 PyTorch's CPU Conv3d falls back to a
 The loss is L1 + MSE on the latent mean (a deterministic auto-encoder: sampling the posterior
 at its initial unit variance drowns the signal and slows learning), weighted up on saturated
 pixels and on pixels that move within the clip (the colour-coded hands that carry the content
-here are small and rare; plain MSE blurs them away first), plus a tiny KL term. The result is saved with `save_pretrained` (diffusers format, `latents_mean` /
+here are small and rare; plain MSE blurs them away first), plus a tiny KL term. With
+`mouth_weight`, the pixels inside each frame's lip box (from the clip's `pose.npy`, sized as the
+flow loss's lip box) count more too: in a 64-pixel face close-up the mouth opens by a few pixels
+inside one 8x8 latent cell, and a VAE that drops it leaves the DiT no lip motion to learn.
+The result is saved with `save_pretrained` (diffusers format, `latents_mean` /
 `latents_std` measured on the training windows), so `train.pretrained.load_vae` reads it like any
 Wan VAE, and `vae_report.json` says how well it reconstructs held-out clips.
 """
@@ -110,6 +114,8 @@ class VaeTrainConfig:
     lr / min_lr_ratio: AdamW learning rate, cosine-decayed to min_lr_ratio * lr.
     saturation_weight: extra loss weight per unit of pixel saturation (0 = none).
     motion_weight: extra loss weight per unit of a pixel's distance from its clip's mean frame (0 = none).
+    mouth_weight: extra loss weight on the pixels inside each frame's lip box (`train.objective.mouth_boxes`
+        with the flow loss's default lip box, from the clip's pose.npy; 0 = none; clips without one get none).
     kl_weight: weight of the KL term (tiny: the latent stays close to deterministic).
     holdout_sources: sources kept out of training for the report (0 = report on training clips).
     checkpoint_every: save the resumable state every N steps (0 = only at the end).
@@ -131,6 +137,7 @@ class VaeTrainConfig:
     min_lr_ratio: float = 0.1
     saturation_weight: float = 8.0
     motion_weight: float = 8.0
+    mouth_weight: float = 0.0
     kl_weight: float = 1e-6
     holdout_sources: int = 2
     checkpoint_every: int = 200
@@ -156,7 +163,7 @@ class VaeTrainConfig:
             raise UserError(f"size must be a multiple of the VAE's spatial stride {self.arch.spatial_stride}, got {self.size}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             raise UserError(f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr} and {self.min_lr_ratio}")
-        for key in ("saturation_weight", "motion_weight", "kl_weight", "holdout_sources", "checkpoint_every", "threads"):
+        for key in ("saturation_weight", "motion_weight", "mouth_weight", "kl_weight", "holdout_sources", "checkpoint_every", "threads"):
             if getattr(self, key) < 0:
                 raise UserError(f"{key} must be >= 0, got {getattr(self, key)}")
 
@@ -167,6 +174,7 @@ class Clip:
     source: str
     frames: np.ndarray  # uint8 (T, size, size, 3)
     labels: list[str] | None  # per-frame truth labels where the caption has labelled phases
+    mouth: np.ndarray | None = None  # float32 (T, 4) lip boxes in the size x size frame, NaN without a mouth
 
 
 def truth_labels(annotation: dict[str, Any], num_frames: int) -> list[str] | None:
@@ -184,12 +192,19 @@ def truth_labels(annotation: dict[str, Any], num_frames: int) -> list[str] | Non
 
 
 def load_clips(data: str, size: int, min_frames: int) -> list[Clip]:
-    """Every clip of at least `min_frames` frames, resized to size x size (the one cover crop)."""
-    from dataset.reader import shard_pipeline
+    """Every clip of at least `min_frames` frames, resized to size x size (the one cover crop),
+    with its lip boxes where the clip has a readable pose.npy. Broken samples are logged and skipped."""
+    from dataset.reader import SampleDecoder, shard_pipeline
     from model.resize import cover_crop
 
+    decoder = SampleDecoder(audio=False)
     clips = []
-    for sample in shard_pipeline(data):
+    for raw in shard_pipeline(data, decode="none"):
+        try:
+            sample = decoder(raw)
+        except UserError as err:
+            log.warning("train-vae: skipping a sample: %s", err)
+            continue
         frames = sample["frames"]
         if frames.shape[0] < min_frames:
             continue
@@ -197,10 +212,45 @@ def load_clips(data: str, size: int, min_frames: int) -> list[Clip]:
             frames = ((cover_crop(frames, size, size) + 1.0) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1)
         ann = sample["annotation"]
         clips.append(Clip(key=sample["__key__"], source=str(ann["source"]["sha256"]), frames=frames.numpy(),
-                          labels=truth_labels(ann, frames.shape[0])))
+                          labels=truth_labels(ann, frames.shape[0]),
+                          mouth=mouth_track(raw.get("pose.npy"), ann, size, key=sample["__key__"])))
     if not clips:
         raise UserError(f"data: no clip of {data} has >= {min_frames} frames")
     return clips
+
+
+def mouth_track(pose_npy: bytes | None, annotation: dict[str, Any], size: int, *, key: str = "?") -> np.ndarray | None:
+    """float32 (T, 4) lip boxes (x0, y0, x1, y1) normalised to the size x size cover crop, NaN for
+    frames without a mouth; None for a clip without a pose.npy (or with a broken one: logged)."""
+    from dataset.pose import PoseError, crop_pose, decode_pose
+    from model.resize import cover_crop_box
+    from train.objective import FlowConfig, mouth_boxes
+
+    if pose_npy is None:
+        return None
+    v = annotation["video"]
+    h, w = int(v["height"]), int(v["width"])
+    try:
+        pose = decode_pose(pose_npy, int(v["num_frames"]))
+    except PoseError as err:
+        log.warning("train-vae: %s: ignoring pose.npy: %s", key, err)
+        return None
+    scale, _, top, left = cover_crop_box(h, w, size, size)
+    keypoints = crop_pose(pose, h, w, scale, top, left, size, size)
+    box = (annotation.get("face") or {}).get("bbox")
+    face = torch.full((4,), math.nan)
+    if box and len(box) == 4:
+        x0, y0, x1, y1 = (float(b) for b in box)
+        face = torch.tensor([(x0 * w * scale - left) / size, (y0 * h * scale - top) / size,
+                             (x1 * w * scale - left) / size, (y1 * h * scale - top) / size])
+    return mouth_boxes(torch.from_numpy(keypoints)[None], face[None], FlowConfig().lip_box)[0].numpy().astype(np.float32)
+
+
+def mouth_mask(boxes: np.ndarray, size: int) -> torch.Tensor:
+    """(B, T, 4) normalised lip boxes -> (B, 1, T, size, size) float: 1 on the pixels inside (NaN: none)."""
+    from train.objective import cells_inside
+
+    return cells_inside(torch.from_numpy(boxes), (size, size)).float()[:, None]
 
 
 def to_video(frames: np.ndarray) -> torch.Tensor:
@@ -213,13 +263,16 @@ def to_frames(video: torch.Tensor) -> np.ndarray:
     return ((video.permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
-def reconstruction_loss(x: torch.Tensor, y: torch.Tensor, saturation_weight: float, motion_weight: float = 0.0) -> torch.Tensor:
+def reconstruction_loss(x: torch.Tensor, y: torch.Tensor, saturation_weight: float, motion_weight: float = 0.0,
+                        mouth: torch.Tensor | None = None, mouth_weight: float = 0.0) -> torch.Tensor:
     """L1 + MSE of (B, 3, T, H, W) videos in [-1, 1], each pixel weighted
     1 + s * saturation (max - min over RGB, in [0, 1]) + m * motion (largest channel distance from
-    the clip's mean frame, in [0, 2])."""
+    the clip's mean frame, in [0, 2]) + mouth_weight * mouth ((B, 1, T, H, W) lip-box mask)."""
     saturation = (x.amax(dim=1, keepdim=True) - x.amin(dim=1, keepdim=True)) / 2  # (B, 1, T, H, W)
     motion = (x - x.mean(dim=2, keepdim=True)).abs().amax(dim=1, keepdim=True)  # (B, 1, T, H, W)
     weight = 1.0 + saturation_weight * saturation + motion_weight * motion
+    if mouth is not None and mouth_weight:
+        weight = weight + mouth_weight * mouth.to(weight)
     err = y - x
     return (err.abs() * weight).mean() + (err.square() * weight).mean()
 
@@ -253,20 +306,28 @@ class VaeTrainer:
 
     def batch(self, frames: int, size: int) -> torch.Tensor:
         """`size` random clips of `frames` frames from the training clips."""
-        out = []
+        return self.batch_with_mouths(frames, size)[0]
+
+    def batch_with_mouths(self, frames: int, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`batch` and the (B, 1, T, H, W) lip-box mask of its frames (None when none has a mouth)."""
+        out, boxes = [], []
         for _ in range(size):
             clip = self.train_clips[int(torch.randint(len(self.train_clips), (1,), generator=self.generator))]
             start = int(torch.randint(clip.frames.shape[0] - frames + 1, (1,), generator=self.generator))
             out.append(clip.frames[start : start + frames])
-        return to_video(np.stack(out))
+            boxes.append(np.full((frames, 4), np.nan, np.float32) if clip.mouth is None else clip.mouth[start : start + frames])
+        stacked = np.stack(boxes)
+        mouth = mouth_mask(stacked, self.config.size) if np.isfinite(stacked).all(-1).any() else None
+        return to_video(np.stack(out)), mouth
 
     def train_step(self) -> float:
         c = self.config
         short = self.step < c.steps - c.window_steps
-        x = self.batch(c.short_frames, c.short_batch_size) if short else self.batch(c.frames, c.batch_size)
+        x, mouth = self.batch_with_mouths(c.short_frames, c.short_batch_size) if short else self.batch_with_mouths(c.frames, c.batch_size)
         posterior = self.vae.encode(x).latent_dist
         y = self.vae.decode(posterior.mode()).sample
-        loss = reconstruction_loss(x, y, c.saturation_weight, c.motion_weight) + c.kl_weight * posterior.kl().mean()
+        loss = reconstruction_loss(x, y, c.saturation_weight, c.motion_weight, mouth, c.mouth_weight)
+        loss = loss + c.kl_weight * posterior.kl().mean()
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -347,17 +408,22 @@ class VaeTrainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
-        """PSNR and, where captions carry labels, the action reader on the reconstructions of
-        the held-out clips' first window (agreement with the truth and with the reader on the originals)."""
+        """PSNR (whole frames, and inside the lip boxes where clips have them) and, where captions
+        carry labels, the action reader on the reconstructions of the held-out clips' first window
+        (agreement with the truth and with the reader on the originals)."""
         from dataset.synth import detect_actions
 
         n = self.config.frames
-        psnr, agree_truth, agree_orig, labelled = [], 0, 0, 0
+        psnr, mouth_psnr, agree_truth, agree_orig, labelled = [], [], 0, 0, 0
         for clip in self.test_clips:
             x = to_video(clip.frames[None, :n])
             y = self.vae.decode(self.vae.encode(x).latent_dist.mode()).sample
-            mse = float(((y - x) / 2).square().mean())
-            psnr.append(10 * math.log10(1.0 / max(mse, 1e-10)))
+            sq = ((y - x) / 2).square()
+            psnr.append(10 * math.log10(1.0 / max(float(sq.mean()), 1e-10)))
+            if clip.mouth is not None:
+                inside = mouth_mask(clip.mouth[None, :n], self.config.size).expand_as(sq)
+                if inside.any():
+                    mouth_psnr.append(10 * math.log10(1.0 / max(float(sq[inside.bool()].mean()), 1e-10)))
             if clip.labels is None:
                 continue
             rec = detect_actions(to_frames(y[0]), 25.0)
@@ -368,6 +434,8 @@ class VaeTrainer:
                     agree_truth += truth == r
                     agree_orig += o == r
         out: dict[str, Any] = {"clips": len(self.test_clips), "frames_per_clip": n, "psnr_db": round(float(np.mean(psnr)), 2)}
+        if mouth_psnr:  # inside the lip boxes: what `mouth_weight` trades the rest of the frame for
+            out["mouth_psnr_db"] = round(float(np.mean(mouth_psnr)), 2)
         if labelled:
             out.update(reader_agreement_with_truth=round(agree_truth / labelled, 4),
                        reader_agreement_with_originals=round(agree_orig / labelled, 4), labelled_frames=labelled)

@@ -66,9 +66,10 @@ class CorpusConfig:
 class VaeStepConfig:
     """Args:
     path: an existing VAE folder to use instead of training one ("" = train it on the train split).
-    steps / window_steps / batch_size / lr / z_dim: `actavatar models train-vae` settings (its last
-        `window_steps` steps on whole windows of `window_frames`, `batch_size` per step); null =
-        train-vae's own default (`train.vae_train.VaeTrainConfig` / `VaeArchConfig`).
+    steps / window_steps / batch_size / lr / mouth_weight / z_dim: `actavatar models train-vae` settings
+        (its last `window_steps` steps on whole windows of `window_frames`, `batch_size` per step;
+        `mouth_weight` on the pixels of each frame's lip box); null = train-vae's own default
+        (`train.vae_train.VaeTrainConfig` / `VaeArchConfig`).
     """
 
     path: str = ""
@@ -76,6 +77,7 @@ class VaeStepConfig:
     window_steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    mouth_weight: float | None = None
     z_dim: int | None = None
 
 

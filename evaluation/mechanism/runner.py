@@ -66,7 +66,7 @@ def train_vae_step(cfg: MechanismConfig, paths: dict[str, Path]) -> Path:
     out = Path(cfg.out) / "vae"
     if not (out / REPORT_FILE).is_file():
         v = cfg.vae
-        chosen = {k: getattr(v, k) for k in ("steps", "window_steps", "batch_size", "lr") if getattr(v, k) is not None}
+        chosen = {k: getattr(v, k) for k in ("steps", "window_steps", "batch_size", "lr", "mouth_weight") if getattr(v, k) is not None}
         arch = VaeArchConfig() if v.z_dim is None else VaeArchConfig(z_dim=v.z_dim)
         train_vae(VaeTrainConfig(data=str(paths["train"]), out=str(out), frames=cfg.window_frames, size=cfg.corpus.clip_size,
                                  seed=cfg.seed, threads=cfg.cpu_threads, arch=arch, **chosen))

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the s
 
 
 TRAINED = ("paca", "paca_motion", "paca_refocus", "paca_face", "paca_av")
-COMMAND = ["bench", "mechanism", "--scale", "smoke", "--threads", "2", f"arms=[{','.join(TRAINED)}]"]
+# vae.mouth_weight: the VAE's lip-box loss runs on the reader's mouth keypoints of the synthetic corpus
+COMMAND = ["bench", "mechanism", "--scale", "smoke", "--threads", "2", f"arms=[{','.join(TRAINED)}]", "vae.mouth_weight=8"]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,8 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert lips["rows"]["real frames"]["mouth_r"] == pytest.approx(1.0) and lips["rows"]["real frames"]["windows"] == 2
     assert set(lips["rows"]) >= {"(a) PACA, progressive alignment", "(j) PACA + frame-wise audio–video interaction"}
     assert all(row["windows"] == 2 and -1 <= row["confidence"] <= 2 for row in lips["rows"].values())
+    vae = json.loads((run / "vae" / "vae_report.json").read_text())
+    assert vae["config"]["mouth_weight"] == 8.0 and vae["reconstruction"]["mouth_psnr_db"] > 0
     for plot in ("loss_curves", "learning_curves", "timelines", "contact_sheet"):
         assert (run / "report" / "plots" / f"{plot}.png").is_file()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,3 +87,69 @@ def test_train_export_load_and_resume(tmp_path: Path) -> None:
     assert main([*args[:5], "--steps", "5", *args[7:]]) == 0
     assert json.loads((out / "vae_report.json").read_text())["steps"] == 5
     assert len(json.loads((out / "vae_report.json").read_text())["loss_curve"]) == 1
+
+
+def _pose_with_mouth(frames: int, mouth_xy: tuple[float, float]) -> np.ndarray:
+    from dataset.pose import KEYPOINTS
+
+    pose = np.zeros((frames, len(KEYPOINTS), 3), np.float32)
+    pose[..., :2] = np.nan
+    pose[:, KEYPOINTS.index("mouth")] = (*mouth_xy, 1.0)
+    return pose
+
+
+def test_mouth_track_follows_the_mouth_into_the_cover_crop() -> None:
+    from dataset.pose import encode_pose
+    from train.vae_train import mouth_mask, mouth_track
+
+    # a 128x64 clip cover-cropped to 32x32: scaled by 0.5, 16 pixels cut from each side
+    ann = {"video": {"width": 128, "height": 64, "num_frames": 3}, "face": {"bbox": [0.4, 0.25, 0.6, 0.75]}}
+    pose = _pose_with_mouth(3, (0.5, 0.5))
+    pose[2, 3] = (np.nan, np.nan, 0.0)  # the last frame lost its mouth
+    track = mouth_track(encode_pose(pose), ann, 32)
+    # the face box becomes 0.4 x 0.5 of the crop; the lip box is 0.6 x 0.4 of it, centred on the mouth
+    assert track[:2] == pytest.approx(np.array([[0.38, 0.4, 0.62, 0.6]] * 2), abs=2e-3)
+    assert np.isnan(track[2]).all()
+    mask = mouth_mask(track[None], 32)
+    assert mask.shape == (1, 1, 3, 32, 32) and mask[0, 0, 2].sum() == 0
+    ys, xs = np.nonzero(mask[0, 0, 0].numpy())
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (13, 18, 12, 19)
+    assert mouth_track(None, ann, 32) is None
+    assert mouth_track(b"not an npy", ann, 32, key="k") is None
+
+
+def test_loss_weighs_the_mouth_box() -> None:
+    x = torch.zeros(1, 3, 1, 4, 4)
+    mouth = torch.zeros(1, 1, 1, 4, 4)
+    mouth[..., 2:, 1:3] = 1.0
+
+    def loss_with_error_at(h: int, w: int, weight: float) -> float:
+        y = x.clone()
+        y[0, 0, 0, h, w] = 0.5
+        return float(reconstruction_loss(x, y, 0.0, 0.0, mouth, weight))
+
+    outside = loss_with_error_at(0, 0, 9.0)
+    assert loss_with_error_at(3, 1, 9.0) == pytest.approx(10 * outside)
+    assert loss_with_error_at(3, 1, 0.0) == pytest.approx(outside)
+
+
+def test_train_with_a_mouth_weight_reports_the_mouth_psnr(tmp_path: Path) -> None:
+    from dataset.pose import encode_pose
+    from dataset.toy_corpus import toy_clip
+    from dataset.writer import ShardWriter, ShardWriterConfig
+    from train.vae_cli import main
+
+    corpus = tmp_path / "corpus"
+    with ShardWriter(corpus, ShardWriterConfig(max_samples=2)) as writer:
+        for i in range(4):
+            sample = toy_clip(i, seconds=1.2, width=32, height=32)
+            if i != 3:  # one clip without pose.npy: it trains without a mouth box
+                sample["pose.npy"] = encode_pose(_pose_with_mouth(sample["json"]["video"]["num_frames"], (0.5, 0.6)))
+            writer.write(sample)
+    out = tmp_path / "vae"
+    assert main(["train-vae", "--data", str(corpus), "--out", str(out), "--steps", "2", "--window-steps", "1",
+                 "--frames", "17", "--size", "32", "--base-dim", "8", "--z-dim", "4", "--mouth-weight", "8",
+                 "--no-progress", "short_batch_size=2", "holdout_sources=0"]) == 0
+    report = json.loads((out / "vae_report.json").read_text())
+    assert report["config"]["mouth_weight"] == 8.0
+    assert 0 < report["reconstruction"]["mouth_psnr_db"] < 100
