@@ -222,27 +222,22 @@ def load_clips(data: str, size: int, min_frames: int) -> list[Clip]:
 def mouth_track(pose_npy: bytes | None, annotation: dict[str, Any], size: int, *, key: str = "?") -> np.ndarray | None:
     """float32 (T, 4) lip boxes (x0, y0, x1, y1) normalised to the size x size cover crop, NaN for
     frames without a mouth; None for a clip without a pose.npy (or with a broken one: logged)."""
-    from dataset.pose import PoseError, crop_pose, decode_pose
-    from model.resize import cover_crop_box
+    from dataset.pose import PoseError, decode_pose
+    from train.buckets import Bucket
+    from train.clip_window import WindowPlan, face_box_in_window, pose_in_window
     from train.objective import FlowConfig, mouth_boxes
 
     if pose_npy is None:
         return None
-    v = annotation["video"]
-    h, w = int(v["height"]), int(v["width"])
+    frames = int(annotation["video"]["num_frames"])
     try:
-        pose = decode_pose(pose_npy, int(v["num_frames"]))
+        pose = decode_pose(pose_npy, frames)
     except PoseError as err:
         log.warning("train-vae: %s: ignoring pose.npy: %s", key, err)
         return None
-    scale, _, top, left = cover_crop_box(h, w, size, size)
-    keypoints = crop_pose(pose, h, w, scale, top, left, size, size)
-    box = (annotation.get("face") or {}).get("bbox")
-    face = torch.full((4,), math.nan)
-    if box and len(box) == 4:
-        x0, y0, x1, y1 = (float(b) for b in box)
-        face = torch.tensor([(x0 * w * scale - left) / size, (y0 * h * scale - top) / size,
-                             (x1 * w * scale - left) / size, (y1 * h * scale - top) / size])
+    whole = Bucket(frames, size, size)  # the whole clip through the trainer's own crop of a window
+    keypoints = pose_in_window(pose, annotation, WindowPlan(bucket=whole, start_frame=0, use_phases=False))
+    face = face_box_in_window(annotation, whole)
     return mouth_boxes(torch.from_numpy(keypoints)[None], face[None], FlowConfig().lip_box)[0].numpy().astype(np.float32)
 
 
