@@ -76,6 +76,8 @@ def rgb_to_i420(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     noise); the block mean is 3 off, swscale filtering over a few more rows.
     """
     h, w = frame.shape[:2]
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or h % 2 or w % 2:
+        raise MediaError(f"I420 needs a uint8 (H, W, 3) frame of even size, got {frame.dtype} {frame.shape}")
     if out is None:
         out = np.empty((h * 3 // 2, w), np.uint8)
     frame = np.ascontiguousarray(frame)

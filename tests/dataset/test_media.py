@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from dataset.media import decode_audio, decode_mp4, encode_mp4, rgb_to_i420
+from dataset.media import MediaError, decode_audio, decode_mp4, encode_mp4, rgb_to_i420
 
 
 def _onset(audio: np.ndarray) -> int:
@@ -45,5 +45,7 @@ def test_rgb_to_i420_matches_swscale_and_repeats():
     # a flat colour: Y (red is 81.5; OpenCV rounds up), then Cb, then Cr, each a quarter of the luma size
     red = rgb_to_i420(np.broadcast_to(np.array([255, 0, 0], np.uint8), (4, 6, 3)).copy())
     assert (red[:4] == 82).all() and (red[4:5] == 90).all() and (red[5:6] == 240).all()
+    with pytest.raises(MediaError, match="even size, got uint8 \\(5, 6, 3\\)"):
+        rgb_to_i420(np.zeros((5, 6, 3), np.uint8))
     video = np.stack([smooth] * 3)
     assert np.abs(decode_mp4(encode_mp4(video)).astype(int) - video).mean() < 3
