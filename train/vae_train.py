@@ -194,17 +194,18 @@ def truth_labels(annotation: dict[str, Any], num_frames: int) -> list[str] | Non
 def load_clips(data: str, size: int, min_frames: int) -> list[Clip]:
     """Every clip of at least `min_frames` frames, resized to size x size (the one cover crop),
     with its lip boxes where the clip has a readable pose.npy. Broken samples are logged and skipped."""
-    from dataset.reader import SampleDecoder, shard_pipeline
+    import webdataset as wds
+
+    from dataset.reader import LogAndContinue, SampleDecoder, shard_pipeline
     from model.resize import cover_crop
 
     decoder = SampleDecoder(audio=False)
+
+    def decode(raw: dict[str, Any]) -> dict[str, Any]:  # the decoder's sample plus the pose.npy it drops
+        return {**decoder(raw), "pose.npy": raw.get("pose.npy")}
+
     clips = []
-    for raw in shard_pipeline(data, decode="none"):
-        try:
-            sample = decoder(raw)
-        except UserError as err:
-            log.warning("train-vae: skipping a sample: %s", err)
-            continue
+    for sample in shard_pipeline(data, decode="none", stages=[wds.map(decode, handler=LogAndContinue())]):
         frames = sample["frames"]
         if frames.shape[0] < min_frames:
             continue
@@ -213,7 +214,7 @@ def load_clips(data: str, size: int, min_frames: int) -> list[Clip]:
         ann = sample["annotation"]
         clips.append(Clip(key=sample["__key__"], source=str(ann["source"]["sha256"]), frames=frames.numpy(),
                           labels=truth_labels(ann, frames.shape[0]),
-                          mouth=mouth_track(raw.get("pose.npy"), ann, size, key=sample["__key__"])))
+                          mouth=mouth_track(sample["pose.npy"], ann, size, key=sample["__key__"])))
     if not clips:
         raise UserError(f"data: no clip of {data} has >= {min_frames} frames")
     return clips
@@ -299,12 +300,9 @@ class VaeTrainer:
         c = self.config
         return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(step / c.steps, 1.0))))
 
-    def batch(self, frames: int, size: int) -> torch.Tensor:
-        """`size` random clips of `frames` frames from the training clips."""
-        return self.batch_with_mouths(frames, size)[0]
-
-    def batch_with_mouths(self, frames: int, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`batch` and the (B, 1, T, H, W) lip-box mask of its frames (None when none has a mouth)."""
+    def batch(self, frames: int, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`size` random clips of `frames` frames from the training clips, and their (B, 1, T, H, W)
+        lip-box mask when `mouth_weight` is on and any of them has a mouth (else None)."""
         out, boxes = [], []
         for _ in range(size):
             clip = self.train_clips[int(torch.randint(len(self.train_clips), (1,), generator=self.generator))]
@@ -312,13 +310,13 @@ class VaeTrainer:
             out.append(clip.frames[start : start + frames])
             boxes.append(np.full((frames, 4), np.nan, np.float32) if clip.mouth is None else clip.mouth[start : start + frames])
         stacked = np.stack(boxes)
-        mouth = mouth_mask(stacked, self.config.size) if np.isfinite(stacked).all(-1).any() else None
-        return to_video(np.stack(out)), mouth
+        wanted = self.config.mouth_weight > 0 and np.isfinite(stacked).all(-1).any()
+        return to_video(np.stack(out)), mouth_mask(stacked, self.config.size) if wanted else None
 
     def train_step(self) -> float:
         c = self.config
         short = self.step < c.steps - c.window_steps
-        x, mouth = self.batch_with_mouths(c.short_frames, c.short_batch_size) if short else self.batch_with_mouths(c.frames, c.batch_size)
+        x, mouth = self.batch(c.short_frames, c.short_batch_size) if short else self.batch(c.frames, c.batch_size)
         posterior = self.vae.encode(x).latent_dist
         y = self.vae.decode(posterior.mode()).sample
         loss = reconstruction_loss(x, y, c.saturation_weight, c.motion_weight, mouth, c.mouth_weight)
@@ -391,7 +389,7 @@ class VaeTrainer:
     def latent_stats(self, windows: int = 32) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the latents of training windows (for `latents_mean/std`)."""
         c = self.config
-        lats = [self.vae.encode(self.batch(c.frames, c.batch_size)).latent_dist.mode() for _ in range(max(1, windows // c.batch_size))]
+        lats = [self.vae.encode(self.batch(c.frames, c.batch_size)[0]).latent_dist.mode() for _ in range(max(1, windows // c.batch_size))]
         z = torch.cat(lats).transpose(0, 1).flatten(1)  # (z, N)
         return z.mean(dim=1).tolist(), z.std(dim=1).clamp(min=1e-4).tolist()
 
