@@ -396,9 +396,9 @@ class PoseConfig:
         enabled: run the stage (off: no `pose.npy`, `motion` null).
         backend: "reader" (the synthetic puppets' exact pixel reader, `dataset.synth.actions`),
             "mediapipe" (on every frame: BlazeFace face keypoints, the face filter's model
-            `face.model_path`, and BlazePose body keypoints, `pose.model_path`; no lips, see
-            README), or "auto" (reader for synthetic corpora, i.e. `caption.backend=truth`, else
-            mediapipe).
+            `face.model_path`; BlazePose body keypoints, `pose.model_path`; the face mesh's lips,
+            `face.landmark_bundle`), or "auto" (reader for synthetic corpora, i.e.
+            `caption.backend=truth`, else mediapipe).
         model_path: the BlazePose task bundle ("" = `~/.cache/actavatar/models/pose_landmarker_v1.task`,
             built once from the mediapipe 0.10.21 wheel, `annotate.body_landmarks`).
     """

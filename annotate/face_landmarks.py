@@ -1,19 +1,28 @@
-"""Face landmarks (MediaPipe face mesh, 468 points + iris estimates = 478) and how the model is obtained.
+"""Face landmarks (MediaPipe face mesh, 468 points) and how the model is obtained.
 
 mediapipe >= 0.10.30 ships no model files and no `face_landmarker.task` is on the package index,
 but the mediapipe 0.10.21 wheel (already fetched for the face detector) holds the legacy graph's
 `face_landmark.tflite`. The Tasks API of mediapipe 1.2 runs it when it is packed, with the
 short-range BlazeFace detector, into a task bundle (a zip holding `face_detector.tflite` and
-`face_landmarks_detector.tflite`, the layout of Google's `face_landmarker.task`). The
+`face_landmarks_detector.tflite`, the layout of Google's `face_landmarker.task`), after one edit:
+the Tasks graph takes the landmark count to be 478 (the mesh plus 10 iris points, which Google's
+current model outputs) and the values per landmark to be the tensor size // 478, so it reads the
+legacy model's 468 x 3 = 1404 values as 478 (x, y) pairs: points out of order, z = 0.
+`with_padded_landmarks` extends that output by 10 copied landmarks (one GATHER op with constant
+indices, written with the flatbuffer schema mediapipe ships; the weights are untouched), so the
+graph reads 478 x 3 and the first 468 are the canonical mesh; `FaceLandmarker` returns those. The
 attention variant in the same wheel does not fit the Tasks graph (its outputs are ordered
-differently), so this is the mesh without attention refinement. `ensure_landmarker_bundle()` builds
-the bundle once into the cache, next to the detector:
+differently), so this is the mesh without attention refinement. `ensure_landmarker_bundle()`
+builds the bundle once into the cache, next to the detector:
 
-    ~/.cache/actavatar/models/face_landmarker_v1.task   ($ACTAVATAR_CACHE/models/ when set)
+    ~/.cache/actavatar/models/face_landmarker_v2.task   ($ACTAVATAR_CACHE/models/ when set)
 
-Use: confirming BlazeFace detections in the face filter (the mesh's face-presence score rejects
-object close-ups that BlazeFace alone accepts). Its lip landmarks do not follow the synthetic
-puppets' drawn mouths, so the AV-sync measure does not use them (`annotate.av_sync`).
+(`face_landmarker_v1.task`, built before the edit, gives the scrambled points; it is not used.)
+
+Uses: confirming BlazeFace detections in the face filter (the mesh's face-presence score rejects
+object close-ups that BlazeFace alone accepts), and the lips of real footage in `pose.npy`
+(`annotate.pose`; `INNER_LIPS`). On the synthetic puppets' drawn mouths the mesh's lips do not
+follow the drawing, so the AV-sync measure does not use them (`annotate.av_sync`).
 """
 
 from __future__ import annotations
@@ -28,17 +37,79 @@ from annotate.face_detector import (MODEL_SHA256, WHEEL_MEMBER, WHEEL_SPEC, Face
                                     default_model_path, fetch_wheel_members, zip_task_bundle)
 from dataset.atomic import atomic_write_bytes
 
-BUNDLE_NAME = "face_landmarker_v1.task"
+BUNDLE_NAME = "face_landmarker_v2.task"
 LANDMARK_MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
 LANDMARK_SHA256 = "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"
+MESH_POINTS = 468
+GRAPH_POINTS = 478  # what the Tasks graph reads (mesh + iris)
+# landmarks copied into the iris slots 468..477 (right eye: lid, corners, lids; left eye likewise)
+IRIS_STAND_INS = (159, 33, 159, 133, 145, 386, 362, 386, 263, 374)
+INNER_LIPS = (13, 14)  # canonical mesh: the upper and lower inner-lip midpoints (their gap = mouth opening)
 
 
 def default_bundle_path() -> Path:
     return default_model_path().parent / BUNDLE_NAME
 
 
+def landmark_values(model: bytes) -> int:
+    """How many values the landmark model's first output (the landmark tensor) holds."""
+    from mediapipe.tasks.metadata import schema_py_generated as tfl
+
+    graph = tfl.Model.GetRootAs(model, 0).Subgraphs(0)
+    return int(np.prod(graph.Tensors(graph.Outputs(0)).ShapeAsNumpy()))
+
+
+def with_padded_landmarks(model: bytes) -> bytes:
+    """The legacy 468-point mesh model with its landmark output extended to 478 x 3 values, so the
+    Tasks graph reads whole (x, y, z) triples. The 10 added landmarks (where Google's model has the
+    irises) are copies of eye-contour landmarks (`IRIS_STAND_INS`): the graph tracks the face from
+    the box of all 478 points, so they must lie on the face (zeros would drag the box to a corner
+    and lose the face in video mode). One GATHER op with constant indices and a new output tensor;
+    the other outputs, the weights and the graph are unchanged."""
+    import flatbuffers
+
+    from mediapipe.tasks.metadata import schema_py_generated as tfl
+
+    graph = tfl.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    sub = graph.subgraphs[0]
+    source = sub.tensors[sub.outputs[0]]
+    values = int(np.prod(source.shape))
+    if values != MESH_POINTS * 3:
+        raise FaceModelError(f"face landmark model: expected {MESH_POINTS * 3} landmark values, got {values}")
+    index = np.concatenate([np.arange(values), (3 * np.array(IRIS_STAND_INS)[:, None] + np.arange(3)).ravel()]).astype(np.int32)
+
+    def tensor(name: str, kind: int, size: int, data: bytes | None) -> int:
+        buffer = tfl.BufferT()
+        buffer.data = np.frombuffer(data, np.uint8) if data else None
+        graph.buffers.append(buffer)
+        out = tfl.TensorT()
+        out.name, out.type, out.buffer = name.encode(), kind, len(graph.buffers) - 1
+        out.shape = np.array([size] if data else [1, 1, 1, size], np.int32)
+        sub.tensors.append(out)
+        return len(sub.tensors) - 1
+
+    indices = tensor("landmark_index", tfl.TensorType.INT32, len(index), index.tobytes())
+    padded = tensor("landmarks_478", tfl.TensorType.FLOAT32, len(index), None)
+    code = tfl.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = tfl.BuiltinOperator.GATHER
+    code.version = 1
+    graph.operatorCodes.append(code)
+    gather = tfl.OperatorT()
+    gather.opcodeIndex = len(graph.operatorCodes) - 1
+    gather.inputs, gather.outputs = np.array([sub.outputs[0], indices], np.int32), np.array([padded], np.int32)
+    gather.builtinOptionsType = tfl.BuiltinOptions.GatherOptions
+    gather.builtinOptions = tfl.GatherOptionsT()
+    gather.builtinOptions.axis = 3
+    sub.operators.append(gather)
+    sub.outputs = np.array([padded, *list(sub.outputs[1:])], np.int32)
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(graph.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def build_bundle(detector: bytes, landmarks: bytes) -> bytes:
-    """The task bundle's bytes (Google's face_landmarker.task layout)."""
+    """The task bundle's bytes (Google's face_landmarker.task layout); `landmarks` as the Tasks graph
+    reads it (`with_padded_landmarks`)."""
     return zip_task_bundle([("face_detector.tflite", detector), ("face_landmarks_detector.tflite", landmarks)])
 
 
@@ -53,58 +124,86 @@ def ensure_landmarker_bundle(path: str | Path | None = None) -> Path:
         return target
     try:
         members = fetch_wheel_members({WHEEL_MEMBER: MODEL_SHA256, LANDMARK_MEMBER: LANDMARK_SHA256}, target.parent)
-        atomic_write_bytes(target, build_bundle(members[WHEEL_MEMBER], members[LANDMARK_MEMBER]))
+        atomic_write_bytes(target, build_bundle(members[WHEEL_MEMBER], with_padded_landmarks(members[LANDMARK_MEMBER])))
     except (OSError, zipfile.BadZipFile, KeyError) as err:
         raise FaceModelError(
             f"face landmark bundle {target} is missing and could not be built ({err}). Build it on a "
             f"machine with the package index: `pip download {WHEEL_SPEC} --no-deps --only-binary=:all: "
-            f"--platform manylinux_2_28_x86_64`, then zip {WHEEL_MEMBER} as face_detector.tflite and "
-            f"{LANDMARK_MEMBER} as face_landmarks_detector.tflite into {target}"
+            f"--platform manylinux_2_28_x86_64`, then annotate.face_landmarks.build_bundle on {WHEEL_MEMBER} "
+            f"and with_padded_landmarks({LANDMARK_MEMBER}), and copy it to {target}"
         ) from None
     return target
 
 
 @dataclass(frozen=True, slots=True)
 class FaceMesh:
-    """One face: `points` (478, 3) normalised x, y (z relative depth) and the landmark box."""
+    """One face: `points` (468, 3) in the canonical mesh order, x and y normalised to the frame, z
+    relative depth; and the landmark box."""
 
     points: np.ndarray
 
     @property
     def box(self) -> tuple[float, float, float, float]:
-        x, y = self.points[:468, 0], self.points[:468, 1]
+        x, y = self.points[:, 0], self.points[:, 1]
         return float(x.min()), float(y.min()), float(x.max()), float(y.max())
+
+    @property
+    def inner_lips(self) -> np.ndarray:
+        """(2, 2) x, y of the upper and lower inner-lip midpoints."""
+        return self.points[list(INNER_LIPS), :2]
 
 
 class FaceLandmarker(MediapipeTask):
-    """MediaPipe face landmarker (Tasks API, image mode) on the bundle above.
+    """MediaPipe face landmarker (Tasks API) on the bundle above.
 
     Args:
         bundle: the .task file (see `ensure_landmarker_bundle`).
         min_presence: the mesh's face-presence threshold (MediaPipe's default 0.5).
         max_faces: faces returned per frame.
+        fps: None = image mode (independent frames); a frame rate = video mode for one clip's frames
+            in order: a face found in one frame is tracked into the next and the detector reruns only
+            when tracking is lost (with `max_faces` 1; more faces rerun it on every frame).
     """
 
-    def __init__(self, bundle: str | Path, *, min_presence: float = 0.5, max_faces: int = 2) -> None:
+    def __init__(self, bundle: str | Path, *, min_presence: float = 0.5, max_faces: int = 2, fps: float | None = None) -> None:
         bundle = Path(bundle)
         if not bundle.is_file():
             raise FaceModelError(f"face landmark bundle not found: {bundle} (see annotate.face_landmarks.ensure_landmarker_bundle)")
+        if fps is not None and fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        try:
+            with zipfile.ZipFile(bundle) as zf:
+                values = landmark_values(zf.read("face_landmarks_detector.tflite"))
+        except (OSError, zipfile.BadZipFile, KeyError) as err:
+            raise FaceModelError(f"face landmark bundle {bundle} is not a face landmarker task bundle ({err})") from None
+        if values != GRAPH_POINTS * 3:
+            raise FaceModelError(
+                f"face landmark bundle {bundle}: its landmark model outputs {values} values, the Tasks graph reads "
+                f"{GRAPH_POINTS} x 3 = {GRAPH_POINTS * 3} (a bundle built before the padding fix scrambles the points); "
+                f"rebuild it with annotate.face_landmarks.ensure_landmarker_bundle")
         from mediapipe.tasks.python import BaseOptions, vision
 
+        mode = vision.RunningMode.IMAGE if fps is None else vision.RunningMode.VIDEO
         options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(bundle)), running_mode=vision.RunningMode.IMAGE,
-            num_faces=max_faces, min_face_detection_confidence=0.5, min_face_presence_confidence=min_presence)
+            base_options=BaseOptions(model_asset_path=str(bundle)), running_mode=mode, num_faces=max_faces,
+            min_face_detection_confidence=0.5, min_face_presence_confidence=min_presence, min_tracking_confidence=0.5)
         self._task = vision.FaceLandmarker.create_from_options(options)
+        self._fps, self._frame = fps, 0
 
     def detect(self, frame: np.ndarray) -> list[FaceMesh]:
+        """A uint8 (H, W, 3) RGB frame (in video mode: the clip's next frame) -> the faces' meshes."""
         import mediapipe as mp
 
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
-        result = self._task.detect(image)
-        return [FaceMesh(np.array([[p.x, p.y, p.z] for p in face], np.float32)) for face in result.face_landmarks]
+        if self._fps is None:
+            result = self._task.detect(image)
+        else:
+            result = self._task.detect_for_video(image, int(round(self._frame * 1000.0 / self._fps)))
+            self._frame += 1
+        return [FaceMesh(np.array([[p.x, p.y, p.z] for p in face[:MESH_POINTS]], np.float32)) for face in result.face_landmarks]
 
 
 def confirmed(box: tuple[float, float, float, float], meshes: list[FaceMesh]) -> bool:

@@ -12,10 +12,11 @@
                through the clip) for the body: neck (the shoulders' midpoint), shoulders, elbows
                and wrists, with BlazePose's visibility as confidence, in frames where that
                person's nose lies in the annotation's face box (grown to twice its size), so a
-               second person is never taken for the speaker. No lips: the face
-               mesh built from the mediapipe 0.10.21 wheel returns points that are not in the
-               canonical mesh order under the Tasks graph (only its box is usable, which is what
-               the face filter uses).
+               second person is never taken for the speaker; and the face mesh
+               (`annotate.face_landmarks`, tracked through the clip) for the lips: upper_lip and
+               lower_lip are its inner-lip midpoints (their gap is the mouth opening), in frames
+               where the mesh lies on the speaker's BlazeFace detection (its centre inside that
+               box), with the detection score as confidence.
 
 `PoseEstimator(backend)(frames, face_box) -> (F, K, 3)`; `dataset.pose.motion_intensity` turns it
 into the annotation's `motion` figures.
@@ -35,7 +36,8 @@ BLAZEFACE_SLOTS = (1, 2, 0, 3, 4, 5)
 BLAZEPOSE_SLOTS = {12: 9, 11: 10, 14: 11, 13: 12, 16: 13, 15: 14}
 NECK_SLOT = 8
 SPEAKER_BOX_SCALE = 2.0  # BlazePose's person counts when its nose is inside the face box grown this much
-METHODS = {"reader": "puppet-pixel-reader", "mediapipe": "mediapipe-blazeface-blazepose"}
+UPPER_LIP_SLOT, LOWER_LIP_SLOT = 6, 7
+METHODS = {"reader": "puppet-pixel-reader", "mediapipe": "mediapipe-blazeface-blazepose-facemesh"}
 
 
 def reader_pose(frames: np.ndarray) -> np.ndarray:
@@ -92,13 +94,16 @@ class PoseEstimator:
         model_path: BlazeFace model for mediapipe (None = the cached one, `face.model_path`).
         pose_bundle: BlazePose task bundle for mediapipe (None = the cached one, built once from the
             mediapipe 0.10.21 wheel, `annotate.body_landmarks.ensure_pose_bundle`).
+        mesh_bundle: face landmarker task bundle for mediapipe's lips (None = the cached one, the face
+            filter's `face.landmark_bundle`, `annotate.face_landmarks.ensure_landmarker_bundle`).
     """
 
-    def __init__(self, backend: str, model_path: str | Path | None = None, pose_bundle: str | Path | None = None) -> None:
+    def __init__(self, backend: str, model_path: str | Path | None = None, pose_bundle: str | Path | None = None,
+                 mesh_bundle: str | Path | None = None) -> None:
         if backend not in METHODS:
             raise ValueError(f"pose backend must be one of {sorted(METHODS)}, got {backend!r}")
         self.backend, self.method = backend, METHODS[backend]
-        self._model_path, self._pose_bundle = model_path, pose_bundle
+        self._model_path, self._pose_bundle, self._mesh_bundle = model_path, pose_bundle, mesh_bundle
         self._detector = None
 
     def __call__(self, frames: np.ndarray, face_box: list[float] | None = None, fps: float = 25.0) -> np.ndarray:
@@ -109,19 +114,28 @@ class PoseEstimator:
     def _mediapipe(self, frames: np.ndarray, face_box: list[float] | None, fps: float) -> np.ndarray:
         from annotate.body_landmarks import BodyLandmarker, ensure_pose_bundle
         from annotate.face_detector import FaceDetector, ensure_face_model
+        from annotate.face_landmarks import FaceLandmarker, confirmed, ensure_landmarker_bundle
 
         if self._detector is None:
             self._detector = FaceDetector(ensure_face_model(self._model_path))
         if self._pose_bundle is None or not Path(self._pose_bundle).is_file():
             self._pose_bundle = ensure_pose_bundle(self._pose_bundle)
+        if self._mesh_bundle is None or not Path(self._mesh_bundle).is_file():
+            self._mesh_bundle = ensure_landmarker_bundle(self._mesh_bundle)
         out = empty_pose(len(frames))
         target = ((face_box[0] + face_box[2]) / 2, (face_box[1] + face_box[3]) / 2) if face_box else (0.5, 0.5)
         half = ((face_box[2] - face_box[0]) / 2 * SPEAKER_BOX_SCALE, (face_box[3] - face_box[1]) / 2 * SPEAKER_BOX_SCALE) \
             if face_box else (0.5, 0.5)
-        with BodyLandmarker(self._pose_bundle, fps=fps) as tracker:  # one clip: tracked frame to frame
+        # one clip: both tracked frame to frame (one face: the detector reruns only when tracking is lost)
+        with BodyLandmarker(self._pose_bundle, fps=fps) as tracker, \
+                FaceLandmarker(self._mesh_bundle, max_faces=1, fps=fps) as mesher:
             for t, frame in enumerate(frames):
                 frame = np.asarray(frame)
-                self._face_keypoints(frame, target, out[t])
+                face = self._face_keypoints(frame, target, out[t])
+                meshes = mesher.detect(frame)
+                if face is not None and meshes and confirmed(face.box, meshes):
+                    (ux, uy), (lx, ly) = meshes[0].inner_lips
+                    out[t, UPPER_LIP_SLOT], out[t, LOWER_LIP_SLOT] = (ux, uy, face.score), (lx, ly, face.score)
                 body = tracker.detect(frame)
                 if body is not None and abs(body[0, 0] - target[0]) <= half[0] and abs(body[0, 1] - target[1]) <= half[1]:
                     for landmark, slot in BLAZEPOSE_SLOTS.items():
@@ -135,15 +149,17 @@ class PoseEstimator:
         out[out[..., 2] <= 0, :2] = np.nan
         return out
 
-    def _face_keypoints(self, frame: np.ndarray, target: tuple[float, float], row: np.ndarray) -> None:
-        """BlazeFace's six keypoints of the face nearest `target` into `row` (K, 3), in place."""
+    def _face_keypoints(self, frame: np.ndarray, target: tuple[float, float], row: np.ndarray):
+        """BlazeFace's six keypoints of the face nearest `target` into `row` (K, 3), in place; that
+        detection (None when there is none)."""
         faces = [f for f in self._detector.detect(frame) if len(f.keypoints) == len(BLAZEFACE_SLOTS)]
         if not faces:
-            return
+            return None
         # the annotated speaker: the detection whose box centre is nearest the face box centre
         face = min(faces, key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - target[0], (f.box[1] + f.box[3]) / 2 - target[1]))
         for slot, (x, y) in zip(BLAZEFACE_SLOTS, face.keypoints):
             row[slot] = (x, y, face.score)
+        return face
 
     def close(self) -> None:
         if self._detector is not None:

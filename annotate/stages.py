@@ -129,7 +129,8 @@ class CutRowStage(_RowStage):
         if cfg.pose.enabled:  # keypoints of each clip as it is cut (`annotate.pose`): no extra decode pass or actor
             from annotate.pose import PoseEstimator
 
-            self.pose = PoseEstimator(cfg.pose_backend, cfg.face.model_path or None, cfg.pose.model_path or None)
+            self.pose = PoseEstimator(cfg.pose_backend, cfg.face.model_path or None, cfg.pose.model_path or None,
+                                      cfg.face.landmark_bundle or None)
 
     def run(self, uri, source_id, state):
         from annotate.annotation import clip_annotation, with_pose

@@ -114,9 +114,9 @@ def test_unknown_backend():
 
 
 def test_mediapipe_backend_gives_face_and_body_keypoints_of_the_puppet():
-    """The real BlazeFace and BlazePose models (fetched from the mediapipe 0.10.21 wheel like the
-    face filter's): face keypoints on the puppet's photographed face, its shoulders and neck where
-    the rig draws them."""
+    """The real BlazeFace, BlazePose and face mesh models (fetched from the mediapipe 0.10.21 wheel
+    like the face filter's): face keypoints and lips on the puppet's photographed face, its shoulders
+    and neck where the rig draws them."""
     frames, (ax, ay), s = render("idle", np.arange(3) / 25.0, 2.0, 256, 256)
     estimator = PoseEstimator("mediapipe")
     try:
@@ -124,8 +124,7 @@ def test_mediapipe_backend_gives_face_and_body_keypoints_of_the_puppet():
     finally:
         estimator.close()
     k = {name: pose[:, i] for i, name in enumerate(KEYPOINTS)}
-    assert (k["upper_lip"][:, 2] == 0).all() and (k["lower_lip"][:, 2] == 0).all()
-    for name in ("nose", "right_eye", "left_eye", "mouth", "right_ear", "left_ear"):
+    for name in ("nose", "right_eye", "left_eye", "mouth", "right_ear", "left_ear", "upper_lip", "lower_lip"):
         assert (k[name][:, 2] > 0.5).all(), name  # the detection score
     h, w = frames.shape[1:3]
     head_x, head_y = ax / w, (ay + s * rig.HEAD_CENTER[1]) / h
@@ -135,6 +134,10 @@ def test_mediapipe_backend_gives_face_and_body_keypoints_of_the_puppet():
     # geometry of a face: eyes above the nose above the mouth; the person's right eye on the image left
     assert (k["right_eye"][:, 1] < k["nose"][:, 1]).all() and (k["nose"][:, 1] < k["mouth"][:, 1]).all()
     assert (k["right_eye"][:, 0] < k["left_eye"][:, 0]).all()
+    # the mesh's inner lips straddle BlazeFace's mouth centre, a few pixels apart
+    assert (k["upper_lip"][:, 1] < k["mouth"][:, 1]).all() and (k["mouth"][:, 1] < k["lower_lip"][:, 1]).all()
+    np.testing.assert_allclose(k["upper_lip"][:, 0], k["mouth"][:, 0], atol=0.02)
+    assert ((k["lower_lip"][:, 1] - k["upper_lip"][:, 1]) * h < 10).all()
 
     # the body: BlazePose's shoulders within 3 % of the frame of the rig's, the neck between them
     for name, side in (("right_shoulder", 1.0), ("left_shoulder", -1.0)):
@@ -157,13 +160,15 @@ def test_mediapipe_backend_on_a_real_photograph():
     finally:
         estimator.close()
     k = {name: pose[:, i] for i, name in enumerate(KEYPOINTS)}
-    for name in ("nose", "right_eye", "left_eye", "mouth", "neck", "right_shoulder", "left_shoulder"):
+    for name in ("nose", "right_eye", "left_eye", "mouth", "upper_lip", "lower_lip", "neck", "right_shoulder", "left_shoulder"):
         assert (k[name][:, 2] > 0.5).all(), name
     # the face photo's crop of the portrait (dataset.synth.avatar) holds the face keypoints
     assert ((k["nose"][:, 0] > 153 / 512) & (k["nose"][:, 0] < 299 / 512) & (k["nose"][:, 1] < 166 / 512)).all()
     assert (k["right_shoulder"][:, 0] < k["nose"][:, 0]).all() and (k["nose"][:, 0] < k["left_shoulder"][:, 0]).all()
     assert (k["neck"][:, 1] > k["mouth"][:, 1] + 0.1).all() and (k["right_shoulder"][:, 1] > 0.4).all()
     np.testing.assert_allclose(k["neck"][1, 0] - k["neck"][0, 0], 4 / 512, atol=0.01)  # follows the shift
+    np.testing.assert_allclose(k["upper_lip"][1, 0] - k["upper_lip"][0, 0], 4 / 512, atol=0.005)
+    assert (k["upper_lip"][:, 1] < k["lower_lip"][:, 1]).all() and (k["lower_lip"][:, 1] < k["neck"][:, 1]).all()
     assert motion_intensity(pose)["body_speed"] is not None
 
 
