@@ -16,8 +16,8 @@ untouched. `ensure_pose_bundle()` builds the bundle once into the cache, next to
 
 Checked on real photographs (scikit-image's astronaut portrait: eyes, nose, mouth corners, ears
 and both shoulders where they are) and on the synthetic puppets (shoulders within a few pixels of
-the rig's). The wheel's hand models (palm detector + hand landmarks) pack the same way, but the
-toolkit's keypoint layout keeps only the wrists, which BlazePose gives, so they are not used.
+the rig's). The wheel's hand models (palm detector + hand landmarks) pack the same way
+(`annotate.hand_landmarks`).
 """
 
 from __future__ import annotations

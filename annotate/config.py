@@ -397,15 +397,21 @@ class PoseConfig:
         backend: "reader" (the synthetic puppets' exact pixel reader, `dataset.synth.actions`),
             "mediapipe" (on every frame: BlazeFace face keypoints, the face filter's model
             `face.model_path`; BlazePose body keypoints, `pose.model_path`; the face mesh's lips,
-            `face.landmark_bundle`), or "auto" (reader for synthetic corpora, i.e.
-            `caption.backend=truth`, else mediapipe).
+            `face.landmark_bundle`; MediaPipe hands, `pose.hand_model_path`), or "auto" (reader for
+            synthetic corpora, i.e. `caption.backend=truth`, else mediapipe).
         model_path: the BlazePose task bundle ("" = `~/.cache/actavatar/models/pose_landmarker_v1.task`,
             built once from the mediapipe 0.10.21 wheel, `annotate.body_landmarks`).
+        hands: measure the 21 landmarks of each hand (mediapipe backend; off saves the palm
+            detector's time, about 10 ms per frame without a tracked hand).
+        hand_model_path: the hand task bundle ("" = `~/.cache/actavatar/models/hand_landmarker_v1.task`,
+            built once from the same wheel, `annotate.hand_landmarks`).
     """
 
     enabled: bool = True
     backend: str = "auto"
     model_path: str = ""
+    hands: bool = True
+    hand_model_path: str = ""
 
     def __post_init__(self) -> None:
         if self.backend not in POSE_BACKENDS:

@@ -151,6 +151,14 @@ def run_pipeline(
     ensure_face_model(cfg.face.model_path or None)  # fetched once here, not by every actor at once
     if cfg.face.confirm == "landmarks":
         ensure_landmarker_bundle(cfg.face.landmark_bundle or None)
+    if cfg.pose.enabled and cfg.pose_backend == "mediapipe":  # the keypoint models, built once here too
+        from annotate.body_landmarks import ensure_pose_bundle
+        from annotate.hand_landmarks import ensure_hand_bundle
+
+        ensure_pose_bundle(cfg.pose.model_path or None)
+        ensure_landmarker_bundle(cfg.face.landmark_bundle or None)
+        if cfg.pose.hands:
+            ensure_hand_bundle(cfg.pose.hand_model_path or None)
     check_caption_setup(cfg.caption)
     out.check_writable()  # a bad credential or bucket stops the run here, before any work
     ledger = Ledger(out)

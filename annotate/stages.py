@@ -130,7 +130,7 @@ class CutRowStage(_RowStage):
             from annotate.pose import PoseEstimator
 
             self.pose = PoseEstimator(cfg.pose_backend, cfg.face.model_path or None, cfg.pose.model_path or None,
-                                      cfg.face.landmark_bundle or None)
+                                      cfg.face.landmark_bundle or None, cfg.pose.hand_model_path or None, cfg.pose.hands)
 
     def run(self, uri, source_id, state):
         from annotate.annotation import clip_annotation, with_pose

@@ -6,9 +6,16 @@ height (0..1, top-left origin), confidence 0..1 (0 = not measured: x and y are N
 keypoints, in this order ("right" = the person's right, the image left, as in COCO / MediaPipe):
 
     face  0 nose (the puppet reader: head centre)  1 right_eye  2 left_eye  3 mouth (centre)
-          4 right_ear  5 left_ear  6 upper_lip  7 lower_lip
+          4 right_ear  5 left_ear  6 upper_lip  7 lower_lip (inner-lip midpoints)
     body  8 neck (middle of the shoulder line)  9 right_shoulder  10 left_shoulder
           11 right_elbow  12 left_elbow  13 right_wrist  14 left_wrist
+    hands 15..35 the right hand, 36..56 the left hand, each in MediaPipe's order: wrist, then the
+          thumb (cmc, mcp, ip, tip), index, middle, ring and little finger (mcp, pip, dip, tip)
+
+Layout v2 (57 keypoints) appends the hands to v1 (15 keypoints): a v1 file reads as v2 with the
+hands unmeasured (`check_pose` pads it), and a branch trained on v1 reads the first 15
+(`model.pose`), so old corpora and checkpoints keep working. Clips without a measured hand are
+still written as v1 (`encode_pose`; the synthetic reader measures wrists, not hands).
 
 A backend fills what it measures and leaves the rest at confidence 0 (`annotate.pose`).
 
@@ -34,13 +41,22 @@ import numpy as np
 
 from dataset.schema import VIDEO_FPS
 
+HAND_POINTS = (
+    "wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip", "index_mcp", "index_pip", "index_dip", "index_tip",
+    "middle_mcp", "middle_pip", "middle_dip", "middle_tip", "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
+    "little_mcp", "little_pip", "little_dip", "little_tip",
+)  # MediaPipe's hand landmark order
 KEYPOINTS = (
     "nose", "right_eye", "left_eye", "mouth", "right_ear", "left_ear", "upper_lip", "lower_lip",
     "neck", "right_shoulder", "left_shoulder", "right_elbow", "left_elbow", "right_wrist", "left_wrist",
+    *(f"right_hand_{p}" for p in HAND_POINTS), *(f"left_hand_{p}" for p in HAND_POINTS),
 )
 NUM_KEYPOINTS = len(KEYPOINTS)
+V1_KEYPOINTS = 15  # layout v1: face and body, no hands
 FACE = tuple(range(0, 8))
 BODY = tuple(range(8, 15))
+RIGHT_HAND = tuple(range(15, 36))
+LEFT_HAND = tuple(range(36, 57))
 MIN_CONFIDENCE = 0.5  # a keypoint counts in a frame pair when both frames measured it at least this well
 FACE_FULL = 0.5  # clip heights per second: face intensity 1 (a vigorous nod or head shake)
 BODY_FULL = 1.5  # clip heights per second: body intensity 1 (a fast wave)
@@ -51,7 +67,8 @@ MOTION_DEFINITION = f"dataset.pose v1: window (face, body) keypoint speed / ({FA
 
 # What a trained pose branch reads (its conditioning.json records it): the layout above, normalised
 # to the frame the model sees (after the training crop).
-POSE_DEFINITION = f"dataset.pose v1: (frames, {NUM_KEYPOINTS}, 3) x, y normalised to the generated frame, confidence"
+POSE_DEFINITION = (f"dataset.pose v2: (frames, {NUM_KEYPOINTS}, 3) x, y normalised to the generated frame, confidence; "
+                   f"the branch reads the first model.pose.num_keypoints ({V1_KEYPOINTS} = layout v1)")
 
 
 class PoseError(ValueError):
@@ -68,13 +85,16 @@ def empty_pose(num_frames: int) -> np.ndarray:
 def check_pose(pose: np.ndarray, num_frames: int | None = None) -> np.ndarray:
     """The array as float32 after checking its layout; raises PoseError naming the problem."""
     pose = np.asarray(pose)
-    if pose.ndim != 3 or pose.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise PoseError(f"pose must be (num_frames, {NUM_KEYPOINTS}, 3), got shape {pose.shape}")
+    if pose.ndim != 3 or pose.shape[1:] not in ((NUM_KEYPOINTS, 3), (V1_KEYPOINTS, 3)):
+        raise PoseError(f"pose must be (num_frames, {NUM_KEYPOINTS}, 3) (or layout v1's (num_frames, {V1_KEYPOINTS}, 3)), "
+                        f"got shape {pose.shape}")
     if not np.issubdtype(pose.dtype, np.floating):
         raise PoseError(f"pose must be a float array, got {pose.dtype}")
     if num_frames is not None and pose.shape[0] != num_frames:
         raise PoseError(f"pose has {pose.shape[0]} frames, the clip has {num_frames}")
     pose = pose.astype(np.float32)
+    if pose.shape[1] == V1_KEYPOINTS:  # layout v1: the hands unmeasured
+        pose = np.concatenate([pose, empty_pose(len(pose))[:, V1_KEYPOINTS:]], axis=1)
     conf = pose[..., 2]
     if np.isnan(conf).any() or (conf < 0).any() or (conf > 1).any():
         raise PoseError("pose confidences must be in [0, 1]")
@@ -82,9 +102,13 @@ def check_pose(pose: np.ndarray, num_frames: int | None = None) -> np.ndarray:
 
 
 def encode_pose(pose: np.ndarray) -> bytes:
-    """The `pose.npy` member's bytes (float16, no pickle)."""
+    """The `pose.npy` member's bytes (float16, no pickle): layout v1 (15 keypoints) when no hand
+    keypoint is measured (a quarter of the size; readers pad it), else v2."""
+    pose = check_pose(pose)
+    if not (pose[:, V1_KEYPOINTS:, 2] > 0).any():
+        pose = pose[:, :V1_KEYPOINTS]
     buf = io.BytesIO()
-    np.save(buf, check_pose(pose).astype(np.float16), allow_pickle=False)
+    np.save(buf, pose.astype(np.float16), allow_pickle=False)
     return buf.getvalue()
 
 

@@ -105,13 +105,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def _pose(args: argparse.Namespace) -> int:
     from dataset.atomic import atomic_write_bytes
-    from dataset.pose import BODY, FACE, encode_pose
+    from dataset.pose import BODY, FACE, LEFT_HAND, RIGHT_HAND, encode_pose
 
     pose = video_keypoints(args.input, args.backend, parse_size(args.size) if args.size else None, progress=not args.no_progress)
     atomic_write_bytes(Path(args.output), encode_pose(pose))
     seen = pose[..., 2] > 0
     print(f"{args.output}: {len(pose)} frames at 25 fps; face keypoints in {seen[:, list(FACE)].any(1).mean():.0%} of frames, "
-          f"body keypoints in {seen[:, list(BODY)].any(1).mean():.0%}")
+          f"body keypoints in {seen[:, list(BODY)].any(1).mean():.0%}, hands in {seen[:, list(RIGHT_HAND + LEFT_HAND)].any(1).mean():.0%}")
     return 0
 
 

@@ -30,7 +30,8 @@ from torch.nn import functional as F
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PoseConfig:
     """Args:
-    num_keypoints: keypoints per frame (`dataset.pose.NUM_KEYPOINTS`, 15).
+    num_keypoints: the first keypoints of `dataset.pose`'s layout the branch reads: 15 (face and
+        body, layout v1; the default) or 57 (with the 21 landmarks of each hand, layout v2).
     sigma: radius of a keypoint's Gaussian on its map, in latent cells.
     hidden: channels of the map encoder (patch conv) before the projection to the model width.
     """
@@ -101,8 +102,9 @@ class PoseEmbedding(nn.Module):
         self.proj = nn.Linear(config.hidden, dim)
 
     def forward(self, pose: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        if pose.shape[2] != self.config.num_keypoints:
+        if pose.shape[2] < self.config.num_keypoints:
             raise ValueError(f"pose has {pose.shape[2]} keypoints per frame, model.pose.num_keypoints is {self.config.num_keypoints}")
+        pose = pose[:, :, : self.config.num_keypoints]  # the layout's prefix (v2 appends the hands to v1)
         maps = render_pose_maps(pose, grid, self.temporal_stride, self.config.sigma).to(self.conv.weight.dtype)
         feats = self.conv(maps).flatten(2).transpose(1, 2)  # (B, L, hidden)
         out = self.proj(F.silu(feats))

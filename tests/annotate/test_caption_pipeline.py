@@ -72,7 +72,7 @@ def test_tiny_vlm_captions_every_kept_clip(synth_raw, tiny_asr_dir, tiny_vlm_dir
         assert provenance["caption"]["prompt"]["name"] == "phase_caption" and provenance["caption"]["attempts"] >= 1
         assert set(provenance["caption"]["sampling"]) == {"temperature", "top_p", "max_new_tokens", "seed"}
         # not a synthetic-truth run: `pose.backend=auto` measured the keypoints with the real models
-        assert provenance["models"]["pose"] == doc["motion"]["method"] == "mediapipe-blazeface-blazepose-facemesh"
+        assert provenance["models"]["pose"] == doc["motion"]["method"] == "mediapipe-blazeface-blazepose-facemesh-hands"
         assert doc["motion"]["face_speed"] is not None
     assert all(r["num_phases"] >= 1 for r in ok)
     assert validate_corpus(out).ok

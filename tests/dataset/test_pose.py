@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from dataset.pose import (
-    BODY, BODY_FULL, FACE, FACE_FULL, KEYPOINTS, NUM_KEYPOINTS, PoseError, annotation_motion, check_pose, decode_pose,
-    empty_pose, encode_pose, keypoint_speeds, motion_intensity, motion_levels, window_motion,
+    BODY, BODY_FULL, FACE, FACE_FULL, KEYPOINTS, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND, V1_KEYPOINTS, PoseError,
+    annotation_motion, check_pose, decode_pose, empty_pose, encode_pose, keypoint_speeds, motion_intensity, motion_levels,
+    window_motion,
 )
 
 
@@ -20,10 +21,29 @@ def moving(num_frames: int, which: tuple[int, ...], vx: float, vy: float, fps: f
     return pose
 
 
-def test_layout_names_face_then_body():
-    assert NUM_KEYPOINTS == len(KEYPOINTS) == 15
+def test_layout_names_face_then_body_then_hands():
+    assert NUM_KEYPOINTS == len(KEYPOINTS) == 57 and V1_KEYPOINTS == 15
     assert [KEYPOINTS[i] for i in (FACE[0], FACE[-1], BODY[0], BODY[-1])] == ["nose", "lower_lip", "neck", "left_wrist"]
-    assert set(FACE).isdisjoint(BODY) and len(FACE) + len(BODY) == NUM_KEYPOINTS
+    assert [KEYPOINTS[i] for i in (RIGHT_HAND[0], RIGHT_HAND[4], RIGHT_HAND[8], LEFT_HAND[0], LEFT_HAND[-1])] == [
+        "right_hand_wrist", "right_hand_thumb_tip", "right_hand_index_tip", "left_hand_wrist", "left_hand_little_tip"]
+    groups = [FACE, BODY, RIGHT_HAND, LEFT_HAND]
+    assert sorted(i for g in groups for i in g) == list(range(NUM_KEYPOINTS)) and len(KEYPOINTS) == len(set(KEYPOINTS))
+
+
+def test_v1_files_read_as_v2_and_handless_clips_are_written_as_v1():
+    old = moving(6, (0, 13), 0.1, 0.0)[:, :V1_KEYPOINTS]  # a layout v1 array (before the hands)
+    back = decode_pose(encode_pose(old), num_frames=6)
+    assert back.shape == (6, NUM_KEYPOINTS, 3)
+    np.testing.assert_allclose(back[:, :V1_KEYPOINTS], old.astype(np.float16).astype(np.float32), equal_nan=True)
+    assert (back[:, V1_KEYPOINTS:, 2] == 0).all() and np.isnan(back[:, V1_KEYPOINTS:, :2]).all()
+    handless = np.lib.format.read_array(__import__("io").BytesIO(encode_pose(back)))
+    assert handless.shape == (6, V1_KEYPOINTS, 3)  # nothing measured past the wrists: written as v1, a quarter the size
+    with_hand = moving(6, (0, RIGHT_HAND[4]), 0.1, 0.0)
+    data = encode_pose(with_hand)
+    assert np.lib.format.read_array(__import__("io").BytesIO(data)).shape == (6, NUM_KEYPOINTS, 3)
+    np.testing.assert_allclose(decode_pose(data), with_hand.astype(np.float16).astype(np.float32), equal_nan=True)
+    # the motion definition is unchanged: hands are not in the body speed
+    assert motion_intensity(with_hand)["body_speed"] is None
 
 
 def test_round_trip_is_float16_exact_and_checks_frames():
@@ -39,7 +59,7 @@ def test_round_trip_is_float16_exact_and_checks_frames():
 
 
 @pytest.mark.parametrize("array, message", [
-    (np.zeros((4, 14, 3), np.float32), r"must be \(num_frames, 15, 3\)"),
+    (np.zeros((4, 14, 3), np.float32), r"must be \(num_frames, 57, 3\) \(or layout v1's \(num_frames, 15, 3\)\)"),
     (np.zeros((4, 15, 3), np.int16), "must be a float array"),
     (np.full((4, 15, 3), 2.0, np.float32), r"confidences must be in \[0, 1\]"),
 ])

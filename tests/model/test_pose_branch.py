@@ -72,6 +72,30 @@ def test_trained_branch_conditions_per_sample():
     torch.testing.assert_close(posed[1], plain[1], atol=1e-6, rtol=0)  # the pose-free sample is untouched
 
 
+def test_a_v1_branch_reads_the_layout_prefix_and_a_v2_branch_reads_the_hands():
+    """Layout v2 appends the hands: a 15-keypoint branch (old checkpoints, the default) gives the
+    same tokens for a v2 array as for its first 15 keypoints; a 57-keypoint branch sees the hands."""
+    grid = (N_LAT, 6, 6)
+    v1 = PoseEmbedding(PoseConfig(), dim=16, patch_size=(1, 2, 2), temporal_stride=4)
+    v2 = PoseEmbedding(PoseConfig(num_keypoints=57), dim=16, patch_size=(1, 2, 2), temporal_stride=4)
+    for emb in (v1, v2):
+        torch.nn.init.normal_(emb.proj.weight, std=0.5)  # "trained"
+    gen = torch.Generator().manual_seed(3)
+    full = torch.rand(1, FRAMES, 57, 3, generator=gen)
+    full[..., 2] = 1.0
+    hands_moved = full.clone()
+    hands_moved[:, :, 15:, :2] = torch.rand(1, FRAMES, 42, 2, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(v1(full, grid), v1(full[:, :, :15], grid), atol=0, rtol=0)
+        torch.testing.assert_close(v1(hands_moved, grid), v1(full, grid), atol=0, rtol=0)
+        assert (v2(hands_moved, grid) - v2(full, grid)).abs().max() > 1e-3
+        only_hands = full.clone()
+        only_hands[:, :, :15, 2] = 0.0  # a v1 branch given only hands is pose-free: exactly nothing
+        assert v1(only_hands, grid).abs().max() == 0
+    with pytest.raises(ValueError, match="pose has 15 keypoints per frame, model.pose.num_keypoints is 57"):
+        v2(full[:, :, :15], grid)
+
+
 def test_maps_put_each_keypoint_on_its_cell_frame_and_slot():
     stride, grid = 4, (3, 4, 6)  # 3 latent frames = 9 video frames
     pose = torch.full((1, 9, 2, 3), math.nan)

@@ -115,7 +115,7 @@ def test_window_keypoints_follow_the_training_crop():
     pose[:, 2] = (0.75, 0.25, 0.9)
     ann = {"video": {"width": 64, "height": 32, "num_frames": 20}}
     out = pose_in_window(pose, ann, WindowPlan(Bucket.parse("9x16x16"), 4, False))
-    assert out.shape == (9, 15, 3)
+    assert out.shape == (9, 57, 3)
     np.testing.assert_allclose(out[:, 0], [[0.5, 0.5, 1.0]] * 9)
     assert (out[:, 1, 2] == 0).all() and np.isnan(out[:, 1, :2]).all()
     np.testing.assert_allclose(out[0, 2], [(0.75 * 64 * 0.5 - 8) / 16, 0.25, 0.9])  # scale 0.5, 8 px cut left
@@ -127,7 +127,7 @@ def test_media_batches_measure_the_window_and_old_corpora_give_nan(pose_corpus, 
     assert batch["motion"].shape == (len(batch["key"]), 2) and torch.isfinite(batch["motion"]).all()
     old = next(build_trainer(_cfg(corpus, tmp_path / "b", 1, "model.motion=true", kind="media", tiny=tiny_encoders)).batches_from(0))
     assert torch.isnan(old["motion"]).all()  # no pose.npy, no annotation motion: unconditioned
-    assert batch["pose"].shape == (len(batch["key"]), 9, 15, 3) and (batch["pose"][..., 2] == 1).all()
+    assert batch["pose"].shape == (len(batch["key"]), 9, 57, 3) and (batch["pose"][..., :15, 2] == 1).all()
     assert (old["pose"][..., 2] == 0).all()  # pose-free
     assert batch["audio_intensity"].shape == (len(batch["key"]), 9)
     torch.testing.assert_close(batch["audio_intensity"], torch.full_like(batch["audio_intensity"], 0.8598), atol=0.01, rtol=0)
@@ -158,7 +158,7 @@ def test_the_pose_refocus_and_audio_video_interaction_branches_learn(pose_latent
     assert config["av_interaction"] is True and config["refocus"] == {"hidden": 64}
     assert config["face_identity"] == {"grid": 4, "margin": 0.2}
     contract = json.loads((tmp_path / "final" / "conditioning.json").read_text())
-    assert contract["pose"].startswith("dataset.pose v1") and contract["pose_drop"] == 0.0 and "motion" not in contract
+    assert contract["pose"].startswith("dataset.pose v2") and contract["pose_drop"] == 0.0 and "motion" not in contract
     assert contract["audio_intensity"].startswith("dataset.audio_intensity v1")
     assert config["pose"] == {"num_keypoints": 15, "sigma": 0.75, "hidden": 64}
 
