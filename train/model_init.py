@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from dataset.errors import UserError
+from dataset.pose import NUM_KEYPOINTS
 from model.audio_attention import AudioAttentionConfig
 from model.dit import DiTConfig, VideoDiT
 from model.face_identity import FaceIdentityConfig
@@ -101,6 +102,9 @@ class ModelConfig:
             removes it (not from a checkpoint that has it), null keeps.
         pose: per-frame keypoint condition with pose-free inference (ApoAvatar / TALK-Act;
             `model.pose`): the same rule as `motion`.
+        pose_keypoints: how many keypoints of the `dataset.pose` layout the pose branch reads (its
+            first ones): 15 (face and body, layout v1; the default) or 57 (with both hands); null
+            keeps (a checkpoint's branch keeps its own count: another would change its weights).
         av_interaction: frame-wise audio–video interaction (ApoAvatar; `model.av_interaction`): the
             same rule as `motion`.
         refocus: audio–pose prior refocusing (ApoAvatar; `model.refocus`, needs `model.pose`): the
@@ -137,6 +141,7 @@ class ModelConfig:
     alignment: AlignmentOverrides = field(default_factory=AlignmentOverrides)
     motion: bool | None = None
     pose: bool | None = None
+    pose_keypoints: int | None = None
     av_interaction: bool | None = None
     refocus: bool | None = None
     face_identity: bool | None = None
@@ -188,6 +193,17 @@ def architecture_changes(base: DiTConfig, config: ModelConfig) -> dict[str, Any]
         changes["motion"] = (base.motion or MotionConfig()) if config.motion else None
     if config.pose is not None:
         changes["pose"] = (base.pose or PoseConfig()) if config.pose else None
+    if config.pose_keypoints is not None:
+        pose = changes.get("pose", base.pose)
+        if pose is None:
+            raise UserError("model.pose_keypoints needs the pose branch (model.pose: true)")
+        if not 1 <= config.pose_keypoints <= NUM_KEYPOINTS:
+            raise UserError(f"model.pose_keypoints must be in [1, {NUM_KEYPOINTS}] (the dataset.pose layout), "
+                            f"got {config.pose_keypoints}")
+        if base.pose is not None and base.pose.num_keypoints != config.pose_keypoints:
+            raise UserError(f"model.pose_keypoints={config.pose_keypoints} changes the weight shapes of the trained pose "
+                            f"branch (it reads {base.pose.num_keypoints} keypoints)")
+        changes["pose"] = dataclasses.replace(pose, num_keypoints=config.pose_keypoints)
     if config.av_interaction is not None:
         changes["av_interaction"] = config.av_interaction
     if config.refocus is not None:

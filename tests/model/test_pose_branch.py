@@ -161,3 +161,21 @@ def test_checkpoint_round_trip_and_adding_the_branch_to_an_old_checkpoint(tmp_pa
         torch.testing.assert_close(grown(x, t, text, pose=pose, **kw), base(x, t, text, **kw), atol=1e-6, rtol=0)
     with pytest.raises(UserError, match="model.pose=false removes the trained pose-branch weights"):
         build_dit(ModelConfig(init_from=str(tmp_path / "with"), pose=False), seed=0)
+
+
+def test_pose_keypoints_from_the_config(tmp_path):
+    """`model.pose_keypoints` sizes a new branch (57: with the hands); a trained branch keeps its own."""
+    from dataset.errors import UserError
+    from train.model_init import ModelConfig, apply_overrides, build_dit
+
+    hands = apply_overrides(FLAVORS["debug"](), ModelConfig(pose=True, pose_keypoints=57))
+    assert hands.pose == PoseConfig(num_keypoints=57)
+    assert apply_overrides(FLAVORS["debug"](), ModelConfig(pose=True)).pose == PoseConfig(num_keypoints=15)
+    with pytest.raises(UserError, match=r"model.pose_keypoints needs the pose branch \(model.pose: true\)"):
+        ModelConfig(pose_keypoints=57)
+    with pytest.raises(UserError, match=r"model.pose_keypoints must be in \[1, 57\]"):
+        ModelConfig(pose=True, pose_keypoints=58)
+    grown = grown_from(build_model(hands).eval(), tmp_path / "hands")  # saved and loaded: the count is kept
+    assert grown.config.pose.num_keypoints == 57 and grown.pose_embed.conv.in_channels == 57 * 4
+    with pytest.raises(UserError, match="model.pose_keypoints=15 changes the weight shapes of the trained pose branch"):
+        build_dit(ModelConfig(init_from=str(tmp_path / "hands"), pose_keypoints=15), seed=0)
