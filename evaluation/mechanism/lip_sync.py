@@ -142,7 +142,25 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
         folder = unguided / arm
         videos = {key: read_frames(folder / f"{key}.mp4") for key in keys if (folder / f"{key}.mp4").is_file()}
         rows[ARM_TITLES[arm]] = score(videos)
-    return {"rows": rows, "max_lag": MAX_LAG, "crop_scale": cfg.corpus.crop_scale}
+    return {"rows": rows, "max_lag": MAX_LAG, "crop_scale": cfg.corpus.crop_scale,
+            "audio_use": audio_use(cfg, bench, checkpoints)}
+
+
+def audio_use(cfg: MechanismConfig, bench: Path, checkpoints: dict[str, Path]) -> dict[str, Any]:
+    """{arm title: denoising errors with the right and another window's audio} (`text_use`): whether
+    the model uses the audio at all, over the frame and at the mouth."""
+    from evaluation.benchmark import jobs_from_benchmark
+    from evaluation.mechanism.evaluate import sample_config
+    from evaluation.mechanism.text_use import audio_denoising_errors
+    from evaluation.sample import AvatarSampler, resolve_checkpoint
+    from train.objective import FlowConfig
+
+    jobs = jobs_from_benchmark(bench, max(2, cfg.eval.swap_windows))
+    if len(jobs) < 2:
+        return {}
+    return {ARM_TITLES[arm]: audio_denoising_errors(AvatarSampler(resolve_checkpoint(sample_config(cfg, "unguided"), ckpt)), jobs,
+                                                    cfg.window_frames, FlowConfig().lip_box, seed=cfg.seed)
+            for arm, ckpt in checkpoints.items()}
 
 
 def markdown_section(result: dict[str, Any]) -> list[str]:
@@ -158,6 +176,18 @@ def markdown_section(result: dict[str, Any]) -> list[str]:
               "real window's openness (lag 0, frames after the reference; 1 for the real frames). AV confidence: best "
               f"minus median correlation with the audio's loudness over lags of ±{result['max_lag']} frames; in sync: "
               f"share of windows whose best lag is within {IN_SYNC_FRAMES} frame of 0. Unguided samples; higher is better."]
+    if result.get("audio_use"):
+        def delta(value: float | None) -> str:
+            return "—" if value is None or not np.isfinite(value) else f"{100 * value:+.1f} %"
+
+        lines += ["", "| model | audio swap Δ | audio swap Δ at the mouth | windows |", "|---|---|---|---|"]
+        for name, use in result["audio_use"].items():
+            lines.append(f"| {name} | {delta(use['all']['relative_increase'])} | {delta(use['mouth']['relative_increase'])} "
+                         f"| {use['windows']} |")
+        lines += ["", "Audio swap Δ: relative increase of the denoising error (noise levels "
+                  f"{', '.join(f'{s:g}' for s in next(iter(result['audio_use'].values()))['sigmas'])}) when each window's "
+                  "audio is replaced by the next window's; at the mouth: inside the lip box round the reader's mouth "
+                  "keypoint. Near 0: the model does not use the audio."]
     if not result.get("crop_scale"):
         lines.append("These clips show the whole body, so the mouth is a pixel or two tall: run with `corpus.crop_scale=1.8`.")
     return lines

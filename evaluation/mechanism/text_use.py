@@ -70,3 +70,56 @@ def denoising_errors(sampler: Any, jobs: Sequence[Any], num_frames: int, vocabul
     swapped = float(np.mean([v["swapped"] for v in per_sigma.values()]))
     return {"windows": len(jobs), "sigmas": list(SIGMAS), "right": right, "swapped": swapped,
             "relative_increase": (swapped - right) / right if right > 0 else float("nan"), "per_sigma": per_sigma}
+
+
+@torch.no_grad()
+def audio_denoising_errors(sampler: Any, jobs: Sequence[Any], num_frames: int, lip_box: tuple[float, float, float, float],
+                           seed: int = 0) -> dict[str, Any]:
+    """Mean velocity MSE with each window's own audio and with the next window's (same noise,
+    same captions), over the whole frame and inside the mouth cells."""
+    from annotate.pose import reader_pose
+    from dataset.media import decode_mp4
+    from evaluation.sample import fit_audio
+    from evaluation.video_folder import read_audio
+    from model.reference import ti2v_inject, ti2v_timesteps
+    from model.resize import cover_crop
+    from train.objective import lip_tracing_weight
+
+    if len(jobs) < 2:
+        raise ValueError("the audio swap needs at least 2 test windows")
+    cfg, dit, vae = sampler.cfg, sampler.dit, sampler.vae
+    dev = torch.device(cfg.device)
+    audios = []
+    for job in jobs:
+        wav = read_audio(Path(job.audio).with_suffix(".mp4"))
+        audios.append(fit_audio(wav[0] if wav is not None else np.zeros(0, np.float32), num_frames, cfg.fps))
+    sums = {name: {"all": [], "mouth": []} for name in ("right", "swapped")}
+    for w, job in enumerate(jobs):
+        frames = decode_mp4(Path(job.audio).with_suffix(".mp4").read_bytes())[:num_frames]
+        video = cover_crop(torch.from_numpy(np.ascontiguousarray(frames)), cfg.height, cfg.width)  # (F, 3, H, W) in [-1, 1]
+        x0 = vae.encode(video.permute(1, 0, 2, 3)[None].to(dev))  # (1, z, T, h, w) normalised
+        seen = ((video.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()  # the frames the model sees
+        keypoints = torch.from_numpy(reader_pose(seen))[None]
+        grid = tuple(x0.shape[2:])
+        mouth = lip_tracing_weight(keypoints, torch.full((1, 4), float("nan")), lip_box, grid, sampler.vae.temporal_stride,
+                                   2.0)[0, 0, 1:] > 1.5  # (T - 1, h, w): cells of the lips after the reference
+        for name, audio in (("right", audios[w]), ("swapped", audios[(w + 1) % len(jobs)])):
+            text, kw = sampler.conditions(job.caption, audio, num_frames)["full"]
+            for i, sigma in enumerate(SIGMAS):
+                noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed * 100_003 + w * 10 + i)).to(dev)
+                x_t = ti2v_inject((1 - sigma) * x0 + sigma * noise, x0[:, :, :1])
+                t = ti2v_timesteps(torch.full((1,), sigma * 1000.0, device=dev), grid, dit.config.patch_size)
+                pred = dit(x_t, t, text.tokens, block_ids=text.block_ids, frame_phases=text.frame_phases, **kw)
+                err = (pred.float() - (noise - x0))[0, :, 1:].square().mean(0).cpu()  # (T - 1, h, w)
+                sums[name]["all"].append(float(err.mean()))
+                if mouth.any():
+                    sums[name]["mouth"].append(float(err[mouth].mean()))
+
+    def summary(key: str) -> dict[str, Any]:
+        right, swapped = sums["right"][key], sums["swapped"][key]
+        if not right:
+            return {"right": None, "swapped": None, "relative_increase": None}
+        r, s = float(np.mean(right)), float(np.mean(swapped))
+        return {"right": r, "swapped": s, "relative_increase": (s - r) / r if r > 0 else float("nan")}
+
+    return {"windows": len(jobs), "sigmas": list(SIGMAS), "all": summary("all"), "mouth": summary("mouth")}
