@@ -79,6 +79,8 @@ def with_padded_landmarks(model: bytes) -> bytes:
     index = np.concatenate([np.arange(values), (3 * np.array(IRIS_STAND_INS)[:, None] + np.arange(3)).ravel()]).astype(np.int32)
 
     def tensor(name: str, kind: int, size: int, data: bytes | None) -> int:
+        """A new tensor: a 1-D constant holding `data`, or (data None) an activation shaped like the
+        landmark output, (1, 1, 1, size)."""
         buffer = tfl.BufferT()
         buffer.data = np.frombuffer(data, np.uint8) if data else None
         graph.buffers.append(buffer)

@@ -68,7 +68,7 @@ MOTION_DEFINITION = f"dataset.pose v1: window (face, body) keypoint speed / ({FA
 # What a trained pose branch reads (its conditioning.json records it): the layout above, normalised
 # to the frame the model sees (after the training crop).
 POSE_DEFINITION = (f"dataset.pose v2: (frames, {NUM_KEYPOINTS}, 3) x, y normalised to the generated frame, confidence; "
-                   f"the branch reads the first model.pose.num_keypoints ({V1_KEYPOINTS} = layout v1)")
+                   f"the branch reads the first pose.num_keypoints of its config.json ({V1_KEYPOINTS} = layout v1)")
 
 
 class PoseError(ValueError):
