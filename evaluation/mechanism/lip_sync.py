@@ -178,7 +178,7 @@ def markdown_section(result: dict[str, Any]) -> list[str]:
               f"share of windows whose best lag is within {IN_SYNC_FRAMES} frame of 0. Unguided samples; higher is better."]
     if result.get("audio_use"):
         def delta(value: float | None) -> str:
-            return "—" if value is None or not np.isfinite(value) else f"{100 * value:+.1f} %"
+            return "—" if value is None or not np.isfinite(value) else f"{round(100 * value, 1) + 0.0:+.1f} %"  # no "-0.0"
 
         lines += ["", "| model | audio swap Δ | audio swap Δ at the mouth | windows |", "|---|---|---|---|"]
         for name, use in result["audio_use"].items():
