@@ -14,10 +14,16 @@ keeps the real window's placement). Per window, against the real frames and the 
                    analogue); `in sync`: share of windows whose best lag is within one frame of 0
                    (a still mouth, confidence 0, never is)
 
+    latent R²      the same question in the latent space the DiT works in, before decoding: the
+                   share of the mouth's latent motion (the VAE latent averaged over the lip-box
+                   cells per latent frame, centred per window) that the loudness explains, held
+                   out across windows (`latent_loudness_r2`)
+
 Rows: the real frames (and the same frames against another window's audio: the mismatched
 floor; and their openness averaged over each latent frame's 4 frames: the most a latent that keeps
 one mouth state per latent frame could give back), their VAE reconstructions (what the latents
-keep), and the unguided samples of every trained arm; the model without either part is (a).
+keep), and the unguided samples of every trained arm; the model without either part is (a). Below
+them, each arm's audio swap Δ (`text_use.audio_denoising_errors`): does it use its audio at all.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ LIP_ARMS = ("paca_lip", "paca_av")
 LATENT_FRAMES = 4  # video frames per latent frame after the first (the Wan VAE's temporal stride)
 MAX_LAG = 8  # frames searched either way (65-frame windows: a +-15 search leaves short overlaps)
 IN_SYNC_FRAMES = 1
+RIDGE = 10.0  # ridge strength of the latent loudness regression (latents are normalised to about unit variance)
 MOUTH, RIGHT_EAR, LEFT_EAR = (KEYPOINTS.index(k) for k in ("mouth", "right_ear", "left_ear"))
 
 
@@ -106,6 +113,52 @@ def aggregate(rows: list[dict[str, float]]) -> dict[str, Any]:
             "in_sync": round(float(np.mean([abs(row["offset"]) <= IN_SYNC_FRAMES and row["confidence"] > 0 for row in rows])), 4)}
 
 
+def heldout_r2(x: np.ndarray, y: np.ndarray, groups: np.ndarray, ridge: float = RIDGE) -> float | None:
+    """R² of a ridge regression y ~ x (with intercept) fitted on the even groups and scored on the
+    odd ones, then the reverse, averaged (None when a fold is empty or flat)."""
+    scores = []
+    for fold in (0, 1):
+        train, test = groups % 2 != fold, groups % 2 == fold
+        if train.sum() < 2 or test.sum() < 2 or y[test].var() == 0:
+            return None
+        a = np.c_[x, np.ones(len(x))]
+        w = np.linalg.solve(a[train].T @ a[train] + ridge * np.eye(a.shape[1]), a[train].T @ y[train])
+        scores.append(1.0 - float(((a[test] @ w - y[test]) ** 2).mean() / y[test].var()))
+    return round(float(np.mean(scores)), 4)
+
+
+def latent_loudness_r2(vae: Any, videos: dict[str, np.ndarray], keypoints: dict[str, np.ndarray],
+                       audio: dict[str, np.ndarray]) -> float | None:
+    """How much of the mouth's latent motion the speech explains: per latent frame after the
+    reference, the mean latent over the lip-box cells (placed by `keypoints`, as the lip-tracing
+    loss places them) against the loudness (dB) of the video frames it encodes, both centred per
+    window (identity and level removed); `heldout_r2` across windows. Read in the latent space the
+    DiT works in, before decoding."""
+    import torch
+
+    from dataset.audio_intensity import loudness_db
+    from train.objective import FlowConfig, lip_tracing_weight
+
+    xs, ys, groups = [], [], []
+    for g, (key, frames) in enumerate(videos.items()):
+        with torch.no_grad():
+            x0 = vae.encode(torch.from_numpy(frames)[None].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0)[0]  # (z, T, h, w)
+        mouth = lip_tracing_weight(torch.from_numpy(keypoints[key])[None], torch.full((1, 4), float("nan")), FlowConfig().lip_box,
+                                   tuple(x0.shape[1:]), LATENT_FRAMES, 2.0)[0, 0] > 1.5  # (T, h, w)
+        db = loudness_db(audio[key], len(frames))
+        rows = [(x0[:, t][:, mouth[t]].mean(-1).numpy(), db[(t - 1) * LATENT_FRAMES + 1 : t * LATENT_FRAMES + 1].mean())
+                for t in range(1, x0.shape[1]) if mouth[t].any()]
+        if len(rows) < 2:
+            continue
+        x, y = np.stack([r[0] for r in rows]), np.array([r[1] for r in rows])
+        xs.append(x - x.mean(0))
+        ys.append(y - y.mean())
+        groups.append(np.full(len(y), g))
+    if not xs:
+        return None
+    return heldout_r2(np.concatenate(xs), np.concatenate(ys), np.concatenate(groups))
+
+
 def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dict[str, Path]) -> dict[str, Any]:
     """Score the real windows, their VAE reconstructions and every arm's unguided samples."""
     from annotate.pose import reader_pose
@@ -113,6 +166,7 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
     from evaluation.mechanism.evaluate import reconstruct
     from evaluation.sample_jobs import read_audio_file
     from evaluation.video_folder import read_frames
+    from train.pretrained import load_vae
 
     bench = paths["benchmark"]
     jobs = jobs_from_benchmark(bench, cfg.eval.max_windows)  # the windows every arm sampled, in order
@@ -120,20 +174,25 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
     real = {key: read_frames(bench / f"{key}.mp4") for key in keys}
     audio = {job.key: read_audio_file(job.audio) for job in jobs}
     size = {key: (v.shape[2], v.shape[1]) for key, v in real.items()}
-    real_where = {key: placements(reader_pose(v), size[key]) for key, v in real.items()}
+    real_keypoints = {key: reader_pose(v) for key, v in real.items()}
+    real_where = {key: placements(real_keypoints[key], size[key]) for key, v in real.items()}
     real_signal = {key: openness(v, real_where[key]) for key, v in real.items()}
+    vae = load_vae(str(paths["vae"]))
 
     def score(videos: dict[str, np.ndarray]) -> dict[str, Any]:
         rows = []
         for key, frames in videos.items():
             where = placements(reader_pose(frames), size[key], fallback=real_where[key])
             rows.append(window_scores(openness(frames, where), real_signal[key], audio[key]))
-        return aggregate(rows)
+        return {**aggregate(rows), "latent_r2": latent_loudness_r2(vae, videos, real_keypoints, audio)}
 
-    rows = {"real frames": aggregate([window_scores(real_signal[key], real_signal[key], audio[key]) for key in keys])}
+    rows = {"real frames": {**aggregate([window_scores(real_signal[key], real_signal[key], audio[key]) for key in keys]),
+                            "latent_r2": latent_loudness_r2(vae, real, real_keypoints, audio)}}
     if len(keys) > 1:  # each window's frames against the next window's audio: what chance gives
         shifted = [window_scores(real_signal[key], real_signal[key], audio[keys[(i + 1) % len(keys)]]) for i, key in enumerate(keys)]
-        rows["real frames, another window's audio"] = {**aggregate(shifted), "mouth_r": None}  # the frames are the real ones
+        other = {key: audio[keys[(i + 1) % len(keys)]] for i, key in enumerate(keys)}
+        rows["real frames, another window's audio"] = {**aggregate(shifted), "mouth_r": None,  # the frames are the real ones
+                                                       "latent_r2": latent_loudness_r2(vae, real, real_keypoints, other)}
     rows["real frames, one mouth state per latent frame"] = aggregate(
         [window_scores(latent_frame_means(real_signal[key]), real_signal[key], audio[key]) for key in keys])
     rows["VAE reconstruction"] = score(reconstruct(paths["vae"], real))
@@ -169,13 +228,16 @@ def markdown_section(result: dict[str, Any]) -> list[str]:
         return "—" if value is None else f"{value:.3f}"
 
     lines = ["", "## Lip sync (FantasyTalking's lip-tracing mask, ApoAvatar's audio–video interaction)", "",
-             "| video | mouth r | AV confidence | in sync | windows |", "|---|---|---|---|---|"]
+             "| video | mouth r | AV confidence | in sync | latent R² | windows |", "|---|---|---|---|---|---|"]
     for name, row in result["rows"].items():
-        lines.append(f"| {name} | {fmt(row['mouth_r'])} | {fmt(row['confidence'])} | {fmt(row['in_sync'])} | {row['windows']} |")
+        lines.append(f"| {name} | {fmt(row['mouth_r'])} | {fmt(row['confidence'])} | {fmt(row['in_sync'])} "
+                     f"| {fmt(row.get('latent_r2'))} | {row['windows']} |")
     lines += ["", "Mouth openness per frame (contrast round the reader's mouth keypoint). mouth r: correlation with the "
               "real window's openness (lag 0, frames after the reference; 1 for the real frames). AV confidence: best "
               f"minus median correlation with the audio's loudness over lags of ±{result['max_lag']} frames; in sync: "
-              f"share of windows whose best lag is within {IN_SYNC_FRAMES} frame of 0. Unguided samples; higher is better."]
+              f"share of windows whose best lag is within {IN_SYNC_FRAMES} frame of 0. latent R²: the share of the "
+              "mouth's latent motion (VAE latents of the video, mean over the lip-box cells per latent frame, centred per "
+              "window) that the loudness explains, held out across windows (0: none). Unguided samples; higher is better."]
     if result.get("audio_use"):
         def delta(value: float | None) -> str:
             return "—" if value is None or not np.isfinite(value) else f"{round(100 * value, 1) + 0.0:+.1f} %"  # no "-0.0"

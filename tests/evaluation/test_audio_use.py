@@ -84,3 +84,15 @@ def test_a_model_that_uses_the_audio_is(jobs):
         assert out[where]["swapped"] != pytest.approx(out[where]["right"], rel=1e-3)
     with pytest.raises(ValueError, match="at least 2 test windows"):
         audio_denoising_errors(_sampler(True), jobs[:1], FRAMES, (0.2, 0.6, 0.8, 1.0))
+
+
+def test_heldout_r2_finds_a_linear_relation_and_not_noise():
+    from evaluation.mechanism.lip_sync import heldout_r2
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6))
+    groups = np.repeat(np.arange(6), 20)
+    linear = x @ rng.normal(size=6) + 0.05 * rng.normal(size=120)
+    assert heldout_r2(x, linear, groups, ridge=0.1) > 0.95
+    assert heldout_r2(x, rng.normal(size=120), groups) < 0.1  # unrelated: nothing held out is explained
+    assert heldout_r2(x, linear, np.zeros(120, int)) is None  # one window: no held-out fold

@@ -90,6 +90,8 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert lips["rows"]["real frames"]["mouth_r"] == pytest.approx(1.0) and lips["rows"]["real frames"]["windows"] == 2
     assert set(lips["rows"]) >= {"(a) PACA, progressive alignment", "(j) PACA + frame-wise audio–video interaction"}
     assert all(row["windows"] == 2 and -1 <= row["confidence"] <= 2 for row in lips["rows"].values())
+    assert all("latent_r2" in row for name, row in lips["rows"].items() if "per latent frame" not in name)
+    assert "latent R²" in table
     use = lips["audio_use"]  # does each arm use its audio at all: the denoising error with another window's audio
     assert set(use) == {row for row in lips["rows"] if row.startswith("(")} and "audio swap Δ at the mouth" in table
     assert all(u["windows"] == 2 and np.isfinite(u["all"]["relative_increase"]) for u in use.values())
