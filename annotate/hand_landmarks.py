@@ -18,16 +18,13 @@ No photograph of a bare hand ships with the packages we install, so a real photo
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from annotate.body_landmarks import with_normalization
-from annotate.face_detector import (WHEEL_SPEC, FaceModelError, MediapipeTask, default_model_path, fetch_wheel_members,
-                                    zip_task_bundle)
-from dataset.atomic import atomic_write_bytes
+from annotate.face_detector import FaceModelError, MediapipeTask, default_model_path, ensure_wheel_bundle, zip_task_bundle
 
 BUNDLE_NAME = "hand_landmarker_v1.task"
 DETECTOR_MEMBER = "mediapipe/modules/palm_detection/palm_detection_full.tflite"
@@ -56,19 +53,11 @@ def ensure_hand_bundle(path: str | Path | None = None) -> Path:
     Raises:
         FaceModelError: the bundle is missing and the wheel could not be fetched or checked.
     """
-    target = Path(path).expanduser() if path is not None else default_bundle_path()
-    if target.is_file():
-        return target
-    try:
-        members = fetch_wheel_members({DETECTOR_MEMBER: DETECTOR_SHA256, LANDMARK_MEMBER: LANDMARK_SHA256}, target.parent)
-        atomic_write_bytes(target, build_bundle(members[DETECTOR_MEMBER], members[LANDMARK_MEMBER]))
-    except (OSError, zipfile.BadZipFile, KeyError) as err:
-        raise FaceModelError(
-            f"hand landmark bundle {target} is missing and could not be built ({err}). Build it on a machine with the "
-            f"package index (`pip download {WHEEL_SPEC} --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64`, "
-            f"then annotate.hand_landmarks.build_bundle on {DETECTOR_MEMBER} and {LANDMARK_MEMBER}) and copy it to {target}"
-        ) from None
-    return target
+    return ensure_wheel_bundle(
+        Path(path).expanduser() if path is not None else default_bundle_path(),
+        {DETECTOR_MEMBER: DETECTOR_SHA256, LANDMARK_MEMBER: LANDMARK_SHA256},
+        lambda m: build_bundle(m[DETECTOR_MEMBER], m[LANDMARK_MEMBER]), "hand landmark bundle",
+        f"annotate.hand_landmarks.build_bundle on {DETECTOR_MEMBER} and {LANDMARK_MEMBER}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,17 +100,10 @@ class HandLandmarker(MediapipeTask):
             base_options=BaseOptions(model_asset_path=str(bundle)), running_mode=vision.RunningMode.VIDEO, num_hands=max_hands,
             min_hand_detection_confidence=min_score, min_hand_presence_confidence=min_score, min_tracking_confidence=min_score)
         self._task = vision.HandLandmarker.create_from_options(options)
-        self._fps, self._frame = fps, 0
+        self._fps = fps
 
     def detect(self, frame: np.ndarray) -> list[Hand]:
         """The next frame of the clip, uint8 (H, W, 3) RGB -> the hands found."""
-        import mediapipe as mp
-
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"frame must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
-        stamp_ms = int(round(self._frame * 1000.0 / self._fps))
-        self._frame += 1
-        result = self._task.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame)), stamp_ms)
+        result = self._task.detect_for_video(self._image(frame), self._next_stamp_ms())
         return [Hand(np.array([[p.x, p.y] for p in points], np.float32), label[0].category_name)
                 for points, label in zip(result.hand_landmarks, result.handedness)]

@@ -149,14 +149,14 @@ def run_pipeline(
     uris = resolve_inputs(input_spec)
     check_asr_models(cfg.asr)  # missing models stop the run here, with one clear message
     ensure_face_model(cfg.face.model_path or None)  # fetched once here, not by every actor at once
-    if cfg.face.confirm == "landmarks":
+    measure_pose = cfg.pose.enabled and cfg.pose_backend == "mediapipe"
+    if cfg.face.confirm == "landmarks" or measure_pose:  # the face filter's mesh, and the keypoints' lips
         ensure_landmarker_bundle(cfg.face.landmark_bundle or None)
-    if cfg.pose.enabled and cfg.pose_backend == "mediapipe":  # the keypoint models, built once here too
+    if measure_pose:  # the keypoint models, built once here too
         from annotate.body_landmarks import ensure_pose_bundle
         from annotate.hand_landmarks import ensure_hand_bundle
 
         ensure_pose_bundle(cfg.pose.model_path or None)
-        ensure_landmarker_bundle(cfg.face.landmark_bundle or None)
         if cfg.pose.hands:
             ensure_hand_bundle(cfg.pose.hand_model_path or None)
     check_caption_setup(cfg.caption)

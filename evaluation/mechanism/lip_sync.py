@@ -127,30 +127,39 @@ def heldout_r2(x: np.ndarray, y: np.ndarray, groups: np.ndarray, ridge: float = 
     return round(float(np.mean(scores)), 4)
 
 
-def latent_loudness_r2(vae: Any, videos: dict[str, np.ndarray], keypoints: dict[str, np.ndarray],
-                       audio: dict[str, np.ndarray]) -> float | None:
-    """How much of the mouth's latent motion the speech explains: per latent frame after the
-    reference, the mean latent over the lip-box cells (placed by `keypoints`, as the lip-tracing
-    loss places them) against the loudness (dB) of the video frames it encodes, both centred per
-    window (identity and level removed); `heldout_r2` across windows. Read in the latent space the
-    DiT works in, before decoding."""
+def mouth_latents(vae: Any, videos: dict[str, np.ndarray], keypoints: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """{key: (video frames, latent frames t >= 1 that show the mouth, (n, z) mean latent over their
+    lip-box cells)}: each video encoded once, the cells placed by `keypoints` as the lip-tracing loss
+    places them."""
     import torch
 
-    from dataset.audio_intensity import loudness_db
     from train.objective import FlowConfig, lip_tracing_weight
 
-    xs, ys, groups = [], [], []
-    for g, (key, frames) in enumerate(videos.items()):
+    out = {}
+    for key, frames in videos.items():
         with torch.no_grad():
             x0 = vae.encode(torch.from_numpy(frames)[None].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0)[0]  # (z, T, h, w)
         mouth = lip_tracing_weight(torch.from_numpy(keypoints[key])[None], torch.full((1, 4), float("nan")), FlowConfig().lip_box,
                                    tuple(x0.shape[1:]), LATENT_FRAMES, 2.0)[0, 0] > 1.5  # (T, h, w)
-        db = loudness_db(audio[key], len(frames))
-        rows = [(x0[:, t][:, mouth[t]].mean(-1).numpy(), db[(t - 1) * LATENT_FRAMES + 1 : t * LATENT_FRAMES + 1].mean())
-                for t in range(1, x0.shape[1]) if mouth[t].any()]
-        if len(rows) < 2:
+        frames_t = [t for t in range(1, x0.shape[1]) if mouth[t].any()]
+        out[key] = (len(frames), np.array(frames_t, int), np.stack([x0[:, t][:, mouth[t]].mean(-1).numpy() for t in frames_t])
+                    if frames_t else np.zeros((0, x0.shape[0]), np.float32))
+    return out
+
+
+def latent_loudness_r2(latents: dict[str, tuple], audio: dict[str, np.ndarray]) -> float | None:
+    """How much of the mouth's latent motion (`mouth_latents`) the speech explains: per latent frame,
+    the mouth latent against the loudness (dB) of the `LATENT_FRAMES` video frames it encodes, both
+    centred per window (identity and level removed); `heldout_r2` across windows. Read in the latent
+    space the DiT works in, before decoding."""
+    from dataset.audio_intensity import loudness_db
+
+    xs, ys, groups = [], [], []
+    for g, (key, (num_frames, frames_t, x)) in enumerate(latents.items()):
+        if len(frames_t) < 2:
             continue
-        x, y = np.stack([r[0] for r in rows]), np.array([r[1] for r in rows])
+        db = loudness_db(audio[key], num_frames)
+        y = np.array([db[(t - 1) * LATENT_FRAMES + 1 : t * LATENT_FRAMES + 1].mean() for t in frames_t])
         xs.append(x - x.mean(0))
         ys.append(y - y.mean())
         groups.append(np.full(len(y), g))
@@ -184,15 +193,19 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
         for key, frames in videos.items():
             where = placements(reader_pose(frames), size[key], fallback=real_where[key])
             rows.append(window_scores(openness(frames, where), real_signal[key], audio[key]))
-        return {**aggregate(rows), "latent_r2": latent_loudness_r2(vae, videos, real_keypoints, audio)}
+        return {**aggregate(rows), "latent_r2": latent_r2(videos, audio)}
 
+    def latent_r2(videos: dict[str, np.ndarray], sound: dict[str, np.ndarray], latents=None) -> float | None:
+        return latent_loudness_r2(mouth_latents(vae, videos, real_keypoints) if latents is None else latents, sound)
+
+    real_latents = mouth_latents(vae, real, real_keypoints)  # encoded once for the own-audio and floor rows
     rows = {"real frames": {**aggregate([window_scores(real_signal[key], real_signal[key], audio[key]) for key in keys]),
-                            "latent_r2": latent_loudness_r2(vae, real, real_keypoints, audio)}}
+                            "latent_r2": latent_r2(real, audio, real_latents)}}
     if len(keys) > 1:  # each window's frames against the next window's audio: what chance gives
         shifted = [window_scores(real_signal[key], real_signal[key], audio[keys[(i + 1) % len(keys)]]) for i, key in enumerate(keys)]
         other = {key: audio[keys[(i + 1) % len(keys)]] for i, key in enumerate(keys)}
         rows["real frames, another window's audio"] = {**aggregate(shifted), "mouth_r": None,  # the frames are the real ones
-                                                       "latent_r2": latent_loudness_r2(vae, real, real_keypoints, other)}
+                                                       "latent_r2": latent_r2(real, other, real_latents)}
     rows["real frames, one mouth state per latent frame"] = aggregate(
         [window_scores(latent_frame_means(real_signal[key]), real_signal[key], audio[key]) for key in keys])
     rows["VAE reconstruction"] = score(reconstruct(paths["vae"], real))

@@ -12,6 +12,7 @@ import pytest
 from annotate.hand_landmarks import (DETECTOR_NORM, LANDMARK_NORM, NUM_LANDMARKS, Hand, HandLandmarker,
                                      ensure_hand_bundle)
 from annotate.pose import speaker_hands
+from tests.annotate.test_pose import declared_metadata
 
 SKIN, BACKGROUND = (224, 172, 140), (90, 110, 130)
 # fingers of the drawn hand: base offset from the palm centre (x, y), tilt (degrees), length, radius
@@ -49,17 +50,10 @@ def drawn_hand(size: int = 256) -> tuple[np.ndarray, dict[int, tuple[float, floa
 
 
 def test_bundle_declares_the_legacy_input_ranges():
-    from mediapipe.tasks.metadata import metadata_schema_py_generated as md
-    from mediapipe.tasks.metadata import schema_py_generated as tfl
-
     with zipfile.ZipFile(ensure_hand_bundle()) as zf:
         assert zf.namelist() == ["hand_detector.tflite", "hand_landmarks_detector.tflite"]
         for name, (mean, std) in (("hand_detector.tflite", DETECTOR_NORM), ("hand_landmarks_detector.tflite", LANDMARK_NORM)):
-            model = tfl.ModelT.InitFromPackedBuf(bytearray(zf.read(name)), 0)
-            entry = next(m for m in model.metadata if m.name in (b"TFLITE_METADATA", "TFLITE_METADATA"))
-            meta = md.ModelMetadataT.InitFromPackedBuf(bytearray(model.buffers[entry.buffer].data.tobytes()), 0)
-            norm = meta.subgraphMetadata[0].inputTensorMetadata[0].processUnits[0].options
-            assert (list(norm.mean), list(norm.std)) == ([mean], [std])
+            assert declared_metadata(zf.read(name))[0] == ([mean], [std])
 
 
 def test_drawn_hand_landmarks_in_canonical_order_and_tracked():

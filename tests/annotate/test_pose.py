@@ -176,18 +176,25 @@ def test_pose_bundle_declares_the_legacy_input_ranges(tmp_path):
     """The bundle's models carry the normalisation metadata the Tasks API needs; the weights are the wheel's."""
     import zipfile
 
-    from mediapipe.tasks.metadata import metadata_schema_py_generated as md
-    from mediapipe.tasks.metadata import schema_py_generated as tfl
-
     from annotate.body_landmarks import DETECTOR_NORM, LANDMARK_NORM, ensure_pose_bundle
 
     bundle = ensure_pose_bundle()
     with zipfile.ZipFile(bundle) as zf:
         assert sorted(zf.namelist()) == ["pose_detector.tflite", "pose_landmarks_detector.tflite"]
         for name, (mean, std) in (("pose_detector.tflite", DETECTOR_NORM), ("pose_landmarks_detector.tflite", LANDMARK_NORM)):
-            model = tfl.ModelT.InitFromPackedBuf(bytearray(zf.read(name)), 0)
-            entry = next(m for m in model.metadata if m.name in (b"TFLITE_METADATA", "TFLITE_METADATA"))
-            meta = md.ModelMetadataT.InitFromPackedBuf(bytearray(model.buffers[entry.buffer].data.tobytes()), 0)
-            norm = meta.subgraphMetadata[0].inputTensorMetadata[0].processUnits[0].options
-            assert (list(norm.mean), list(norm.std)) == ([mean], [std])
-            assert len(meta.subgraphMetadata[0].outputTensorMetadata) == len(model.subgraphs[0].outputs)
+            norm, named_outputs, outputs = declared_metadata(zf.read(name))
+            assert norm == ([mean], [std])
+            assert named_outputs == outputs
+
+
+def declared_metadata(model: bytes) -> tuple[tuple[list[float], list[float]], int, int]:
+    """A .tflite model's declared input normalisation (mean, std), how many outputs its metadata
+    names, and how many outputs its graph has."""
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as md
+    from mediapipe.tasks.metadata import schema_py_generated as tfl
+
+    graph = tfl.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    entry = next(m for m in graph.metadata if m.name in (b"TFLITE_METADATA", "TFLITE_METADATA"))
+    meta = md.ModelMetadataT.InitFromPackedBuf(bytearray(graph.buffers[entry.buffer].data.tobytes()), 0)
+    norm = meta.subgraphMetadata[0].inputTensorMetadata[0].processUnits[0].options
+    return (list(norm.mean), list(norm.std)), len(meta.subgraphMetadata[0].outputTensorMetadata), len(graph.subgraphs[0].outputs)
