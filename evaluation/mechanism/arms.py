@@ -39,8 +39,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from dataset.errors import UserError
 from evaluation.mechanism.config import MechanismConfig
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,19 @@ MAX_PHASES = 4  # a 65-frame window holds 2-4 phases
 WALL_FILE = "wall_seconds.txt"  # a run's training wall time (in parallel: each child's own)
 PROGRESSIVE = {"schedule": "linear", "text_start": 1.0, "text_end": 0.5, "audio_start": 0.25, "audio_end": 1.0}
 CONSTANT = {"schedule": "constant", "text_start": 1.0, "text_end": 1.0, "audio_start": 1.0, "audio_end": 1.0}
+TOKEN_PIXELS = 16  # the default DiT token covers 16x16 pixels whatever the VAE's stride
+
+
+class VaeLatent(NamedTuple):
+    """What the DiT must know of the benchmark's VAE: latent channels and spatial stride."""
+
+    z_dim: int
+    spatial_stride: int = 8
+
+    @classmethod
+    def read(cls, vae: Path) -> VaeLatent:
+        config = json.loads((Path(vae) / "config.json").read_text())
+        return cls(int(config["z_dim"]), int(config.get("scale_factor_spatial") or 8))
 
 
 def stage1_run(arm: str) -> str:
@@ -57,10 +71,20 @@ def stage1_run(arm: str) -> str:
     return "stage1_constant" if arm == "paca_constant" else "stage1"
 
 
-def model_section(cfg: MechanismConfig, z_dim: int, alignment: dict[str, float]) -> dict[str, Any]:
-    m = cfg.model
+def dit_patch(cfg: MechanismConfig, latent: VaeLatent) -> int:
+    """`model.patch`, or the patch that makes one token of 16x16 pixels; checked against the clip size."""
+    stride, size = latent.spatial_stride, cfg.corpus.clip_size
+    patch = cfg.model.patch or max(1, TOKEN_PIXELS // stride)
+    if size % (stride * patch):
+        raise UserError(f"corpus.clip_size {size} is not a multiple of the VAE's spatial stride {stride} x model.patch {patch}")
+    return patch
+
+
+def model_section(cfg: MechanismConfig, latent: VaeLatent, alignment: dict[str, float]) -> dict[str, Any]:
+    m, z, patch = cfg.model, latent.z_dim, dit_patch(cfg, latent)
     return {"flavor": "debug", "dim": m.dim, "num_layers": m.num_layers, "num_heads": m.num_heads, "ffn_dim": m.ffn_dim,
-            "in_channels": z_dim, "out_channels": z_dim, "text_dim": 32, "freq_dim": 64,
+            "in_channels": z, "out_channels": z, "patch_size": [1, patch, patch],
+            "vae_stride": [4, latent.spatial_stride, latent.spatial_stride], "text_dim": 32, "freq_dim": 64,
             "text_len": TEXT_TOKENS["max_base_tokens"] + MAX_PHASES * TEXT_TOKENS["max_phase_tokens"],
             "audio": {"audio_dim": 32}, "alignment": dict(alignment)}
 
@@ -82,11 +106,11 @@ def common_sections(cfg: MechanismConfig, paths: dict[str, Path], steps: int, ou
     }
 
 
-def stage1_config(cfg: MechanismConfig, paths: dict[str, Path], run: str, z_dim: int) -> dict[str, Any]:
+def stage1_config(cfg: MechanismConfig, paths: dict[str, Path], run: str, latent: VaeLatent) -> dict[str, Any]:
     out = Path(cfg.out) / "train" / run
     doc = common_sections(cfg, paths, cfg.train.stage1_steps, out)
     doc["stage"] = {"name": "stage1", "trainable": "full", "reference": "first_frame"}
-    doc["model"] = model_section(cfg, z_dim, CONSTANT if run == "stage1_constant" else PROGRESSIVE)
+    doc["model"] = model_section(cfg, latent, CONSTANT if run == "stage1_constant" else PROGRESSIVE)
     doc["data"]["phase_prob"] = 0.0
     return doc
 

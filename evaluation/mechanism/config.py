@@ -66,10 +66,10 @@ class CorpusConfig:
 class VaeStepConfig:
     """Args:
     path: an existing VAE folder to use instead of training one ("" = train it on the train split).
-    steps / window_steps / batch_size / lr / mouth_weight / z_dim: `actavatar models train-vae` settings
-        (its last `window_steps` steps on whole windows of `window_frames`, `batch_size` per step;
-        `mouth_weight` on the pixels of each frame's lip box); null = train-vae's own default
-        (`train.vae_train.VaeTrainConfig` / `VaeArchConfig`).
+    steps / window_steps / batch_size / lr / mouth_weight / z_dim / base_dim / patch_size: `actavatar models
+        train-vae` settings (its last `window_steps` steps on whole windows of `window_frames`, `batch_size` per
+        step; `mouth_weight` on the pixels of each frame's lip box; `patch_size` 1 = spatial stride 4 instead of 8);
+        null = train-vae's own default (`train.vae_train.VaeTrainConfig` / `VaeArchConfig`).
     """
 
     path: str = ""
@@ -79,16 +79,27 @@ class VaeStepConfig:
     lr: float | None = None
     mouth_weight: float | None = None
     z_dim: int | None = None
+    base_dim: int | None = None
+    patch_size: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ModelSize:
-    """The DiT of every arm (text/audio widths come from the tiny encoders)."""
+    """The DiT of every arm (text/audio widths come from the tiny encoders).
+
+    patch: the DiT's spatial patch in latent cells; null = one token per 16x16 pixels whatever the VAE
+        (2 on a stride-8 VAE, 4 on a stride-4 one), so VAEs compare at the same token count.
+    """
 
     dim: int = 128
     num_layers: int = 4
     num_heads: int = 4
     ffn_dim: int = 512
+    patch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.patch is not None and self.patch < 1:
+            raise UserError(f"model.patch must be >= 1 or null, got {self.patch}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

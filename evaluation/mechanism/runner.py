@@ -67,7 +67,7 @@ def train_vae_step(cfg: MechanismConfig, paths: dict[str, Path]) -> Path:
     if not (out / REPORT_FILE).is_file():
         v = cfg.vae
         chosen = {k: getattr(v, k) for k in ("steps", "window_steps", "batch_size", "lr", "mouth_weight") if getattr(v, k) is not None}
-        arch = VaeArchConfig() if v.z_dim is None else VaeArchConfig(z_dim=v.z_dim)
+        arch = VaeArchConfig(**{k: getattr(v, k) for k in ("z_dim", "base_dim", "patch_size") if getattr(v, k) is not None})
         train_vae(VaeTrainConfig(data=str(paths["train"]), out=str(out), frames=cfg.window_frames, size=cfg.corpus.clip_size,
                                  seed=cfg.seed, threads=cfg.cpu_threads, arch=arch, **chosen))
     return out
@@ -81,7 +81,7 @@ def encode_step(cfg: MechanismConfig, paths: dict[str, Path]) -> Path:
 
     out = Path(cfg.out) / "latents"
     if not done(out):
-        doc = arm_runs.stage1_config(cfg, {**paths, "latents": paths["train"]}, "stage1", vae_z_dim(paths["vae"]))
+        doc = arm_runs.stage1_config(cfg, {**paths, "latents": paths["train"]}, "stage1", arm_runs.VaeLatent.read(paths["vae"]))
         doc["data"]["kind"] = "media"
         config_path = arm_runs.write_config(doc, out.parent / "encode_config.yaml")
         counts = encode_corpus(load_config(TrainConfig, config_path), out, overwrite=True, device=cfg.device,
@@ -90,16 +90,12 @@ def encode_step(cfg: MechanismConfig, paths: dict[str, Path]) -> Path:
     return out
 
 
-def vae_z_dim(vae: Path) -> int:
-    return int(json.loads((vae / "config.json").read_text())["z_dim"])
-
-
 def train_step(cfg: MechanismConfig, paths: dict[str, Path]) -> dict[str, Path]:
     """Stage 1 runs (shared where the arms allow), then every arm's stage 2; returns {arm: EMA export}."""
-    z = vae_z_dim(paths["vae"])
+    latent = arm_runs.VaeLatent.read(paths["vae"])
     threads = cfg.cpu_threads or (os.cpu_count() or 1)
     firsts = sorted({arm_runs.stage1_run(a) for a in cfg.arms})
-    arm_runs.run_all([(run, arm_runs.stage1_config(cfg, paths, run, z)) for run in firsts], parallel=cfg.train.parallel,
+    arm_runs.run_all([(run, arm_runs.stage1_config(cfg, paths, run, latent)) for run in firsts], parallel=cfg.train.parallel,
                      threads=threads)
     arm_runs.run_all([(arm, arm_runs.stage2_config(cfg, paths, arm)) for arm in cfg.arms], parallel=cfg.train.parallel,
                      threads=threads)

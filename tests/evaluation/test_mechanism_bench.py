@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from actavatar.cli import main as actavatar
+from dataset.errors import UserError
 from evaluation.mechanism.config import ARMS, scale_config
 from evaluation.mechanism.report import COLUMNS
 
@@ -117,7 +118,7 @@ def test_arms_are_ordinary_checkpoints(run: Path) -> None:
 
 
 def test_every_arm_is_a_valid_train_config_differing_only_where_it_says(tmp_path: Path) -> None:
-    from evaluation.mechanism.arms import stage1_config, stage1_run, stage2_config, write_config
+    from evaluation.mechanism.arms import VaeLatent, stage1_config, stage1_run, stage2_config, write_config
 
     cfg = scale_config("smoke", out=str(tmp_path))
     paths = {"models": tmp_path / "models", "vae": tmp_path / "vae", "latents": tmp_path / "latents"}
@@ -138,11 +139,34 @@ def test_every_arm_is_a_valid_train_config_differing_only_where_it_says(tmp_path
     assert docs["paca_face"]["model"] == {**docs["paca"]["model"], "face_identity": True}
     assert docs["paca_face"]["guidance"] == docs["paca"]["guidance"]
     assert docs["paca_constant"]["model"]["init_from"].endswith("stage1_constant/ema")
-    stage1 = stage1_config(cfg, paths, "stage1", 4)
-    constant = stage1_config(cfg, paths, stage1_run("paca_constant"), 4)
+    stage1 = stage1_config(cfg, paths, "stage1", VaeLatent(4))
+    constant = stage1_config(cfg, paths, stage1_run("paca_constant"), VaeLatent(4))
     assert stage1["model"]["alignment"]["schedule"] == "linear" and constant["model"]["alignment"]["schedule"] == "constant"
     assert {k: v for k, v in stage1.items() if k not in ("model", "output_dir")} == \
            {k: v for k, v in constant.items() if k not in ("model", "output_dir")}  # same budget, data and seed
+
+
+def test_dit_tokens_cover_16_pixels_whatever_the_vae_stride(tmp_path: Path) -> None:
+    from evaluation.mechanism.arms import VaeLatent, stage1_config, write_config
+    from train.vae_train import VaeArchConfig
+
+    VaeArchConfig(z_dim=12, base_dim=4, patch_size=1).build().save_pretrained(tmp_path / "vae")
+    latent = VaeLatent.read(tmp_path / "vae")
+    assert latent == VaeLatent(12, 4)
+    cfg = scale_config("smoke", out=str(tmp_path))
+    paths = {"models": tmp_path / "models", "vae": tmp_path / "vae", "latents": tmp_path / "latents"}
+    model = stage1_config(cfg, paths, "stage1", VaeLatent(16, 8))["model"]
+    assert (model["patch_size"], model["vae_stride"]) == ([1, 2, 2], [4, 8, 8])  # today's DiT on a stride-8 VAE
+    doc = stage1_config(cfg, paths, "stage1", latent)
+    assert (doc["model"]["patch_size"], doc["model"]["vae_stride"], doc["model"]["in_channels"]) == ([1, 4, 4], [4, 4, 4], 12)
+    write_config(doc, tmp_path / "stage1.yaml")  # a valid TrainConfig
+    wide = scale_config("smoke", out=str(tmp_path), overrides=["model.patch=2"])
+    assert stage1_config(wide, paths, "stage1", latent)["model"]["patch_size"] == [1, 2, 2]
+    odd = scale_config("smoke", out=str(tmp_path), overrides=["corpus.clip_size=48", "model.patch=8"])
+    with pytest.raises(UserError, match="clip_size 48 is not a multiple of the VAE's spatial stride 4 x model.patch 8"):
+        stage1_config(odd, paths, "stage1", latent)
+    with pytest.raises(UserError, match="model.patch must be >= 1"):
+        scale_config("smoke", out=str(tmp_path), overrides=["model.patch=0"])
 
 
 def test_eval_rescores_an_arm_on_the_benchmark(run: Path, tmp_path: Path) -> None:
