@@ -19,7 +19,7 @@ from dataset.command import standalone_main
 
 HELP = "train a compact Wan-architecture VAE (AutoencoderKLWan) on a corpus of clips"
 _FLAGS = ("steps", "window_steps", "frames", "size", "batch_size", "lr", "mouth_weight", "seed", "threads")  # VaeTrainConfig keys
-_ARCH_FLAGS = ("z_dim", "base_dim")  # VaeArchConfig keys
+_ARCH_FLAGS = ("z_dim", "base_dim", "patch_size")  # VaeArchConfig keys
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -51,6 +51,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="extra loss weight inside each frame's lip box, from the clips' pose.npy (default 0: none)")
     p.add_argument("--z-dim", dest="z_dim", type=int, help="latent channels (default 16)")
     p.add_argument("--base-dim", dest="base_dim", type=int, help="channels of the first stage (default 16)")
+    p.add_argument("--patch-size", dest="patch_size", type=int,
+                   help="pixels folded into channels first; with the three default stages the spatial stride is 4 x this "
+                        "(default 2: stride 8; 1: stride 4)")
     p.add_argument("--seed", type=int, help="init and data order (default 0)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -377,7 +377,9 @@ class VaeTrainer:
         mean, std = self.latent_stats()
         report = {"steps": self.step, "train_seconds_this_run": round(train_s, 1), "config": asdict(c),
                   "latent": {"z_dim": c.arch.z_dim, "stride": [4, c.arch.spatial_stride, c.arch.spatial_stride],
-                             "values_per_dit_token_1x2x2": 4 * c.arch.z_dim},
+                             "values_per_dit_token_1x2x2": 4 * c.arch.z_dim,
+                             # what one DiT token of 16x16 pixels holds (a 1x4x4 patch on a stride-4 VAE)
+                             "values_per_16px_token": c.arch.z_dim * max(1, 16 // c.arch.spatial_stride) ** 2},
                   "train_clips": len(self.train_clips), "test_clips": len(self.test_clips),
                   "loss_curve": [round(float(np.mean(self.losses[i:i + 20])), 5) for i in range(0, len(self.losses), 20)],
                   "reconstruction": self.evaluate()}

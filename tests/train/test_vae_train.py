@@ -71,16 +71,18 @@ def test_train_export_load_and_resume(tmp_path: Path) -> None:
     write_toy_corpus(corpus, 4, seconds=1.2, size=32, max_samples=2)
     out = tmp_path / "vae"
     args = ["train-vae", "--data", str(corpus), "--out", str(out), "--steps", "3", "--window-steps", "1", "--frames", "17",
-            "--size", "32", "--base-dim", "8", "--z-dim", "4", "--no-progress", "short_batch_size=2", "holdout_sources=1"]
+            "--size", "32", "--base-dim", "8", "--z-dim", "4", "--patch-size", "1", "--no-progress", "short_batch_size=2",
+            "holdout_sources=1"]
     assert main(args) == 0
     report = json.loads((out / "vae_report.json").read_text())
-    assert report["steps"] == 3 and report["latent"] == {"z_dim": 4, "stride": [4, 8, 8], "values_per_dit_token_1x2x2": 16}
+    assert report["steps"] == 3 and report["latent"] == {"z_dim": 4, "stride": [4, 4, 4], "values_per_dit_token_1x2x2": 16,
+                                                              "values_per_16px_token": 64}
     assert report["test_clips"] == 1 and report["train_clips"] == 3 and report["reconstruction"]["psnr_db"] > 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["_class_name"] == "AutoencoderKLWan" and cfg["latents_std"] != [1.0] * 4  # measured statistics
     vae = load_vae(str(out))
     z = vae.encode(torch.zeros(1, 3, 17, 32, 32))
-    assert z.shape == (1, 4, 5, 4, 4) and vae.spatial_stride == 8 and vae.temporal_stride == 4
+    assert z.shape == (1, 4, 5, 8, 8) and vae.spatial_stride == 4 and vae.temporal_stride == 4  # --patch-size 1
     # a rerun with more steps resumes from train_state.pt
     state = torch.load(out / "train_state.pt", weights_only=True)
     assert int(state["step"]) == 3
