@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.pt"  # resumable state beside the exported model (ignored by from_pretrained)
 REPORT_FILE = "vae_report.json"
+TOKEN_PIXELS = 16  # pixels a DiT token covers on each side at the default patch (1x2x2 on a stride-8 VAE)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -379,7 +380,7 @@ class VaeTrainer:
                   "latent": {"z_dim": c.arch.z_dim, "stride": [4, c.arch.spatial_stride, c.arch.spatial_stride],
                              "values_per_dit_token_1x2x2": 4 * c.arch.z_dim,
                              # what one DiT token of 16x16 pixels holds (a 1x4x4 patch on a stride-4 VAE)
-                             "values_per_16px_token": c.arch.z_dim * max(1, 16 // c.arch.spatial_stride) ** 2},
+                             "values_per_16px_token": c.arch.z_dim * max(1, TOKEN_PIXELS // c.arch.spatial_stride) ** 2},
                   "train_clips": len(self.train_clips), "test_clips": len(self.test_clips),
                   "loss_curve": [round(float(np.mean(self.losses[i:i + 20])), 5) for i in range(0, len(self.losses), 20)],
                   "reconstruction": self.evaluate()}

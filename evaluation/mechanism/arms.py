@@ -51,7 +51,6 @@ MAX_PHASES = 4  # a 65-frame window holds 2-4 phases
 WALL_FILE = "wall_seconds.txt"  # a run's training wall time (in parallel: each child's own)
 PROGRESSIVE = {"schedule": "linear", "text_start": 1.0, "text_end": 0.5, "audio_start": 0.25, "audio_end": 1.0}
 CONSTANT = {"schedule": "constant", "text_start": 1.0, "text_end": 1.0, "audio_start": 1.0, "audio_end": 1.0}
-TOKEN_PIXELS = 16  # the default DiT token covers 16x16 pixels whatever the VAE's stride
 
 
 class VaeLatent(NamedTuple):
@@ -73,6 +72,8 @@ def stage1_run(arm: str) -> str:
 
 def dit_patch(cfg: MechanismConfig, latent: VaeLatent) -> int:
     """`model.patch`, or the patch that makes one token of 16x16 pixels; checked against the clip size."""
+    from train.vae_train import TOKEN_PIXELS  # imports torch: not at the CLI's start-up
+
     stride, size = latent.spatial_stride, cfg.corpus.clip_size
     patch = cfg.model.patch or max(1, TOKEN_PIXELS // stride)
     if size % (stride * patch):
