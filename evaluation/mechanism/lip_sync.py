@@ -22,8 +22,10 @@ keeps the real window's placement). Per window, against the real frames and the 
 Rows: the real frames (and the same frames against another window's audio: the mismatched
 floor; and their openness averaged over each latent frame's 4 frames: the most a latent that keeps
 one mouth state per latent frame could give back), their VAE reconstructions (what the latents
-keep), and the unguided samples of every trained arm; the model without either part is (a). Below
-them, each arm's audio swap Δ (`text_use.audio_denoising_errors`): does it use its audio at all.
+keep), and the unguided samples of every trained arm; the model without either part is (a). Then
+each arm against (a), window by window (`paired_differences`: the mean difference with a paired
+bootstrap 95 % interval, so a gap between two arms reads with its noise), and each arm's audio swap
+Δ (`text_use.audio_denoising_errors`): does it use its audio at all.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ LIP_ARMS = ("paca_lip", "paca_av")
 LATENT_FRAMES = 4  # video frames per latent frame after the first (the Wan VAE's temporal stride)
 MAX_LAG = 8  # frames searched either way (65-frame windows: a +-15 search leaves short overlaps)
 IN_SYNC_FRAMES = 1
+PAIRED_BASE = "paca"  # (a): the model without either part, the one every other arm is compared with
+BOOTSTRAP_RESAMPLES = 4000
 RIDGE = 10.0  # ridge strength of the latent loudness regression (latents are normalised to about unit variance)
 MOUTH, RIGHT_EAR, LEFT_EAR = (KEYPOINTS.index(k) for k in ("mouth", "right_ear", "left_ear"))
 
@@ -102,15 +106,45 @@ def window_scores(signal: np.ndarray, real_signal: np.ndarray, audio: np.ndarray
     return {"mouth_r": pearson(signal[1:n], real_signal[1:n]), "offset": av.offset_frames, "confidence": av.confidence}
 
 
+WINDOW_FIGURES = ("mouth_r", "confidence", "in_sync")
+
+
+def window_values(rows: list[dict[str, float]]) -> np.ndarray:
+    """(windows, 3): mouth r, AV confidence, in sync (0/1) per window. A still mouth's NaN mouth r
+    counts as 0 and it is never in sync: it follows nothing."""
+    return np.array([[0.0 if not np.isfinite(row["mouth_r"]) else row["mouth_r"], row["confidence"],
+                      float(abs(row["offset"]) <= IN_SYNC_FRAMES and row["confidence"] > 0)] for row in rows], float).reshape(-1, 3)
+
+
 def aggregate(rows: list[dict[str, float]]) -> dict[str, Any]:
-    """Means over windows (a still mouth's NaN mouth r counts as 0 and it is never in sync: it
-    follows nothing)."""
+    """Means over windows of `window_values`."""
     if not rows:
         return {"windows": 0, "mouth_r": None, "confidence": None, "in_sync": None}
-    r = np.array([row["mouth_r"] for row in rows], float)
-    return {"windows": len(rows), "mouth_r": round(float(np.nan_to_num(r, nan=0.0).mean()), 4),
-            "confidence": round(float(np.mean([row["confidence"] for row in rows])), 4),
-            "in_sync": round(float(np.mean([abs(row["offset"]) <= IN_SYNC_FRAMES and row["confidence"] > 0 for row in rows])), 4)}
+    means = window_values(rows).mean(axis=0)
+    return {"windows": len(rows), **{name: round(float(m), 4) for name, m in zip(WINDOW_FIGURES, means)}}
+
+
+def paired_differences(rows: dict[str, dict[str, float]], base: dict[str, dict[str, float]], seed: int = 0) -> dict[str, Any] | None:
+    """An arm's per-window figures minus the base arm's on the same windows (keyed by window):
+    mean, paired bootstrap 95 % interval (percentile) and how many windows got better / worse.
+    None below two shared windows."""
+    from scipy.stats import bootstrap
+
+    keys = [key for key in base if key in rows]
+    if len(keys) < 2:
+        return None
+    diff = window_values([rows[k] for k in keys]) - window_values([base[k] for k in keys])
+    out: dict[str, Any] = {"windows": len(keys)}
+    for name, col in zip(WINDOW_FIGURES, diff.T):
+        if np.ptp(col) == 0:  # every window moved the same: no spread to resample
+            low = high = float(col[0])
+        else:
+            ci = bootstrap((col,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                           rng=np.random.default_rng(seed)).confidence_interval
+            low, high = float(ci.low), float(ci.high)
+        out[name] = {"mean": round(float(col.mean()), 4), "low": round(low, 4), "high": round(high, 4),
+                     "better": int((col > 0).sum()), "worse": int((col < 0).sum())}
+    return out
 
 
 def heldout_r2(x: np.ndarray, y: np.ndarray, groups: np.ndarray, ridge: float = RIDGE) -> float | None:
@@ -188,12 +222,16 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
     real_signal = {key: openness(v, real_where[key]) for key, v in real.items()}
     vae = load_vae(str(paths["vae"]))
 
-    def score(videos: dict[str, np.ndarray]) -> dict[str, Any]:
-        rows = []
+    per_window: dict[str, dict[str, dict[str, float]]] = {}  # arm -> window -> figures, for the paired comparison
+
+    def score(videos: dict[str, np.ndarray], arm: str | None = None) -> dict[str, Any]:
+        rows = {}
         for key, frames in videos.items():
             where = placements(reader_pose(frames), size[key], fallback=real_where[key])
-            rows.append(window_scores(openness(frames, where), real_signal[key], audio[key]))
-        return {**aggregate(rows), "latent_r2": latent_r2(videos, audio)}
+            rows[key] = window_scores(openness(frames, where), real_signal[key], audio[key])
+        if arm:
+            per_window[arm] = rows
+        return {**aggregate(list(rows.values())), "latent_r2": latent_r2(videos, audio)}
 
     def latent_r2(videos: dict[str, np.ndarray], sound: dict[str, np.ndarray], latents=None) -> float | None:
         return latent_loudness_r2(mouth_latents(vae, videos, real_keypoints) if latents is None else latents, sound)
@@ -213,8 +251,13 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
     for arm in checkpoints:
         folder = unguided / arm
         videos = {key: read_frames(folder / f"{key}.mp4") for key in keys if (folder / f"{key}.mp4").is_file()}
-        rows[ARM_TITLES[arm]] = score(videos)
-    return {"rows": rows, "max_lag": MAX_LAG, "crop_scale": cfg.corpus.crop_scale,
+        rows[ARM_TITLES[arm]] = score(videos, arm)
+    paired = {}
+    if PAIRED_BASE in per_window:
+        for arm, windows in per_window.items():
+            if arm != PAIRED_BASE and (diff := paired_differences(windows, per_window[PAIRED_BASE], cfg.seed)):
+                paired[ARM_TITLES[arm]] = {"against": ARM_TITLES[PAIRED_BASE], **diff}
+    return {"rows": rows, "paired": paired, "max_lag": MAX_LAG, "crop_scale": cfg.corpus.crop_scale,
             "audio_use": audio_use(cfg, bench, checkpoints)}
 
 
@@ -251,6 +294,16 @@ def markdown_section(result: dict[str, Any]) -> list[str]:
               f"share of windows whose best lag is within {IN_SYNC_FRAMES} frame of 0. latent R²: the share of the "
               "mouth's latent motion (VAE latents of the video, mean over the lip-box cells per latent frame, centred per "
               "window) that the loudness explains, held out across windows (0: none). Unguided samples; higher is better."]
+    if result.get("paired"):
+        def change(d: dict[str, Any]) -> str:
+            return f"{d['mean'] + 0.0:+.3f} [{d['low'] + 0.0:+.3f}, {d['high'] + 0.0:+.3f}] ({d['better']}↑ {d['worse']}↓)"
+
+        lines += ["", "| arm − " + next(iter(result["paired"].values()))["against"] + " | mouth r | AV confidence | in sync | windows |",
+                  "|---|---|---|---|---|"]
+        for name, d in result["paired"].items():
+            lines.append(f"| {name} | {change(d['mouth_r'])} | {change(d['confidence'])} | {change(d['in_sync'])} | {d['windows']} |")
+        lines += ["", "Window by window against the model without either part: mean difference, paired bootstrap 95 % "
+                  "interval (an interval that holds 0 is no measured difference), windows better ↑ and worse ↓."]
     if result.get("audio_use"):
         def delta(value: float | None) -> str:
             return "—" if value is None or not np.isfinite(value) else f"{round(100 * value, 1) + 0.0:+.1f} %"  # no "-0.0"

@@ -93,6 +93,9 @@ def test_report_names_every_arm_metric_and_chance(run: Path) -> None:
     assert all(row["windows"] == 2 and -1 <= row["confidence"] <= 2 for row in lips["rows"].values())
     assert all("latent_r2" in row for name, row in lips["rows"].items() if "per latent frame" not in name)
     assert "latent R²" in table
+    paired = lips["paired"]  # every other arm against (a), window by window, with a bootstrap interval
+    assert set(paired) == {row for row in lips["rows"] if row.startswith("(") and not row.startswith("(a)")} and "arm − (a)" in table
+    assert all(d["windows"] == 2 and d["mouth_r"]["low"] <= d["mouth_r"]["mean"] <= d["mouth_r"]["high"] for d in paired.values())
     use = lips["audio_use"]  # does each arm use its audio at all: the denoising error with another window's audio
     assert set(use) == {row for row in lips["rows"] if row.startswith("(")} and "audio swap Δ at the mouth" in table
     assert all(u["windows"] == 2 and np.isfinite(u["all"]["relative_increase"]) for u in use.values())

@@ -228,3 +228,35 @@ def test_lip_sync_figures_on_constructed_videos():
     assert abs(pearson(latent_frame_means(real)[1:], real[1:])) < 0.5  # one that changes every frame does not
     lines = markdown_section({"rows": {"x": out}, "max_lag": 8, "crop_scale": None})
     assert any(line.startswith("| x | ") for line in lines) and "crop_scale=1.8" in lines[-1]
+
+
+def test_paired_lip_sync_differences_on_constructed_windows():
+    """An arm against (a) window by window: a constant gain is exact, a noisy one is found with an
+    interval round it, pure noise gives an interval holding 0; only shared windows pair."""
+    from evaluation.mechanism.lip_sync import markdown_section, paired_differences
+
+    rng = np.random.default_rng(1)
+    base = {f"w{i}": {"mouth_r": float(rng.uniform(-0.2, 0.5)), "confidence": float(rng.uniform(0.1, 0.6)), "offset": 5}
+            for i in range(40)}
+    constant = {k: {**row, "mouth_r": row["mouth_r"] + 0.1, "offset": 0} for k, row in base.items()}
+    d = paired_differences(constant, base)
+    assert d["windows"] == 40 and d["mouth_r"] == {"mean": 0.1, "low": 0.1, "high": 0.1, "better": 40, "worse": 0}
+    assert d["in_sync"]["mean"] == 1.0 and d["confidence"]["mean"] == 0.0 and d["confidence"]["better"] == 0
+
+    gain = {k: {**row, "mouth_r": row["mouth_r"] + rng.normal(0.3, 0.05)} for k, row in base.items()}
+    g = paired_differences(gain, base)["mouth_r"]
+    assert 0 < g["low"] < g["mean"] < g["high"] and g["low"] < 0.3 < g["high"] and g["high"] - g["low"] < 0.06
+    assert paired_differences(gain, base) == paired_differences(gain, base)  # seeded: the same interval every run
+    noise = {k: {**row, "confidence": row["confidence"] + rng.normal(0, 0.1)} for k, row in base.items()}
+    n = paired_differences(noise, base)["confidence"]
+    assert n["low"] < 0 < n["high"] and n["better"] + n["worse"] == 40
+
+    still = {k: {**row, "mouth_r": float("nan")} for k, row in list(base.items())[:3]}  # a still mouth: r counts as 0
+    s = paired_differences({**still, "other": base["w0"]}, base)
+    assert s["windows"] == 3 and s["mouth_r"]["mean"] == pytest.approx(-np.mean([base[k]["mouth_r"] for k in still]), abs=1e-4)
+    assert paired_differences({"w0": base["w0"]}, base) is None  # one shared window: no comparison
+
+    paired = {"(i) x": {"against": "(a) y", **paired_differences(gain, base)}}
+    lines = markdown_section({"rows": {}, "paired": paired, "max_lag": 8, "crop_scale": 1.8})
+    assert any(line.startswith("| arm − (a) y |") for line in lines)
+    assert any(line.startswith("| (i) x | +0.") and "(40↑ 0↓)" in line for line in lines)
