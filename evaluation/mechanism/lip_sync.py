@@ -42,6 +42,7 @@ LIP_ARMS = ("paca_lip", "paca_av")
 LATENT_FRAMES = 4  # video frames per latent frame after the first (the Wan VAE's temporal stride)
 MAX_LAG = 8  # frames searched either way (65-frame windows: a +-15 search leaves short overlaps)
 IN_SYNC_FRAMES = 1
+WINDOW_FIGURES = ("mouth_r", "confidence", "in_sync")  # the per-window figures, in `window_values`' column order
 PAIRED_BASE = "paca"  # (a): the model without either part, the one every other arm is compared with
 BOOTSTRAP_RESAMPLES = 4000
 RIDGE = 10.0  # ridge strength of the latent loudness regression (latents are normalised to about unit variance)
@@ -104,9 +105,6 @@ def window_scores(signal: np.ndarray, real_signal: np.ndarray, audio: np.ndarray
     filled = np.where(np.isfinite(signal), signal, np.nanmean(signal) if np.isfinite(signal).any() else 0.0)
     av = correlate_offset(filled[:n], audio_envelope(audio, n), MAX_LAG)
     return {"mouth_r": pearson(signal[1:n], real_signal[1:n]), "offset": av.offset_frames, "confidence": av.confidence}
-
-
-WINDOW_FIGURES = ("mouth_r", "confidence", "in_sync")
 
 
 def window_values(rows: list[dict[str, float]]) -> np.ndarray:
