@@ -49,6 +49,11 @@ REPORT_FILE = "vae_report.json"
 TOKEN_PIXELS = 16  # pixels a DiT token covers on each side at the default patch (1x2x2 on a stride-8 VAE)
 
 
+def token_patch(spatial_stride: int) -> int:
+    """The DiT's spatial patch (in latent cells) that makes one token of TOKEN_PIXELS x TOKEN_PIXELS pixels."""
+    return max(1, TOKEN_PIXELS // spatial_stride)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class VaeArchConfig:
     """`AutoencoderKLWan` size. Spatial stride = patch_size * 2 ** (len(dim_mult) - 1); temporal 4.
@@ -380,7 +385,7 @@ class VaeTrainer:
                   "latent": {"z_dim": c.arch.z_dim, "stride": [4, c.arch.spatial_stride, c.arch.spatial_stride],
                              "values_per_dit_token_1x2x2": 4 * c.arch.z_dim,
                              # what one DiT token of 16x16 pixels holds (a 1x4x4 patch on a stride-4 VAE)
-                             "values_per_16px_token": c.arch.z_dim * max(1, TOKEN_PIXELS // c.arch.spatial_stride) ** 2},
+                             "values_per_16px_token": c.arch.z_dim * token_patch(c.arch.spatial_stride) ** 2},
                   "train_clips": len(self.train_clips), "test_clips": len(self.test_clips),
                   "loss_curve": [round(float(np.mean(self.losses[i:i + 20])), 5) for i in range(0, len(self.losses), 20)],
                   "reconstruction": self.evaluate()}

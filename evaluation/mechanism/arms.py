@@ -72,10 +72,10 @@ def stage1_run(arm: str) -> str:
 
 def dit_patch(cfg: MechanismConfig, latent: VaeLatent) -> int:
     """`model.patch`, or the patch that makes one token of 16x16 pixels; checked against the clip size."""
-    from train.vae_train import TOKEN_PIXELS  # imports torch: not at the CLI's start-up
+    from train.vae_train import token_patch  # imports torch: not at the CLI's start-up
 
     stride, size = latent.spatial_stride, cfg.corpus.clip_size
-    patch = cfg.model.patch or max(1, TOKEN_PIXELS // stride)
+    patch = cfg.model.patch or token_patch(stride)
     if size % (stride * patch):
         raise UserError(f"corpus.clip_size {size} is not a multiple of the VAE's spatial stride {stride} x model.patch {patch}")
     return patch

@@ -220,16 +220,16 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
     real_signal = {key: openness(v, real_where[key]) for key, v in real.items()}
     vae = load_vae(str(paths["vae"]))
 
-    per_window: dict[str, dict[str, dict[str, float]]] = {}  # arm -> window -> figures, for the paired comparison
-
-    def score(videos: dict[str, np.ndarray], arm: str | None = None) -> dict[str, Any]:
+    def window_rows(videos: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+        """Each window's figures, keyed by window."""
         rows = {}
         for key, frames in videos.items():
             where = placements(reader_pose(frames), size[key], fallback=real_where[key])
             rows[key] = window_scores(openness(frames, where), real_signal[key], audio[key])
-        if arm:
-            per_window[arm] = rows
-        return {**aggregate(list(rows.values())), "latent_r2": latent_r2(videos, audio)}
+        return rows
+
+    def summary(windows: dict[str, dict[str, float]], videos: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {**aggregate(list(windows.values())), "latent_r2": latent_r2(videos, audio)}
 
     def latent_r2(videos: dict[str, np.ndarray], sound: dict[str, np.ndarray], latents=None) -> float | None:
         return latent_loudness_r2(mouth_latents(vae, videos, real_keypoints) if latents is None else latents, sound)
@@ -244,12 +244,15 @@ def lip_sync_step(cfg: MechanismConfig, paths: dict[str, Path], checkpoints: dic
                                                        "latent_r2": latent_r2(real, other, real_latents)}
     rows["real frames, one mouth state per latent frame"] = aggregate(
         [window_scores(latent_frame_means(real_signal[key]), real_signal[key], audio[key]) for key in keys])
-    rows["VAE reconstruction"] = score(reconstruct(paths["vae"], real))
+    reconstructed = reconstruct(paths["vae"], real)
+    rows["VAE reconstruction"] = summary(window_rows(reconstructed), reconstructed)
+    per_window: dict[str, dict[str, dict[str, float]]] = {}  # arm -> window -> figures, for the paired comparison
     unguided = Path(cfg.out) / "samples" / "unguided"
     for arm in checkpoints:
         folder = unguided / arm
         videos = {key: read_frames(folder / f"{key}.mp4") for key in keys if (folder / f"{key}.mp4").is_file()}
-        rows[ARM_TITLES[arm]] = score(videos, arm)
+        per_window[arm] = window_rows(videos)
+        rows[ARM_TITLES[arm]] = summary(per_window[arm], videos)
     paired = {}
     if PAIRED_BASE in per_window:
         for arm, windows in per_window.items():
